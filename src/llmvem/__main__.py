@@ -1,0 +1,3 @@
+from llmvem.cli.app import main
+
+main()

@@ -1,0 +1,239 @@
+"""Stimulus sets: ordered, stably identified images with content hashes and lazy loading."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llmvem.errors import DataError, IdMismatchError
+from llmvem.hashing import hash_file, hash_many
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True)
+class BadImage:
+    """An image that could not be read: its id, path and the reason."""
+
+    id: str
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class UnreadableImagesError(DataError):
+    """One or more images of a stimulus set are unreadable; ``bad`` lists each with its reason."""
+
+    def __init__(self, bad: Sequence[BadImage]) -> None:
+        self.bad = list(bad)
+        lines = "\n".join(f"  - {b}" for b in self.bad[:20])
+        more = f"\n  ... and {len(self.bad) - 20} more" if len(self.bad) > 20 else ""
+        super().__init__(
+            f"{len(self.bad)} unreadable image(s):\n{lines}{more}\n"
+            "Fix or remove these files (or pass on_error='skip' to leave them out explicitly)."
+        )
+
+
+@dataclass
+class StimulusSet:
+    """An ordered set of image stimuli.
+
+    Attributes:
+        ids: stimulus ids, unique, in the set's order (length n).
+        paths: image file of each stimulus (length n).
+        name: a short name of the set (``"objects92"``).
+        labels: optional per-stimulus category label (length n).
+        skipped: images left out by ``on_error='skip'``, with their reasons.
+
+    Images are read only when asked for (:meth:`load`); content hashes are computed once, on first use.
+    """
+
+    ids: list[str]
+    paths: list[Path]
+    name: str = "stimuli"
+    labels: list[str] | None = None
+    skipped: list[BadImage] = field(default_factory=list)
+    _hashes: list[str] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.ids = [str(i) for i in self.ids]
+        self.paths = [Path(p) for p in self.paths]
+        if len(self.ids) != len(self.paths):
+            raise DataError(f"StimulusSet {self.name!r}: {len(self.ids)} ids but {len(self.paths)} paths")
+        dup = _duplicates(self.ids)
+        if dup:
+            raise DataError(f"StimulusSet {self.name!r}: duplicate stimulus ids {dup[:10]}")
+        if self.labels is not None and len(self.labels) != len(self.ids):
+            raise DataError(f"StimulusSet {self.name!r}: {len(self.labels)} labels for {len(self.ids)} stimuli")
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_folder(
+        cls, folder: str | Path, name: str | None = None, recursive: bool = False, on_error: str = "raise"
+    ) -> StimulusSet:
+        """All images in ``folder`` (sorted by relative path); id = relative path without suffix.
+
+        Args:
+            on_error: ``"raise"`` (default) raises :class:`UnreadableImagesError` listing every unreadable file;
+                ``"skip"`` leaves them out and records them in ``skipped``.
+        """
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise DataError(f"image folder not found: {folder}")
+        it = folder.rglob("*") if recursive else folder.iterdir()
+        paths = sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+        ids = [str(p.relative_to(folder).with_suffix("")) for p in paths]
+        return cls.from_paths(paths, ids=ids, name=name or folder.name, on_error=on_error)
+
+    @classmethod
+    def from_paths(
+        cls,
+        paths: Sequence[str | Path],
+        ids: Sequence[str] | None = None,
+        name: str = "stimuli",
+        labels: Sequence[str] | None = None,
+        on_error: str = "raise",
+        verify: bool = True,
+    ) -> StimulusSet:
+        """A set from a list of image paths; ids default to file stems.
+
+        With ``verify`` every file is checked to decode as an image (headers and pixel data) up front, so a
+        corrupt file is reported here with its path and reason rather than deep inside a later stage.
+        """
+        if on_error not in ("raise", "skip"):
+            raise DataError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        paths = [Path(p) for p in paths]
+        ids = [p.stem for p in paths] if ids is None else [str(i) for i in ids]
+        if len(ids) != len(paths):
+            raise DataError(f"{len(ids)} ids for {len(paths)} paths")
+        bad = [BadImage(i, p, r) for i, p in zip(ids, paths, strict=True) if (r := check_image(p)) is not None] if (
+            verify
+        ) else []
+        if bad and on_error == "raise":
+            raise UnreadableImagesError(bad)
+        bad_ids = {b.id for b in bad}
+        keep = [k for k, i in enumerate(ids) if i not in bad_ids]
+        return cls(
+            ids=[ids[k] for k in keep],
+            paths=[paths[k] for k in keep],
+            name=name,
+            labels=[labels[k] for k in keep] if labels is not None else None,
+            skipped=bad,
+        )
+
+    # ----------------------------------------------------------------- access
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.ids)
+
+    def index(self, stimulus_id: str) -> int:
+        try:
+            return self._index()[stimulus_id]
+        except KeyError:
+            raise DataError(f"stimulus id {stimulus_id!r} is not in set {self.name!r}") from None
+
+    def _index(self) -> dict[str, int]:
+        return {s: k for k, s in enumerate(self.ids)}
+
+    def load(self, i: int | str, mode: str = "RGB") -> Image.Image:
+        """Decode stimulus ``i`` (position or id) as a PIL image in ``mode``."""
+        k = self.index(i) if isinstance(i, str) else i
+        return load_image(self.paths[k], mode=mode)
+
+    @property
+    def content_hashes(self) -> list[str]:
+        """SHA-256 of each image file's bytes (computed once)."""
+        if self._hashes is None:
+            self._hashes = [hash_file(p) for p in self.paths]
+        return self._hashes
+
+    @property
+    def fingerprint(self) -> str:
+        """One hash of the ordered ids and image contents; equal iff same images in the same order with same ids."""
+        return hash_many([f"{i}:{h}" for i, h in zip(self.ids, self.content_hashes, strict=True)])
+
+    def subset(self, ids: Sequence[str]) -> StimulusSet:
+        """The stimuli ``ids`` in that order; unknown ids raise :class:`IdMismatchError` naming them."""
+        idx = self._index()
+        missing = [i for i in ids if i not in idx]
+        if missing:
+            raise IdMismatchError(f"{len(missing)} id(s) not in stimulus set {self.name!r}: {missing[:10]}")
+        ks = [idx[i] for i in ids]
+        hashes = [self._hashes[k] for k in ks] if self._hashes is not None else None
+        return StimulusSet(
+            ids=[self.ids[k] for k in ks],
+            paths=[self.paths[k] for k in ks],
+            name=self.name,
+            labels=[self.labels[k] for k in ks] if self.labels is not None else None,
+            _hashes=hashes,
+        )
+
+
+def check_image(path: Path) -> str | None:
+    """Return ``None`` if ``path`` decodes as an image, else the reason it does not."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        return "file not found"
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except UnidentifiedImageError:
+        return "not a recognised image format"
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated data, bad headers
+        return f"corrupt image ({exc})"
+    return None
+
+
+def load_image(path: Path, mode: str = "RGB") -> Image.Image:
+    """Open and fully decode an image, converting to ``mode``; errors name the file and the reason."""
+    from PIL import Image
+
+    reason = None
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert(mode)
+    except FileNotFoundError:
+        reason = "file not found"
+    except (OSError, SyntaxError, ValueError) as exc:
+        reason = f"cannot decode image ({exc})"
+    raise DataError(f"{path}: {reason}")
+
+
+def align_ids(reference: Sequence[str], other: Sequence[str], what: str, other_what: str) -> list[int]:
+    """Positions in ``other`` of each id of ``reference``; a clear error if any id is missing on either side.
+
+    Returns:
+        ``order`` such that ``[other[k] for k in order] == list(reference)``.
+    """
+    pos = {s: k for k, s in enumerate(other)}
+    missing = [s for s in reference if s not in pos]
+    if missing:
+        extra = sorted(set(other) - set(reference))
+        raise IdMismatchError(
+            f"{len(missing)} of {len(reference)} {what} id(s) have no {other_what}: {list(missing[:10])}"
+            + (f"; {other_what} has {len(extra)} id(s) not in {what}: {extra[:10]}" if extra else "")
+        )
+    return [pos[s] for s in reference]
+
+
+def _duplicates(items: Sequence[str]) -> list[str]:
+    seen: set[str] = set()
+    dup: list[str] = []
+    for i in items:
+        if i in seen:
+            dup.append(i)
+        seen.add(i)
+    return dup

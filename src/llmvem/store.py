@@ -1,0 +1,324 @@
+"""Content-addressed artifact store with atomic writes, and an append-only record log for resumable jobs.
+
+Layout under the store root (default ``~/.cache/llmvem``, or ``$LLMVEM_CACHE``)::
+
+    <root>/<kind>/<key[:2]>/<key>/meta.json      # the spec that produced the entry, creation time, file list
+    <root>/<kind>/<key[:2]>/<key>/<name>.npy     # arrays (or any files the producer wrote)
+    <root>/.tmp/...                              # entries being written; never read
+
+An entry is written into a private temporary directory, every file is fsynced, then the directory is renamed into
+place in one ``rename(2)``. A reader therefore sees either no entry or a complete one: a writer killed mid-way leaves
+only a stale temporary directory (removed by :meth:`ArtifactStore.clean`), and two concurrent writers of the same key
+race harmlessly (the first rename wins, the loser discards its copy).
+
+Example
+-------
+>>> import numpy as np, tempfile
+>>> store = ArtifactStore(tempfile.mkdtemp())
+>>> spec = {"stage": "demo", "n": 3}
+>>> out = store.cached("demo", spec, lambda: {"x": np.arange(3)})
+>>> store.has("demo", artifact_key({"kind": "demo", **spec}))
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmvem.errors import StoreError
+from llmvem.hashing import artifact_key, canonical_json
+
+ENV_CACHE = "LLMVEM_CACHE"
+_META = "meta.json"
+_TMP = ".tmp"
+
+
+def default_store_root() -> Path:
+    """``$LLMVEM_CACHE`` if set, else ``~/.cache/llmvem``."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "llmvem"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(path)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """One finished entry of the store, as listed by ``llmvem cache ls``."""
+
+    kind: str
+    key: str
+    path: Path
+    size_bytes: int
+    created: str
+    summary: str
+
+
+class ArtifactStore:
+    """A content-addressed store of expensive products (embeddings, features, checkpoints, fitted models).
+
+    Args:
+        root: directory of the store; created on first write. Default :func:`default_store_root`.
+    """
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_store_root()
+
+    # ----------------------------------------------------------------- keys and paths
+    @staticmethod
+    def key(kind: str, spec: Mapping[str, Any]) -> str:
+        """The artifact key of ``spec`` for ``kind`` (the kind is part of the hash)."""
+        if "kind" in spec:
+            raise StoreError("an artifact spec may not contain the reserved field 'kind'")
+        return artifact_key({"kind": kind, **spec})
+
+    def path(self, kind: str, key: str) -> Path:
+        """Directory of the entry ``(kind, key)`` (it may not exist)."""
+        if not kind or "/" in kind or kind.startswith("."):
+            raise StoreError(f"invalid artifact kind {kind!r}")
+        return self.root / kind / key[:2] / key
+
+    def has(self, kind: str, key: str) -> bool:
+        return (self.path(kind, key) / _META).is_file()
+
+    # ----------------------------------------------------------------- writing
+    @contextlib.contextmanager
+    def writing(self, kind: str, key: str, spec: Mapping[str, Any] | None = None) -> Iterator[Path]:
+        """Context manager yielding a private directory; on clean exit it becomes entry ``(kind, key)``.
+
+        If the block raises, nothing is published. If another writer published the same key first, this copy is
+        discarded (the entries are equal by construction of the key).
+        """
+        final = self.path(kind, key)
+        tmp_root = self.root / _TMP
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_root / f"{kind}-{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            yield tmp
+            files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+            meta = {
+                "kind": kind,
+                "key": key,
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "files": files,
+                "spec": json.loads(canonical_json(spec)) if spec is not None else None,
+            }
+            (tmp / _META).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+            _fsync_tree(tmp)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(tmp, final)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and self.has(kind, key):
+                    return  # another writer won the race; ours is discarded in `finally`
+                raise StoreError(f"could not publish artifact {kind}/{key} to {final}: {exc}") from exc
+            _fsync_dir(final.parent)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def put_arrays(
+        self, kind: str, spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray], extra: Mapping[str, Any] | None = None
+    ) -> str:
+        """Store named arrays (and optional JSON ``extra``) under the key of ``spec``; return the key."""
+        key = self.key(kind, spec)
+        with self.writing(kind, key, spec) as d:
+            for name, arr in arrays.items():
+                np.save(d / f"{name}.npy", np.asarray(arr), allow_pickle=False)
+            if extra is not None:
+                (d / "extra.json").write_text(json.dumps(extra, indent=1, sort_keys=True), encoding="utf-8")
+        return key
+
+    # ----------------------------------------------------------------- reading
+    def get_arrays(self, kind: str, key: str, mmap: bool = False) -> dict[str, np.ndarray]:
+        """Load every ``.npy`` of an entry by name. Raises :class:`StoreError` if the entry is absent or damaged."""
+        d = self.path(kind, key)
+        if not self.has(kind, key):
+            raise StoreError(f"no artifact {kind}/{key} in store {self.root}")
+        out: dict[str, np.ndarray] = {}
+        for p in sorted(d.glob("*.npy")):
+            try:
+                out[p.stem] = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise StoreError(
+                    f"artifact file {p} is damaged ({exc}); remove it with `llmvem cache clean --key {key[:12]}`"
+                ) from exc
+        return out
+
+    def get_extra(self, kind: str, key: str) -> dict[str, Any]:
+        p = self.path(kind, key) / "extra.json"
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+    def cached(
+        self,
+        kind: str,
+        spec: Mapping[str, Any],
+        compute: Callable[[], Mapping[str, np.ndarray]],
+        extra: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Return the arrays of ``(kind, spec)``, computing and storing them first if absent."""
+        key = self.key(kind, spec)
+        if not self.has(kind, key):
+            arrays = compute()
+            self.put_arrays(kind, spec, arrays, extra() if extra is not None else None)
+        return self.get_arrays(kind, key)
+
+    # ----------------------------------------------------------------- listing and cleaning
+    def entries(self, kind: str | None = None) -> list[EntryInfo]:
+        """Finished entries, newest first."""
+        if not self.root.is_dir():
+            return []
+        kinds = [kind] if kind else sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name != _TMP)
+        infos: list[EntryInfo] = []
+        for k in kinds:
+            base = self.root / k
+            if not base.is_dir():
+                continue
+            for meta_path in base.glob(f"*/*/{_META}"):
+                d = meta_path.parent
+                try:
+                    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    meta = {}
+                size = sum(p.stat().st_size for p in d.rglob("*") if p.is_file())
+                spec = meta.get("spec") or {}
+                summary = ", ".join(f"{a}={b}" for a, b in list(spec.items())[:3] if not isinstance(b, dict | list))
+                infos.append(EntryInfo(k, d.name, d, size, meta.get("created", "?"), summary))
+        infos.sort(key=lambda e: e.created, reverse=True)
+        return infos
+
+    def stale_temporaries(self, min_age_s: float = 0.0) -> list[Path]:
+        """Temporary directories of writers that never finished (older than ``min_age_s`` seconds)."""
+        tmp_root = self.root / _TMP
+        if not tmp_root.is_dir():
+            return []
+        now = time.time()
+        return [p for p in tmp_root.iterdir() if now - p.stat().st_mtime >= min_age_s]
+
+    def clean(self, kind: str | None = None, key_prefix: str | None = None, tmp_min_age_s: float = 3600.0) -> int:
+        """Remove entries (all, one kind, or those whose key starts with ``key_prefix``) and stale temporaries.
+
+        Returns the number of entries removed (stale temporaries are removed but not counted). Temporaries younger
+        than ``tmp_min_age_s`` may belong to a live writer and are left alone.
+        """
+        removed = 0
+        for e in self.entries(kind):
+            if key_prefix and not e.key.startswith(key_prefix):
+                continue
+            shutil.rmtree(e.path, ignore_errors=True)
+            removed += 1
+        for p in self.stale_temporaries(tmp_min_age_s):
+            shutil.rmtree(p, ignore_errors=True)
+        return removed
+
+
+class RecordLog:
+    """Append-only JSONL log of finished work items, for jobs that must resume after being killed.
+
+    Each :meth:`append` writes one complete line and fsyncs it. On open, a trailing partial line (a writer killed
+    mid-write) is ignored and truncated away, so a resumed job sees exactly the items that were finished.
+
+    Args:
+        path: the ``.jsonl`` file.
+        key_field: field of each record that identifies the work item.
+    """
+
+    def __init__(self, path: str | Path, key_field: str = "key") -> None:
+        self.path = Path(path)
+        self.key_field = key_field
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._records: dict[str, dict[str, Any]] = {}
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        raw = self.path.read_bytes()
+        good_end = 0
+        pos = 0
+        for line in raw.splitlines(keepends=True):
+            pos += len(line)
+            if not line.endswith(b"\n"):
+                break  # partial trailing line
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                break
+            self._records[str(rec[self.key_field])] = rec
+            good_end = pos
+        if good_end < len(raw):
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good_end)
+                os.fsync(fh.fileno())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._records
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(self._records.values())
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._records.get(key)
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        key = str(record[self.key_field])
+        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+        with open(self.path, "ab") as fh:
+            fh.write(line.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._records[key] = dict(record)
