@@ -1,0 +1,224 @@
+"""Experiment configuration: one YAML file drives a whole run.
+
+The schema is a tree of pydantic models that reject unknown keys. Every CLI flag maps to one dotted key of this tree
+(see ``llmvem.cli.app.FLAG_KEYS``) and ``--set key.path=value`` reaches any other key.
+
+Example
+-------
+>>> cfg = load_config(overrides={"train.epochs": "50", "dataset.n_images": "120"})
+>>> cfg.train.epochs, cfg.dataset.n_images
+(50, 120)
+>>> load_config(overrides={"train.epoch": "50"})
+Traceback (most recent call last):
+...
+llmvem.errors.ConfigError: invalid config:
+  - train.epoch: unknown key; allowed keys of train: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmvem.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetConfig(_Section):
+    """Which stimuli (and brain data) a run uses."""
+
+    name: Literal["demo", "objects92", "nsd_shared1000"] = "demo"
+    n_images: int = Field(240, ge=24, le=5000, description="demo only: number of generated images")
+    n_voxels_per_roi: int = Field(200, ge=10, le=20000, description="demo only: simulated voxels per ROI")
+    n_repeats: int = Field(3, ge=2, le=20, description="demo only: presentations per image")
+
+
+class DescribeConfig(_Section):
+    """The describe stage: which backend writes the descriptions."""
+
+    backend: str = Field("import", description="describer backend (llmvem describe --help lists them)")
+    model: str = Field("ground-truth", description="model name recorded with every description")
+    prompt: str = Field("caption", description="prompt name or text")
+    source: Path | None = Field(None, description="import backend: JSONL/CSV file with image and text fields")
+
+
+class EmbedConfig(_Section):
+    """The embed stage: text encoder and how long texts are handled."""
+
+    encoder: str = "minilm"
+    normalize: bool = True
+    policy: Literal["chunk", "truncate"] = "chunk"
+    batch_size: int = Field(64, ge=1)
+
+
+class FeaturesConfig(_Section):
+    """Image features of the vision backbone."""
+
+    backbone: str = "efficientnet_lite0"
+    batch_size: int = Field(32, ge=1)
+
+
+class TrainConfig(_Section):
+    """Baseline and language-aligned twins trained on frozen backbone features.
+
+    Both twins share architecture, data, seed and schedule; the aligned twin adds ``lambda_align`` × the alignment
+    loss between its projected embedding and the description embedding.
+    """
+
+    embed_dim: int = Field(256, ge=2, description="width of the trained image embedding")
+    hidden_dim: int = Field(512, ge=2)
+    epochs: int = Field(150, ge=1)
+    batch_size: int = Field(64, ge=4)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-3, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    loss: Literal["infonce", "infonce_one_way", "cosine", "byol"] = "infonce"
+    temperature: float = Field(0.1, gt=0)
+    lambda_align: float = Field(1.0, ge=0, description="weight of the alignment loss in the aligned twin")
+    task: Literal["voxels", "none"] = Field("voxels", description="task head: voxel regression, or none (Doerig)")
+
+
+class EncodingConfig(_Section):
+    """Voxelwise ridge encoding."""
+
+    alphas: list[float] = Field(default_factory=lambda: [10.0**k for k in range(-2, 7)])
+
+
+class RSAConfig(_Section):
+    """Representational similarity analysis."""
+
+    metric: Literal["correlation", "euclidean", "cosine"] = "correlation"
+    method: Literal["spearman", "pearson", "kendall_tau_a", "cosine"] = "spearman"
+    targets: list[str] = Field(default_factory=lambda: ["cichy_it", "cichy_evc", "kriegeskorte_hit"])
+    align_images: int = Field(1000, ge=50, le=1000, description="objects92: NSD images used to learn the image→text map")
+    align_model: str = Field("qwen2.5vl_7b", description="objects92: NSD description model for the image→text map")
+    align_prompt: str = "general_description"
+
+
+class EvaluateConfig(_Section):
+    encoding: EncodingConfig = Field(default_factory=EncodingConfig)
+    rsa: RSAConfig = Field(default_factory=RSAConfig)
+
+
+class ExperimentConfig(_Section):
+    """The whole experiment (one run)."""
+
+    name: str = "demo"
+    seed: int = 0
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
+    data_dir: Path | None = Field(None, description="real datasets folder (else $LLMVEM_DATA)")
+    cache_dir: Path | None = Field(None, description="artifact store (else $LLMVEM_CACHE or ~/.cache/llmvem)")
+    output_dir: Path = Field(Path("runs"), description="where run directories are created")
+    progress: bool = True
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    describe: DescribeConfig = Field(default_factory=DescribeConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, list[str]]:
+    """The section path and allowed keys at the parent of ``loc``."""
+    cur: type[BaseModel] = model
+    parts: list[str] = []
+    for part in loc[:-1]:
+        field = cur.model_fields.get(str(part))
+        ann = field.annotation if field is not None else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            cur = ann
+            parts.append(str(part))
+        else:
+            break
+    return ".".join(parts) or "the top level", sorted(cur.model_fields)
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel] = ExperimentConfig) -> str:
+    """One line per problem: the dotted key path, what was wrong, and what is allowed."""
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        path = ".".join(str(p) for p in loc) or "(root)"
+        if err.get("type") == "extra_forbidden":
+            section, allowed = _allowed_keys(model, loc)
+            lines.append(f"  - {path}: unknown key; allowed keys of {section}: {', '.join(allowed)}")
+        else:
+            got = err.get("input")
+            got_s = f" (got {got!r})" if not isinstance(got, dict) else ""
+            lines.append(f"  - {path}: {err.get('msg')}{got_s}")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(f"invalid config key {dotted!r}")
+    cur = tree
+    for p in parts[:-1]:
+        nxt = cur.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"config key {dotted!r}: {p!r} is a value, not a section")
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def _parse_value(text: Any) -> Any:
+    """CLI override values are YAML scalars/lists: '3' → 3, 'true' → True, '[1, 2]' → [1, 2], 'null' → None."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+    """Read a YAML config (or start from defaults), apply dotted-key overrides, validate.
+
+    Raises:
+        ConfigError: unreadable YAML, unknown keys, or invalid values — the message names each bad key path.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of keys, got {type(loaded).__name__}")
+        tree = loaded
+    for key, value in (overrides or {}).items():
+        _set_dotted(tree, key, _parse_value(value))
+    try:
+        return ExperimentConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def dump_config(cfg: ExperimentConfig) -> str:
+    """The resolved config as YAML (every key, defaults included)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def config_keys(model: type[BaseModel] = ExperimentConfig, prefix: str = "") -> list[str]:
+    """Every dotted leaf key of the schema (for docs and ``--set`` completion)."""
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys.extend(config_keys(ann, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
