@@ -1,1 +1,1 @@
-
+"""The ``llmvem`` command line (typer + rich)."""

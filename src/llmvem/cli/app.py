@@ -1,0 +1,424 @@
+"""``llmvem``: describe → embed → features → train → evaluate → report, from one command line.
+
+Each command's flags map to keys of the experiment config (``FLAG_KEYS``); ``--set key.path=value`` reaches every
+other key. Heavy libraries are imported inside the commands, so ``llmvem --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from llmvem.config import ExperimentConfig
+
+app = typer.Typer(
+    name="llmvem",
+    help="Vision and brain-encoding models aligned with language: describe → embed → features → train → evaluate → "
+    "report.\n\nStart with [bold]llmvem demo[/bold] (offline, ~2 minutes on a laptop CPU).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cache_app = typer.Typer(help="Inspect and clean the artifact store.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+#: CLI flag → config key. Every flag of every command that configures a run is listed here.
+FLAG_KEYS: dict[str, str] = {
+    "--dataset": "dataset.name",
+    "--n-images": "dataset.n_images",
+    "--seed": "seed",
+    "--device": "device",
+    "--data-dir": "data_dir",
+    "--cache-dir": "cache_dir",
+    "--output-dir": "output_dir",
+    "--name": "name",
+    "--backend": "describe.backend",
+    "--model": "describe.model",
+    "--prompt": "describe.prompt",
+    "--source": "describe.source",
+    "--encoder": "embed.encoder",
+    "--policy": "embed.policy",
+    "--backbone": "features.backbone",
+    "--epochs": "train.epochs",
+    "--lambda-align": "train.lambda_align",
+    "--loss": "train.loss",
+    "--progress/--no-progress": "progress",
+}
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML config", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="override any config key: --set train.lr=3e-4 (repeatable)")
+]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="real datasets folder [env: LLMVEM_DATA]")]
+CacheDirOpt = Annotated[Path | None, typer.Option("--cache-dir", help="artifact store [env: LLMVEM_CACHE]")]
+OutputDirOpt = Annotated[Path | None, typer.Option("--output-dir", help="where run directories go (default runs/)")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="random seed")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="torch device (cpu, cuda, cuda:1)")]
+ProgressOpt = Annotated[bool | None, typer.Option("--progress/--no-progress", help="show progress bars")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _resolve(config: Path | None, sets: list[str] | None, flags: dict[str, Any]) -> ExperimentConfig:
+    """Config file + ``--set`` overrides + named flags (flags win), validated."""
+    from llmvem.config import load_config
+    from llmvem.errors import ConfigError
+
+    overrides: dict[str, Any] = {}
+    for item in sets or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key.path=value, got {item!r}")
+        k, v = item.split("=", 1)
+        overrides[k.strip()] = v
+    for flag, value in flags.items():
+        if value is not None:
+            overrides[FLAG_KEYS[flag]] = str(value) if isinstance(value, Path) else value
+    return load_config(config, overrides)
+
+
+def _run(fn: Any) -> Any:
+    """Call ``fn`` turning llmvem's own errors into one clear line and exit code 2 (no traceback)."""
+    from llmvem.errors import LlmvemError
+
+    try:
+        return fn()
+    except LlmvemError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; finished work is kept in the artifact store and a re-run resumes from it", code=130)
+
+
+@app.command()
+def demo(
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="demo (generated, offline) or objects92 (real data)")
+    ] = None,
+    n_images: Annotated[int | None, typer.Option("--n-images", help="demo: number of generated images")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="twin training epochs")] = None,
+    lambda_align: Annotated[float | None, typer.Option("--lambda-align", help="alignment loss weight")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    cache_dir: CacheDirOpt = None,
+    output_dir: OutputDirOpt = None,
+    seed: SeedOpt = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Run the whole pipeline on a built-in set and write a report.
+
+    [bold]demo[/bold] (default): a generated stimulus set with a simulated visual cortex, offline, no data needed.
+    [bold]objects92[/bold]: RSA against human IT/EVC on the real 92-object set (needs --data-dir or LLMVEM_DATA).
+
+    Examples:
+      llmvem demo
+      llmvem demo --dataset objects92 --data-dir ../shared/data
+      llmvem demo --n-images 120 --epochs 50 --set train.loss=cosine
+    """
+    flags = {"--dataset": dataset, "--n-images": n_images, "--epochs": epochs, "--lambda-align": lambda_align,
+             "--data-dir": data_dir, "--cache-dir": cache_dir, "--output-dir": output_dir, "--seed": seed,
+             "--device": device, "--progress/--no-progress": progress}
+
+    def go() -> None:
+        cfg = _resolve(config, set_, flags)
+        if cfg.dataset.name == "objects92":
+            from llmvem.pipeline import run_objects92_rsa
+
+            if cfg.name == "demo":
+                cfg.name = "objects92"
+            run_objects92_rsa(cfg)
+        elif cfg.dataset.name == "demo":
+            from llmvem.pipeline import run_encoding_demo
+
+            run_encoding_demo(cfg)
+        else:
+            _fail(f"dataset.name={cfg.dataset.name!r} has no demo; use demo or objects92")
+
+    _run(go)
+
+
+@app.command()
+def describe(
+    images: Annotated[Path, typer.Argument(help="folder of images")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="descriptions JSONL to write")] = Path("descriptions.jsonl"),
+    backend: Annotated[str | None, typer.Option("--backend", help="describer backend")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="model name")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="prompt name or free text")] = None,
+    source: Annotated[Path | None, typer.Option("--source", help="import backend: JSONL/CSV of texts")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    cache_dir: CacheDirOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Describe every image with a describer backend; results are cached and the job resumes if interrupted.
+
+    Examples:
+      llmvem describe ../shared/data/objects92/images --backend import --source ../shared/data/objects92/descriptions.jsonl --model gpt -o desc.jsonl
+    """
+    flags = {"--backend": backend, "--model": model, "--prompt": prompt, "--source": source,
+             "--cache-dir": cache_dir, "--progress/--no-progress": progress}
+
+    def go() -> None:
+        from llmvem.data.stimuli import StimulusSet
+        from llmvem.describe import DESCRIBERS, describe_stimuli
+        from llmvem.errors import ConfigError
+        from llmvem.store import ArtifactStore
+
+        cfg = _resolve(config, set_, flags)
+        d = cfg.describe
+        if d.backend == "import" and d.source is None:
+            raise ConfigError("describe.source (--source FILE) is required by the import backend")
+        stim = StimulusSet.from_folder(images)
+        describer = DESCRIBERS.get(d.backend)(source=d.source, model=d.model)
+        desc = describe_stimuli(stim, describer, prompt=d.prompt, store=ArtifactStore(cfg.cache_dir),
+                                progress=cfg.progress)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        desc.to_frame().to_json(out, orient="records", lines=True, force_ascii=False)
+        typer.echo(f"{len(desc)} descriptions of {len(stim)} images → {out}")
+
+    _run(go)
+
+
+@app.command()
+def embed(
+    texts: Annotated[Path, typer.Argument(help="JSONL/CSV with an image (or id) column and a text column")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="embeddings .npy (ids go to <out>.ids.txt)")] = Path(
+        "embeddings.npy"
+    ),
+    encoder: Annotated[str | None, typer.Option("--encoder", help="text encoder (minilm, sentence-transformers:ID)")] = None,
+    policy: Annotated[str | None, typer.Option("--policy", help="long texts: chunk or truncate")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    cache_dir: CacheDirOpt = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Embed texts (one per row) with a text encoder; cached by text content and encoder identity.
+
+    Examples:
+      llmvem embed desc.jsonl --encoder minilm -o desc.npy
+    """
+    flags = {"--encoder": encoder, "--policy": policy, "--cache-dir": cache_dir, "--device": device,
+             "--progress/--no-progress": progress}
+
+    def go() -> None:
+        import numpy as np
+
+        from llmvem.describe.imported import read_text_table
+        from llmvem.store import ArtifactStore, atomic_write_text
+        from llmvem.text import embed_texts
+
+        cfg = _resolve(config, set_, flags)
+        df = read_text_table(texts)
+        emb = embed_texts(list(df["text"]), encoder=cfg.embed.encoder, normalize=cfg.embed.normalize,
+                          policy=cfg.embed.policy, batch_size=cfg.embed.batch_size, device=cfg.device,
+                          store=ArtifactStore(cfg.cache_dir), progress=cfg.progress)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, emb)
+        atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(map(str, df["image"])) + "\n")
+        typer.echo(f"{emb.shape[0]} × {emb.shape[1]} embeddings → {out}")
+
+    _run(go)
+
+
+@app.command()
+def features(
+    images: Annotated[Path, typer.Argument(help="folder of images")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="features .npy (ids go to <out>.ids.txt)")] = Path(
+        "features.npy"
+    ),
+    backbone: Annotated[str | None, typer.Option("--backbone", help="vision backbone (efficientnet_lite0, timm:NAME)")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    cache_dir: CacheDirOpt = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Extract pooled image features with a vision backbone; cached by image content and model identity.
+
+    Examples:
+      llmvem features ../shared/data/objects92/images -o obj92.npy
+    """
+    flags = {"--backbone": backbone, "--cache-dir": cache_dir, "--device": device,
+             "--progress/--no-progress": progress}
+
+    def go() -> None:
+        import numpy as np
+
+        from llmvem.data.stimuli import StimulusSet
+        from llmvem.store import ArtifactStore, atomic_write_text
+        from llmvem.vision import extract_features
+
+        cfg = _resolve(config, set_, flags)
+        stim = StimulusSet.from_folder(images)
+        fm = extract_features(stim, backbone=cfg.features.backbone, batch_size=cfg.features.batch_size,
+                              device=cfg.device, store=ArtifactStore(cfg.cache_dir), progress=cfg.progress)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, fm.values)
+        atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(fm.ids) + "\n")
+        typer.echo(f"{fm.values.shape[0]} × {fm.values.shape[1]} features → {out}")
+
+    _run(go)
+
+
+def _experiment(config: Path, set_: list[str] | None, flags: dict[str, Any]) -> None:
+    cfg = _resolve(config, set_, flags)
+    from llmvem.pipeline import run_encoding_demo, run_objects92_rsa
+
+    if cfg.dataset.name == "demo":
+        run_encoding_demo(cfg)
+    elif cfg.dataset.name == "objects92":
+        run_objects92_rsa(cfg)
+    else:
+        _fail(f"dataset.name={cfg.dataset.name!r}: training and evaluation on it are not available yet")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="experiment YAML config")],
+    set_: SetOpt = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="twin training epochs")] = None,
+    lambda_align: Annotated[float | None, typer.Option("--lambda-align", help="alignment loss weight")] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="infonce, infonce_one_way, cosine, byol")] = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Train the baseline and language-aligned models of an experiment (cached; then evaluates them).
+
+    Examples:
+      llmvem train experiment.yaml --epochs 300 --lambda-align 0.3
+    """
+    flags = {"--epochs": epochs, "--lambda-align": lambda_align, "--loss": loss, "--device": device,
+             "--progress/--no-progress": progress}
+    _run(lambda: _experiment(config, set_, flags))
+
+
+@app.command()
+def evaluate(
+    config: Annotated[Path, typer.Argument(help="experiment YAML config")],
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Evaluate an experiment: encoding accuracy per ROI with noise ceilings, or RSA (earlier stages come from cache).
+
+    Examples:
+      llmvem evaluate experiment.yaml --set evaluate.rsa.method=pearson
+    """
+    flags = {"--data-dir": data_dir, "--device": device, "--progress/--no-progress": progress}
+    _run(lambda: _experiment(config, set_, flags))
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """(Re)build the self-contained HTML report of a run directory.
+
+    Examples:
+      llmvem report runs/demo-20261122-101500
+    """
+
+    def go() -> None:
+        from llmvem.report import build_report
+
+        typer.echo(str(build_report(run_dir)))
+
+    _run(go)
+
+
+@app.command()
+def datasets(data_dir: DataDirOpt = None) -> None:
+    """List the known datasets and whether their files are present in the data directory.
+
+    Examples:
+      llmvem datasets --data-dir ../shared/data
+    """
+
+    def go() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        from llmvem.data.datasets import dataset_status
+
+        table = Table("dataset", "status", "description")
+        for row in dataset_status(data_dir):
+            status = "[green]present[/green]" if row["present"] else f"[red]missing {len(row['missing'])} file(s)[/red]"
+            table.add_row(row["name"], status, row["description"])
+        Console().print(table)
+
+    _run(go)
+
+
+@cache_app.command("ls")
+def cache_ls(
+    kind: Annotated[str | None, typer.Option("--kind", help="only this kind (image_features, text_embeddings ...)")] = None,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """List the entries of the artifact store.
+
+    Examples:
+      llmvem cache ls --kind image_features
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from llmvem.store import ArtifactStore
+
+    store = ArtifactStore(cache_dir)
+    entries = store.entries(kind)
+    table = Table("kind", "key", "size", "created", "spec", title=f"artifact store {store.root}")
+    for e in entries:
+        table.add_row(e.kind, e.key[:12], _size(e.size_bytes), e.created, e.summary)
+    Console().print(table)
+    stale = store.stale_temporaries()
+    typer.echo(f"{len(entries)} entries, {_size(sum(e.size_bytes for e in entries))}"
+               + (f"; {len(stale)} unfinished temporary write(s)" if stale else ""))
+
+
+@cache_app.command("clean")
+def cache_clean(
+    kind: Annotated[str | None, typer.Option("--kind", help="only entries of this kind")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="only entries whose key starts with this")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="remove every entry")] = False,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Remove entries of the artifact store (and unfinished temporary writes older than an hour).
+
+    Examples:
+      llmvem cache clean --kind twin
+      llmvem cache clean --all
+    """
+    from llmvem.store import ArtifactStore
+
+    if not (kind or key or all_):
+        _fail("say what to remove: --kind KIND, --key PREFIX or --all")
+    store = ArtifactStore(cache_dir)
+    n = store.clean(kind=kind, key_prefix=key)
+    typer.echo(f"removed {n} entr{'y' if n == 1 else 'ies'} from {store.root}")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def main() -> None:
+    """Entry point of the ``llmvem`` script."""
+    app(prog_name="llmvem")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
