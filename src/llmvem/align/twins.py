@@ -143,11 +143,11 @@ def train_twin(
                 if Y is not None and model.task is not None:
                     task_loss = torch.mean((model.task(z) - Y[idx]) ** 2)
                     loss = loss + task_loss
-                    sums["task"] += float(task_loss)
+                    sums["task"] += float(task_loss.detach())
                 if T is not None and model.project is not None:
                     align_loss = loss_fn(model.project(z), T[idx], temperature=cfg.temperature)
                     loss = loss + lambda_align * align_loss
-                    sums["align"] += float(align_loss)
+                    sums["align"] += float(align_loss.detach())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
