@@ -85,6 +85,8 @@ def _canonical(obj: Any) -> Any:
             out[k] = _canonical(v)
         return out
     if isinstance(obj, list | tuple):
+        if all(type(v) is str for v in obj):  # fast path: lists of content hashes / ids / texts
+            return list(obj)
         return [_canonical(v) for v in obj]
     if isinstance(obj, set | frozenset):
         return {"__set__": sorted(json.dumps(_canonical(v), sort_keys=True) for v in obj)}

@@ -41,7 +41,9 @@ class BrainData:
     def __post_init__(self) -> None:
         r = np.asarray(self.responses)
         if r.ndim != 2:
-            raise DataError(f"BrainData {self.name!r}: responses must be 2-D (n_stimuli, n_voxels), got shape {r.shape}")
+            raise DataError(
+                f"BrainData {self.name!r}: responses must be 2-D (n_stimuli, n_voxels), got shape {r.shape}"
+            )
         self.responses = r.astype(np.float32, copy=False)
         self.stimulus_ids = [str(s) for s in self.stimulus_ids]
         n, v = self.responses.shape

@@ -60,7 +60,7 @@ class StimulusSet:
     name: str = "stimuli"
     labels: list[str] | None = None
     skipped: list[BadImage] = field(default_factory=list)
-    _hashes: list[str] | None = field(default=None, repr=False)
+    _hashes: list[str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.ids = [str(i) for i in self.ids]
@@ -111,20 +111,22 @@ class StimulusSet:
         """
         if on_error not in ("raise", "skip"):
             raise DataError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        paths = [Path(p) for p in paths]
-        ids = [p.stem for p in paths] if ids is None else [str(i) for i in ids]
-        if len(ids) != len(paths):
-            raise DataError(f"{len(ids)} ids for {len(paths)} paths")
-        bad = [BadImage(i, p, r) for i, p in zip(ids, paths, strict=True) if (r := check_image(p)) is not None] if (
-            verify
-        ) else []
+        files = [Path(p) for p in paths]
+        ids = [p.stem for p in files] if ids is None else [str(i) for i in ids]
+        if len(ids) != len(files):
+            raise DataError(f"{len(ids)} ids for {len(files)} paths")
+        if labels is not None and len(labels) != len(files):
+            raise DataError(f"{len(labels)} labels for {len(files)} paths")
+        bad: list[BadImage] = []
+        if verify:
+            bad = [BadImage(i, p, r) for i, p in zip(ids, files, strict=True) if (r := check_image(p)) is not None]
         if bad and on_error == "raise":
             raise UnreadableImagesError(bad)
         bad_ids = {b.id for b in bad}
         keep = [k for k, i in enumerate(ids) if i not in bad_ids]
         return cls(
             ids=[ids[k] for k in keep],
-            paths=[paths[k] for k in keep],
+            paths=[files[k] for k in keep],
             name=name,
             labels=[labels[k] for k in keep] if labels is not None else None,
             skipped=bad,

@@ -58,9 +58,13 @@ def run_objects92_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: L
     log(f"2/5 objects92: {obj_img.shape[1]}-d {cfg.features.backbone} features, {obj_text.shape[1]}-d "
         f"{cfg.embed.encoder} description embeddings")
 
-    nsd_ids = nsd.stimuli.ids[: rsa_cfg.align_images]
-    nsd_stim = nsd.stimuli.subset(nsd_ids)
     nsd_desc = nsd.descriptions_for(rsa_cfg.align_model, rsa_cfg.align_prompt)
+    described = [i for i in nsd.stimuli.ids if i in nsd_desc]
+    if len(described) < len(nsd.stimuli):
+        log(f"    note: {len(nsd.stimuli) - len(described)} NSD image(s) have no {rsa_cfg.align_model}/"
+            f"{rsa_cfg.align_prompt} description and are left out of the image→text map")
+    nsd_ids = described[: rsa_cfg.align_images]
+    nsd_stim = nsd.stimuli.subset(nsd_ids)
     nsd_text = embed_texts([nsd_desc[i] for i in nsd_ids], **emb_kw)
     nsd_img = extract_features(nsd_stim, **feat_kw).values
     mapper = RidgeEncoder(alphas=tuple(cfg.evaluate.encoding.alphas)).fit(nsd_img, nsd_text)

@@ -1,0 +1,114 @@
+"""Benchmark runner: each benchmark measures our code and its peer (or the hardware floor) in the same run and
+reports the ratio. Results go to ``benchmarks/results/<name>.json``.
+
+Usage::
+
+    python benchmarks/run.py                 # all benchmarks
+    python benchmarks/run.py store_write     # some of them
+    python benchmarks/run.py --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {}
+
+
+def benchmark(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    BENCHMARKS[fn.__name__] = fn
+    return fn
+
+
+def best_of(fn: Callable[[], Any], repeats: int = 5) -> float:
+    """Minimum wall time of ``repeats`` calls (seconds)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+@benchmark
+def store_key() -> dict[str, Any]:
+    """Artifact key of a spec listing 100,000 image hashes vs hashing the same bytes with hashlib alone."""
+    import hashlib
+
+    from llmvem.hashing import artifact_key, canonical_json
+
+    rng = np.random.default_rng(0)
+    hashes = [f"{x:064x}" for x in rng.integers(0, 2**62, 100_000)]
+    spec = {"images": hashes, "model": {"name": "efficientnet_lite0", "weights": "ab" * 32}, "size": 224}
+    raw = canonical_json(spec).encode()
+    ours = best_of(lambda: artifact_key(spec))
+    floor = best_of(lambda: hashlib.sha256(raw).hexdigest())
+    return {"n_hashes": len(hashes), "ours_s": ours, "sha256_only_s": floor, "ratio_vs_sha256": ours / floor,
+            "note": "ratio = cost of canonical encoding + hashing over hashing the encoded bytes alone"}
+
+
+@benchmark
+def store_write() -> dict[str, Any]:
+    """Atomic put of a 10,000 × 2,000 float32 array (80 MB) vs np.save + fsync of the same array (the floor)."""
+    from llmvem.store import ArtifactStore
+
+    x = np.random.default_rng(0).standard_normal((10_000, 2_000), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as d:
+        store = ArtifactStore(Path(d) / "store")
+        counter = iter(range(1000))
+        ours = best_of(lambda: store.put_arrays("bench", {"i": next(counter)}, {"x": x}), 3)
+
+        def floor_write() -> None:
+            p = Path(d) / f"plain{next(counter)}.npy"
+            with open(p, "wb") as fh:
+                np.save(fh, x)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+        floor = best_of(floor_write, 3)
+        key = store.key("bench", {"i": 0})
+        read = best_of(lambda: store.get_arrays("bench", key), 3)
+        read_floor = best_of(lambda: np.load(store.path("bench", key) / "x.npy"), 3)
+    return {"bytes": x.nbytes, "ours_write_s": ours, "floor_write_s": floor, "ratio_write": ours / floor,
+            "ours_read_s": read, "floor_read_s": read_floor, "ratio_read": read / read_floor}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    p.add_argument("--list", action="store_true")
+    args = p.parse_args(argv)
+    if args.list:
+        for name, fn in BENCHMARKS.items():
+            print(f"{name}: {(fn.__doc__ or '').strip()}")
+        return 0
+    names = args.names or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        p.error(f"unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
+    RESULTS.mkdir(exist_ok=True)
+    for name in names:
+        print(f"== {name}", flush=True)
+        result = BENCHMARKS[name]()
+        result.update(benchmark=name, machine={"platform": platform.platform(), "cpus": os.cpu_count(),
+                                               "python": sys.version.split()[0]},
+                      when=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

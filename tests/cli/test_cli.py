@@ -1,0 +1,100 @@
+"""The command line: help texts, fast start, flags → config, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from llmvem.cli.app import app
+from llmvem.store import ArtifactStore
+
+runner = CliRunner()
+COMMANDS = ["describe", "embed", "features", "train", "evaluate", "report", "demo", "datasets", "cache"]
+
+
+def test_help_lists_the_pipeline_commands() -> None:
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for c in COMMANDS:
+        assert c in res.output
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c != "cache"] + ["cache ls", "cache clean"])
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    res = runner.invoke(app, [*command.split(), "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Examples" in res.output and "llmvem " in res.output
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys, time; t=time.perf_counter(); from llmvem.cli.app import app; "
+        "from typer.testing import CliRunner; r=CliRunner().invoke(app, ['demo', '--help']); "
+        "assert r.exit_code == 0; "
+        "heavy=[m for m in ('torch','transformers','sentence_transformers','matplotlib','sklearn') if m in sys.modules]; "
+        "print(heavy, round(time.perf_counter()-t, 2))"
+    )
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("[]"), out
+    assert time.perf_counter() - t0 < 10
+
+
+def test_unknown_config_key_is_one_clear_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  epoch: 3\n")
+    res = runner.invoke(app, ["train", str(cfg)])
+    assert res.exit_code == 2
+    assert "train.epoch: unknown key" in res.output and "Traceback" not in res.output
+
+
+def test_bad_set_override() -> None:
+    res = runner.invoke(app, ["demo", "--set", "train.lr"])
+    assert res.exit_code == 2 and "key.path=value" in res.output
+
+
+def test_missing_dataset_names_expected_files(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["demo", "--dataset", "objects92", "--data-dir", str(tmp_path),
+                              "--cache-dir", str(tmp_path / "c"), "--output-dir", str(tmp_path / "runs")])
+    assert res.exit_code == 2
+    assert "objects92" in res.output and "Traceback" not in res.output
+
+
+def test_cache_ls_and_clean(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    store.put_arrays("image_features", {"backbone": "x", "n": 1}, {"v": np.zeros(3)})
+    store.put_arrays("twin", {"n": 2}, {"v": np.zeros(3)})
+    res = runner.invoke(app, ["cache", "ls", "--cache-dir", str(tmp_path)])
+    assert res.exit_code == 0 and "image_features" in res.output and "2 entries" in res.output
+    res = runner.invoke(app, ["cache", "clean", "--cache-dir", str(tmp_path)])
+    assert res.exit_code == 2  # refuses to guess
+    res = runner.invoke(app, ["cache", "clean", "--kind", "twin", "--cache-dir", str(tmp_path)])
+    assert res.exit_code == 0 and "removed 1 entry" in res.output
+    assert [e.kind for e in store.entries()] == ["image_features"]
+
+
+def test_describe_then_embed_cli(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "desc.jsonl"
+    res = runner.invoke(app, ["describe", str(data_dir / "objects92" / "images"), "--backend", "import",
+                              "--source", str(data_dir / "objects92" / "descriptions.jsonl"), "--model", "mllm",
+                              "-o", str(out), "--cache-dir", str(tmp_path / "c"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert len(out.read_text().splitlines()) == 92
+    emb = tmp_path / "emb.npy"
+    res = runner.invoke(app, ["embed", str(out), "-o", str(emb), "--cache-dir", str(tmp_path / "c"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    x = np.load(emb)
+    assert x.shape == (92, 384) and np.allclose(np.linalg.norm(x, axis=1), 1, atol=1e-4)
+    assert emb.with_suffix(".ids.txt").read_text().split()[0] == "image_01"
+
+
+def test_describe_import_without_source_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "imgs").mkdir()
+    res = runner.invoke(app, ["describe", str(tmp_path / "imgs"), "--backend", "import"])
+    assert res.exit_code == 2 and "--source" in res.output
