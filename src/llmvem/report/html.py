@@ -1,0 +1,303 @@
+"""A single self-contained HTML report: escaped tables, base64-embedded images, inline CSS, no external references."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmvem.errors import DataError
+from llmvem.report.tables import ENCODING_COLUMNS, RSA_COLUMNS, best_rows, check_columns, format_cell
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+REPORT_NAME = "report.html"
+RUN_FILES = ("config.yaml", "environment.json", "metrics.json", "encoding.csv", "rsa.csv")
+_MIME = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+}
+_CSS = """
+:root { color-scheme: light; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+       color: #1d2125; background: #fff; max-width: 1150px; margin: 2rem auto; padding: 0 1.25rem; }
+h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
+h2 { font-size: 1.25rem; border-bottom: 1px solid #d8dde2; padding-bottom: 0.25rem; margin-top: 2.2rem; }
+.meta, footer { color: #5f6b76; font-size: 0.85rem; }
+nav ol { margin: 0.5rem 0 0; padding-left: 1.4rem; columns: 2; }
+nav a { color: #0b5cad; text-decoration: none; }
+.table-wrap { overflow-x: auto; margin: 0.8rem 0; }
+table { border-collapse: collapse; font-size: 0.88rem; font-variant-numeric: tabular-nums; }
+th, td { padding: 0.3rem 0.65rem; border-bottom: 1px solid #e3e7eb; text-align: left; vertical-align: top; }
+th { background: #f3f5f7; border-bottom: 2px solid #c9d0d6; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+td.num, th.num { text-align: right; }
+tr.best td { font-weight: 600; }
+figure { margin: 1rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eceff2; }
+figcaption { color: #5f6b76; font-size: 0.82rem; }
+pre { background: #f6f8fa; border: 1px solid #e3e7eb; padding: 0.75rem; overflow-x: auto; font-size: 0.82rem; }
+"""
+
+
+@dataclass
+class Section:
+    """One report section: a title, paragraphs, and optionally a table, images and a preformatted block.
+
+    Attributes:
+        title: section heading.
+        text: paragraphs of plain text (a single string is one paragraph); escaped on output.
+        table: a DataFrame shown as an HTML table (index not shown; floats with 3 decimals).
+        images: image files embedded as data URIs; a relative path is looked up in the run directory first, then
+            relative to the working directory.
+        code: text shown verbatim in a ``<pre>`` block (e.g. a YAML config).
+        highlight: positional rows of ``table`` shown in bold (e.g. the best model per ROI).
+    """
+
+    title: str
+    text: list[str] = field(default_factory=list)
+    table: pd.DataFrame | None = None
+    images: list[Path] = field(default_factory=list)
+    code: str | None = None
+    highlight: Collection[int] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.text, str):
+            self.text = [self.text]
+        self.images = [Path(p) for p in self.images]
+
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def table_html(df: pd.DataFrame, highlight: Collection[int] = (), decimals: int = 3) -> str:
+    """``df`` as an escaped HTML ``<table>`` (numeric columns right-aligned, ``highlight`` rows bold)."""
+    import pandas as pd
+
+    numeric = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns]
+    align = [' class="num"' if num else "" for num in numeric]
+    head = "".join(f'<th{a} scope="col">{_esc(c)}</th>' for c, a in zip(df.columns, align, strict=True))
+    rows = []
+    for pos, row in enumerate(df.itertuples(index=False, name=None)):
+        cells = "".join(f"<td{a}>{_esc(format_cell(v, decimals))}</td>" for v, a in zip(row, align, strict=True))
+        rows.append(f'<tr class="best">{cells}</tr>' if pos in highlight else f"<tr>{cells}</tr>")
+    body = "\n".join(rows)
+    return f'<div class="table-wrap"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>'
+
+
+def image_data_uri(path: Path) -> str:
+    """The file at ``path`` as a ``data:`` URI (base64)."""
+    mime = _MIME.get(path.suffix.lower())
+    if mime is None:
+        raise DataError(f"cannot embed {path}: unsupported image type {path.suffix!r} (use one of {sorted(_MIME)})")
+    try:
+        payload = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot embed image {path}: {exc}") from exc
+    return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
+
+
+def _section_html(index: int, section: Section, run_dir: Path) -> str:
+    parts = [f'<section id="s{index}">', f"<h2>{_esc(section.title)}</h2>"]
+    parts += [f"<p>{_esc(p)}</p>" for p in section.text]
+    if section.table is not None:
+        parts.append(table_html(section.table, section.highlight))
+    for image in section.images:
+        file = image if image.is_absolute() or not (run_dir / image).is_file() else run_dir / image
+        if not file.is_file():
+            raise DataError(f"section {section.title!r}: image {image} found neither in {run_dir} nor as given")
+        parts.append(
+            f'<figure><img src="{image_data_uri(file)}" alt="{_esc(file.stem)}">'
+            f"<figcaption>{_esc(file.name)}</figcaption></figure>"
+        )
+    if section.code is not None:
+        parts.append(f"<pre>{_esc(section.code)}</pre>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def write_html_report(
+    run_dir: str | Path, title: str, sections: Sequence[Section], filename: str = REPORT_NAME
+) -> Path:
+    """Write ``run_dir/filename``: one self-contained HTML page with the given sections; return its path.
+
+    All text is HTML-escaped, images are embedded as base64 data URIs and the CSS is inline, so the file can be
+    mailed or archived on its own.
+    """
+    from llmvem import __version__
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    toc = "".join(f'<li><a href="#s{i}">{_esc(s.title)}</a></li>' for i, s in enumerate(sections, 1))
+    body = "\n".join(_section_html(i, s, run_dir) for i, s in enumerate(sections, 1))
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="llmvem {_esc(__version__)}">
+<title>{_esc(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<header>
+<h1>{_esc(title)}</h1>
+<p class="meta">Run directory <code>{_esc(run_dir.resolve())}</code> · generated {_esc(stamp)}</p>
+{f"<nav><ol>{toc}</ol></nav>" if len(sections) > 1 else ""}
+</header>
+{body}
+<footer><p>Generated by llmvem {_esc(__version__)}.</p></footer>
+</body>
+</html>
+"""
+    out = run_dir / filename
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- run directories
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}. Fix or delete the file and rebuild the report.") from exc
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"cannot read {path}: {exc}. Fix or delete the file and rebuild the report.") from exc
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested JSON as (dotted key, value) pairs; lists of scalars stay one value."""
+    if isinstance(obj, dict):
+        if not obj:
+            return [(prefix, "{}")] if prefix else []
+        return [kv for k, v in obj.items() for kv in _flatten(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(obj, list) and any(isinstance(v, dict | list) for v in obj):
+        return [kv for i, v in enumerate(obj) for kv in _flatten(v, f"{prefix}[{i}]")]
+    if isinstance(obj, list):
+        return [(prefix, "[" + ", ".join(_scalar(v) for v in obj) + "]")]
+    return [(prefix or "value", _scalar(obj))]
+
+
+def _json_section(title: str, path: Path, intro: str) -> Section:
+    import pandas as pd
+
+    pairs = _flatten(_read_json(path))
+    table = pd.DataFrame(pairs, columns=["key", "value"]) if pairs else None
+    return Section(title, [intro if pairs else f"{intro} ({path.name} is empty.)"], table=table)
+
+
+def _figure(df: pd.DataFrame, png: Path, csv: Path, kind: str) -> Path:
+    """``png`` for the table in ``csv``, drawn anew when missing or older than the CSV."""
+    from llmvem.report.plots import plot_encoding, plot_rsa
+
+    if png.is_file() and png.stat().st_mtime >= csv.stat().st_mtime:
+        return png
+    return plot_encoding(df, png) if kind == "encoding" else plot_rsa(df, png)
+
+
+def build_report(run_dir: str | Path, title: str | None = None) -> Path:
+    """Write ``run_dir/report.html`` from what the run directory holds; return its path.
+
+    Reads ``metrics.json``, ``encoding.csv``, ``rsa.csv``, any ``*.png``, ``config.yaml`` and ``environment.json``,
+    whichever are present. ``encoding.png`` / ``rsa.png`` are drawn from the CSVs when missing or stale.
+
+    Raises:
+        DataError: ``run_dir`` does not exist, holds none of these files, or one of them cannot be read.
+    """
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise DataError(
+            f"run directory {run_dir} does not exist or is not a directory; pass the folder a run wrote its results to"
+        )
+    have = {name: run_dir / name for name in RUN_FILES if (run_dir / name).is_file()}
+    pngs = sorted(run_dir.glob("*.png"))
+    if not have and not pngs:
+        raise DataError(
+            f"run directory {run_dir} holds none of {', '.join(RUN_FILES)} or any *.png: nothing to report. "
+            "Is this the output folder of an llmvem run?"
+        )
+
+    sections: list[Section] = []
+    if "metrics.json" in have:
+        sections.append(_json_section("Metrics", have["metrics.json"], "Summary metrics of the run (metrics.json)."))
+    drawn: set[str] = set()
+    if "encoding.csv" in have:
+        enc = _read_csv(have["encoding.csv"])
+        check_columns(enc, ENCODING_COLUMNS, f"encoding ({have['encoding.csv']})")
+        png = _figure(enc, run_dir / "encoding.png", have["encoding.csv"], "encoding")
+        drawn.add(png.name)
+        sections.append(
+            Section(
+                "Encoding",
+                [
+                    f"{enc['model'].nunique()} model(s) × {enc['roi'].nunique()} ROI(s). mean_r: mean Pearson r of "
+                    "held-out predictions over the ROI's voxels; noise_ceiling_r: noise ceiling in r units; "
+                    "mean_score: % of noise ceiling. Bold: best model per ROI (by mean_r).",
+                    "Figure: bars are mean_r, dashed lines the noise ceiling of each ROI.",
+                ],
+                table=enc,
+                images=[png],
+                highlight=best_rows(enc, "roi", "mean_r"),
+            )
+        )
+    if "rsa.csv" in have:
+        rsa = _read_csv(have["rsa.csv"])
+        check_columns(rsa, RSA_COLUMNS, f"RSA ({have['rsa.csv']})")
+        png = _figure(rsa, run_dir / "rsa.png", have["rsa.csv"], "rsa")
+        drawn.add(png.name)
+        sections.append(
+            Section(
+                "Representational similarity",
+                [
+                    f"{rsa['model'].nunique()} model(s) × {rsa['target'].nunique()} target RDM(s). mean ± sem across "
+                    "subjects; noise_lower / noise_upper bound the noise ceiling. Bold: best model per target.",
+                    "Figure: bars are the mean (± sem), grey bands the noise ceiling of each target.",
+                ],
+                table=rsa,
+                images=[png],
+                highlight=best_rows(rsa, "target", "mean"),
+            )
+        )
+    others = [p for p in pngs if p.name not in drawn]
+    if others:
+        sections.append(Section("Figures", [f"{len(others)} figure(s) found in the run directory."], images=others))
+    if "config.yaml" in have:
+        try:
+            config = have["config.yaml"].read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"cannot read {have['config.yaml']}: {exc}") from exc
+        sections.append(Section("Configuration", ["Resolved configuration of the run (config.yaml)."], code=config))
+    if "environment.json" in have:
+        sections.append(
+            _json_section(
+                "Environment", have["environment.json"], "Package versions, seeds and platform (environment.json)."
+            )
+        )
+    return write_html_report(run_dir, title or f"llmvem run: {run_dir.name}", sections)

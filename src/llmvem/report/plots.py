@@ -1,0 +1,345 @@
+"""Report figures: encoding and RSA bar charts with noise ceilings, RDM panels and per-voxel r histograms.
+
+Every function draws on its own :class:`matplotlib.figure.Figure` with the Agg canvas (never pyplot's global state,
+so it works headless and leaves an interactive session's backend alone), saves a PNG at :data:`DPI` and returns its
+path. matplotlib is imported inside the functions so ``import llmvem.report`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from llmvem.errors import DataError
+from llmvem.report.tables import check_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+DPI = 120
+#: Okabe & Ito colour-blind-safe palette, ordered for contrast on white (yellow last).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
+_HATCHES = ("", "//", "..", "xx")
+_LEGEND: dict[str, Any] = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "frameon": False, "fontsize": 9}
+_METHOD_LABELS = {
+    "spearman": "Spearman ρ",
+    "pearson": "Pearson r",
+    "kendall": "Kendall τ",
+    "kendall_tau_a": "Kendall τ-a",
+    "cosine": "cosine similarity",
+}
+
+
+def _wrap(text: str, width: int = 28) -> str:
+    return "\n".join(textwrap.wrap(str(text), width=width, break_on_hyphens=False)) or str(text)
+
+
+def _unique(values: Iterable[Hashable]) -> list[Any]:
+    """Distinct values in order of first appearance."""
+    return list(dict.fromkeys(values))
+
+
+def _style(i: int) -> tuple[str, str]:
+    """Colour and hatch of the ``i``-th series (hatches tell series apart once the palette repeats)."""
+    return PALETTE[i % len(PALETTE)], _HATCHES[(i // len(PALETTE)) % len(_HATCHES)]
+
+
+def _new_figure(width: float, height: float, constrained: bool = False) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(min(width, 24.0), height), dpi=DPI, layout="constrained" if constrained else None)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(out, dpi=DPI, format="png", bbox_inches="tight", facecolor="white")
+    finally:
+        fig.clear()
+    return out
+
+
+def _tidy_axes(ax: Axes) -> None:
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.yaxis.grid(True, color="0.88", linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.axhline(0.0, color="0.3", linewidth=0.8)
+
+
+def _grouped_bars(
+    ax: Axes,
+    df: pd.DataFrame,
+    group: str,
+    value: str,
+    err: str | None = None,
+) -> tuple[list[Any], list[Any], float]:
+    """Draw one bar per model within each ``group``; return (groups, models, bar width)."""
+    groups = _unique(df[group])
+    models = _unique(df["model"])
+    cols = [value] if err is None else [value, err]
+    table = df.groupby(["model", group], sort=False)[cols].mean(numeric_only=True)
+    width = 0.8 / len(models)
+    x = np.arange(len(groups), dtype=float)
+    for i, model in enumerate(models):
+        heights = [table[value].get((model, g), np.nan) for g in groups]
+        errors = None if err is None else [table[err].get((model, g), np.nan) for g in groups]
+        colour, hatch = _style(i)
+        ax.bar(
+            x - 0.4 + width * (i + 0.5),
+            heights,
+            width=width * 0.92,
+            yerr=errors,
+            color=colour,
+            hatch=hatch,
+            edgecolor="white" if not hatch else "0.25",
+            linewidth=0.6,
+            label=_wrap(model),
+            error_kw={"ecolor": "0.15", "elinewidth": 1.1, "capsize": 3 if len(models) < 8 else 1.5},
+            zorder=2,
+        )
+    ax.set_xticks(x)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    return groups, models, width
+
+
+def _group_labels(ax: Axes, df: pd.DataFrame, group: str, groups: Sequence[Any], count: str, unit: str) -> None:
+    labels = []
+    for g in groups:
+        label = _wrap(str(g), 14)
+        if count in df.columns:
+            n = df.loc[df[group] == g, count].dropna()
+            if len(n) and float(n.iloc[0]).is_integer():
+                label += f"\n({int(n.iloc[0]):,} {unit})"
+        labels.append(label)
+    rotate = len(groups) > 8
+    ax.set_xticklabels(labels, rotation=30 if rotate else 0, ha="right" if rotate else "center", fontsize=9)
+
+
+def _finite_max(*arrays: Any) -> float:
+    vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
+    vals = vals[np.isfinite(vals)]
+    return float(vals.max()) if vals.size else 1.0
+
+
+def plot_encoding(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
+    """Grouped bars of held-out ``mean_r`` per ROI (one bar per model) with each ROI's noise ceiling as a dashed line.
+
+    Args:
+        df: encoding table, one row per model × ROI (columns ``model``, ``roi``, ``mean_r``, ``noise_ceiling_r``;
+            ``n_voxels`` is shown under the ROI name when present).
+        path: PNG file to write (parent folders are created).
+        title: figure title.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    check_columns(df, ("model", "roi", "mean_r", "noise_ceiling_r"), "encoding")
+    if df.empty:
+        raise DataError("encoding table is empty: nothing to plot")
+    n_models, n_rois = df["model"].nunique(), df["roi"].nunique()
+    fig = _new_figure(1.2 + n_rois * (0.28 * n_models + 0.5), 4.2)
+    ax = fig.add_subplot()
+    _tidy_axes(ax)
+    rois, _, _ = _grouped_bars(ax, df, "roi", "mean_r")
+    ceilings = df.groupby("roi", sort=False)["noise_ceiling_r"].mean()
+    labelled = False
+    for j, roi in enumerate(rois):
+        c = float(ceilings.get(roi, np.nan))
+        if math.isfinite(c):
+            label = "_nolegend_" if labelled else "noise ceiling"
+            ax.hlines(c, j - 0.45, j + 0.45, colors="0.1", linestyles=(0, (4, 2)), linewidth=1.6, zorder=3, label=label)
+            labelled = True
+    _group_labels(ax, df, "roi", rois, "n_voxels", "vox")
+    top = _finite_max(df["mean_r"], ceilings)
+    ax.set_ylim(top=max(top, 0.0) * 1.12 + 1e-3)
+    ax.set_ylabel("mean Pearson r (held-out)")
+    ax.set_title(title or "Encoding accuracy per ROI", fontsize=11)
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda k: labels[k] == "noise ceiling")  # models first, ceiling last
+    ax.legend([handles[k] for k in order], [labels[k] for k in order], **_LEGEND)
+    return _save(fig, path)
+
+
+def plot_rsa(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
+    """Grouped bars of mean RDM correlation per target (± sem) over a grey noise-ceiling band per target.
+
+    Args:
+        df: RSA table, one row per model × target (columns ``model``, ``target``, ``mean``, ``sem``,
+            ``noise_lower``, ``noise_upper``; ``n_subjects`` and ``method`` label the axes when present).
+        path: PNG file to write (parent folders are created).
+        title: figure title.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    check_columns(df, ("model", "target", "mean", "sem", "noise_lower", "noise_upper"), "RSA")
+    if df.empty:
+        raise DataError("RSA table is empty: nothing to plot")
+    n_models, n_targets = df["model"].nunique(), df["target"].nunique()
+    fig = _new_figure(1.2 + n_targets * (0.28 * n_models + 0.5), 4.2)
+    ax = fig.add_subplot()
+    _tidy_axes(ax)
+    targets, _, _ = _grouped_bars(ax, df, "target", "mean", err="sem")
+    noise = df.groupby("target", sort=False)[["noise_lower", "noise_upper"]].mean()
+    has_band = has_line = False
+    for j, target in enumerate(targets):
+        lo, hi = (float(noise.loc[target, c]) for c in ("noise_lower", "noise_upper"))
+        span = (j - 0.46, j + 0.46)
+        if math.isfinite(lo) and math.isfinite(hi):
+            ax.fill_between(span, lo, hi, color="0.78", linewidth=0, zorder=1)
+            has_band = True
+        elif math.isfinite(lo) or math.isfinite(hi):  # only one bound known: draw it as a line
+            ax.hlines(lo if math.isfinite(lo) else hi, span[0], span[1], colors="0.55", linewidth=2.0, zorder=1)
+            has_line = True
+    _group_labels(ax, df, "target", targets, "n_subjects", "subj.")
+    top = _finite_max(df["mean"] + df["sem"].fillna(0.0), noise["noise_upper"], noise["noise_lower"])
+    ax.set_ylim(top=max(top, 0.0) * 1.12 + 1e-3)
+    methods = _unique(df["method"].dropna()) if "method" in df.columns else []
+    metric = f" ({_METHOD_LABELS.get(str(methods[0]).lower(), str(methods[0]))})" if len(methods) == 1 else ""
+    ax.set_ylabel(f"RDM correlation{metric}")
+    ax.set_title(title or "Model RDM vs. target RDMs", fontsize=11)
+    handles, labels = ax.get_legend_handles_labels()
+    if has_band:
+        handles.append(Patch(facecolor="0.78", edgecolor="none"))
+        labels.append("noise ceiling\n(lower–upper)")
+    if has_line:
+        handles.append(Line2D([], [], color="0.55", linewidth=2.0))
+        labels.append("noise ceiling\n(one bound)")
+    ax.legend(handles, labels, **_LEGEND)
+    return _save(fig, path)
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of a 1-d array, ties sharing their average rank (``scipy.stats.rankdata``, without scipy)."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.concatenate([[0], np.flatnonzero(ordered[1:] != ordered[:-1]) + 1])
+    ends = np.concatenate([starts[1:], [values.size]])
+    ranks = np.empty(values.size)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def rank_percentiles(rdm: np.ndarray) -> np.ndarray:
+    """Off-diagonal entries of ``rdm`` (n, n) as percentiles of their ranks (0 to 100); diagonal 0, NaN kept.
+
+    A symmetric RDM is ranked over its upper triangle (each pair once) and mirrored.
+    """
+    rdm = np.asarray(rdm, dtype=float)
+    n = rdm.shape[0]
+    out = np.full(rdm.shape, np.nan)
+    symmetric = np.allclose(rdm, rdm.T, equal_nan=True)
+    mask = (np.triu(np.ones((n, n), dtype=bool), k=1) if symmetric else ~np.eye(n, dtype=bool)) & np.isfinite(rdm)
+    values = rdm[mask]
+    if values.size:
+        out[mask] = 100.0 * (_average_ranks(values) - 1.0) / max(values.size - 1, 1)
+    if symmetric:
+        lower = np.tril_indices(n, k=-1)
+        out[lower] = out.T[lower]
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def plot_rdms(
+    rdms: Mapping[str, np.ndarray],
+    path: str | Path,
+    stimulus_labels: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """A row of RDM images, each rank-transformed to percentiles for display, with one shared colour bar.
+
+    Args:
+        rdms: name → square dissimilarity matrix (n, n); all of the same n when ``stimulus_labels`` is given.
+        path: PNG file to write (parent folders are created).
+        stimulus_labels: n labels for the axes (drawn only for n ≤ 40).
+        title: figure title.
+    """
+    if not rdms:
+        raise DataError("plot_rdms got no RDMs: pass a dict of name -> (n, n) array")
+    mats = {}
+    for name, rdm in rdms.items():
+        arr = np.asarray(rdm, dtype=float)
+        if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+            raise DataError(f"RDM {name!r} has shape {arr.shape}; an RDM must be a square (n, n) matrix")
+        if stimulus_labels is not None and len(stimulus_labels) != arr.shape[0]:
+            raise DataError(f"RDM {name!r} is {arr.shape[0]}×{arr.shape[0]} but {len(stimulus_labels)} labels given")
+        mats[name] = rank_percentiles(arr)
+    n_panels = len(mats)
+    fig = _new_figure(3.1 * n_panels + 0.9, 3.6, constrained=True)
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    images = []
+    for ax, (name, mat) in zip(axes, mats.items(), strict=True):
+        images.append(ax.imshow(mat, cmap="viridis", vmin=0.0, vmax=100.0, interpolation="nearest"))
+        ax.set_title(_wrap(name, 30), fontsize=10)
+        n = mat.shape[0]
+        if stimulus_labels is not None and n <= 40:
+            size = 7 if n <= 20 else 5
+            ax.set_xticks(range(n), [str(s) for s in stimulus_labels], rotation=90, fontsize=size)
+            ax.set_yticks(range(n), [str(s) for s in stimulus_labels], fontsize=size)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(f"{n} stimuli", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.colorbar(images[-1], ax=list(axes), shrink=0.85, label="dissimilarity (percentile)")
+    return _save(fig, path)
+
+
+def plot_r_histograms(
+    r_by_model: Mapping[str, np.ndarray],
+    path: str | Path,
+    title: str | None = None,
+    bins: int = 40,
+) -> Path:
+    """Overlaid histograms of per-voxel held-out r, one outline per model, with each model's median dashed.
+
+    Args:
+        r_by_model: model name → per-voxel Pearson r (any shape; flattened, NaNs dropped).
+        path: PNG file to write (parent folders are created).
+        title: figure title.
+        bins: number of shared bins.
+    """
+    if not r_by_model:
+        raise DataError("plot_r_histograms got no models: pass a dict of model name -> per-voxel r array")
+    values = {name: np.asarray(r, dtype=float).ravel() for name, r in r_by_model.items()}
+    values = {name: v[np.isfinite(v)] for name, v in values.items()}
+    pooled = np.concatenate(list(values.values()))
+    if pooled.size == 0:
+        raise DataError("plot_r_histograms: no finite r values in any model")
+    lo, hi = float(pooled.min()), float(pooled.max())
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.05, hi + 0.05
+    edges = np.linspace(lo, hi, bins + 1)
+    fig = _new_figure(7.5, 4.0)
+    ax = fig.add_subplot()
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.axvline(0.0, color="0.5", linewidth=0.8)
+    for i, (name, r) in enumerate(values.items()):
+        colour, _ = _style(i)
+        if r.size == 0:
+            ax.plot([], [], color=colour, label=f"{_wrap(name)}\n(no finite values)")
+            continue
+        med = float(np.median(r))
+        label = f"{_wrap(name)}\nmedian {med:.3f}"
+        ax.hist(r, bins=edges.tolist(), histtype="step", linewidth=1.8, color=colour, label=label)
+        ax.axvline(med, color=colour, linestyle=(0, (4, 2)), linewidth=1.2)
+    ax.set_xlabel("held-out Pearson r per voxel")
+    ax.set_ylabel("voxels")
+    ax.set_title(title or "Distribution of voxel-wise encoding accuracy", fontsize=11)
+    ax.legend(**_LEGEND)
+    return _save(fig, path)
