@@ -1,0 +1,403 @@
+"""Representational similarity analysis: RDMs from features, RDM comparison, leave-one-subject-out noise ceiling.
+
+RDMs are passed either as square (n, n) matrices (symmetric, zero diagonal) or as condensed vectors of their upper
+triangle (k = n(n−1)/2 entries, row-major, the order of :func:`scipy.spatial.distance.squareform`); stacks of either
+((m, n, n) or (m, k)) are accepted wherever a set of RDMs is expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy.spatial.distance import pdist, squareform
+from scipy.stats import rankdata
+
+from llmvem.errors import ConfigError, DataError
+
+RDMMetric = Literal["correlation", "euclidean", "cosine"]
+CompareMethod = Literal["spearman", "pearson", "kendall_tau_a", "cosine"]
+PoolMethod = Literal["auto", "mean"]
+
+RDM_METRICS: tuple[str, ...] = ("correlation", "euclidean", "cosine")
+COMPARE_METHODS: tuple[str, ...] = ("spearman", "pearson", "kendall_tau_a", "cosine")
+
+_TAU_CHUNK_ELEMENTS = 1 << 21  # Kendall tau-a: RDM pairs per batch × k stays below this
+
+
+def compute_rdm(features: np.ndarray, metric: RDMMetric | str = "correlation") -> np.ndarray:
+    """Representational dissimilarity matrix of the rows of ``features``.
+
+    Args:
+        features: (n, d) one pattern (feature vector, voxel pattern) per stimulus, n ≥ 2.
+        metric: ``"correlation"`` (1 − Pearson r), ``"euclidean"`` or ``"cosine"`` (1 − cosine similarity).
+    Returns:
+        (n, n) float64, symmetric, zero diagonal.
+    """
+    if metric not in RDM_METRICS:
+        raise ConfigError(f"compute_rdm: unknown metric {metric!r}; choose one of {list(RDM_METRICS)}")
+    try:
+        x = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"compute_rdm: features must be a numeric array ({exc})") from exc
+    if x.ndim != 2:
+        raise DataError(f"compute_rdm: features must be 2-D (n_stimuli, n_features), got shape {x.shape}")
+    n, d = x.shape
+    if n < 2 or d < 1:
+        raise DataError(f"compute_rdm: need at least 2 stimuli and 1 feature, got shape {x.shape}")
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise DataError(
+            f"compute_rdm: features of {int(bad.sum())} stimuli contain NaN/inf "
+            f"(rows {np.flatnonzero(bad)[:10].tolist()})"
+        )
+    if metric == "euclidean":
+        rdm = squareform(pdist(x, "euclidean"))
+    else:
+        if metric == "correlation":
+            if d < 2:
+                raise DataError("compute_rdm: correlation distance needs at least 2 features per stimulus")
+            const = np.ptp(x, axis=1) == 0
+            if const.any():
+                raise DataError(
+                    f"compute_rdm: correlation distance is undefined for constant patterns; rows "
+                    f"{np.flatnonzero(const)[:10].tolist()} are constant (use metric='euclidean' or drop them)"
+                )
+            x = x - x.mean(axis=1, keepdims=True)
+        norms = np.linalg.norm(x, axis=1)
+        zero = norms == 0
+        if zero.any():
+            raise DataError(
+                f"compute_rdm: {metric} distance is undefined for all-zero patterns; rows "
+                f"{np.flatnonzero(zero)[:10].tolist()} are zero"
+            )
+        u = x / norms[:, None]
+        rdm = 1.0 - np.clip(u @ u.T, -1.0, 1.0)
+        rdm = 0.5 * (rdm + rdm.T)
+    np.fill_diagonal(rdm, 0.0)
+    return rdm
+
+
+def upper_tri(rdm: np.ndarray) -> np.ndarray:
+    """Condensed vector of an RDM (or a stack of RDMs): its strict upper triangle, row-major.
+
+    Args:
+        rdm: (n, n) or (m, n, n).
+    Returns:
+        (k,) or (m, k) with k = n(n−1)/2, in the order of :func:`scipy.spatial.distance.squareform`.
+    """
+    a = np.asarray(rdm)
+    if a.ndim not in (2, 3) or a.shape[-1] != a.shape[-2]:
+        raise DataError(f"upper_tri: expected a square (n, n) RDM or an (m, n, n) stack, got shape {a.shape}")
+    iu, ju = np.triu_indices(a.shape[-1], k=1)
+    return a[..., iu, ju]
+
+
+def _n_from_k(k: int) -> int | None:
+    """n such that n(n−1)/2 == k, else None."""
+    n = int(np.rint((1 + np.sqrt(1 + 8 * k)) / 2))
+    return n if n * (n - 1) // 2 == k else None
+
+
+def _looks_square_rdm(a: np.ndarray) -> bool:
+    """Whether a 2-D array is a square RDM (zero diagonal) rather than a stack of condensed vectors."""
+    if a.shape[0] != a.shape[1]:
+        return False
+    scale = max(1.0, float(np.nanmax(np.abs(a)))) if a.size else 1.0
+    return bool(np.all(np.abs(np.diag(a)) <= 1e-8 * scale))
+
+
+def _as_vectors(rdms: np.ndarray, what: str) -> tuple[np.ndarray, bool]:
+    """RDM input → float64 condensed stack (m, k); the flag says a single RDM was given."""
+    try:
+        a = np.asarray(rdms, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what}: RDMs must be numeric arrays ({exc})") from exc
+    single = False
+    if a.ndim == 1:
+        vec, single = a[None, :], True
+    elif a.ndim == 2 and _looks_square_rdm(a):
+        _check_symmetric(a[None], what)
+        vec, single = upper_tri(a)[None, :], True
+    elif a.ndim == 2:
+        if a.shape[0] == a.shape[1] and _n_from_k(a.shape[1]) is None:
+            raise DataError(
+                f"{what}: square {a.shape} input has a nonzero diagonal "
+                f"(max |d| = {np.nanmax(np.abs(np.diag(a))):.3g}); an RDM needs zeros on its diagonal "
+                "(for a similarity matrix S pass 1 − S)"
+            )
+        vec = a  # a stack of condensed vectors (m, k)
+    elif a.ndim == 3:
+        if a.shape[1] != a.shape[2]:
+            raise DataError(f"{what}: a stack of RDMs must have shape (m, n, n), got {a.shape}")
+        _check_symmetric(a, what)
+        vec = upper_tri(a)
+    else:
+        raise DataError(f"{what}: expected an RDM (n, n), a condensed vector (k,) or a stack, got shape {a.shape}")
+    if vec.shape[0] == 0 or vec.shape[1] < 3:
+        raise DataError(f"{what}: need at least one RDM with at least 3 conditions (k ≥ 3), got shape {a.shape}")
+    if _n_from_k(vec.shape[1]) is None:
+        raise DataError(
+            f"{what}: condensed RDM length {vec.shape[1]} is not n(n−1)/2 for any n; pass square (n, n) RDMs or the "
+            "strict upper triangle"
+        )
+    bad = ~np.isfinite(vec).all(axis=1)
+    if bad.any():
+        raise DataError(f"{what}: RDMs {np.flatnonzero(bad)[:10].tolist()} contain NaN/inf")
+    return vec, single
+
+
+def _check_symmetric(a: np.ndarray, what: str) -> None:
+    """Raise if any (n, n) RDM in the (m, n, n) stack ``a`` is not symmetric with a zero diagonal."""
+    scale = max(1.0, float(np.nanmax(np.abs(a)))) if a.size else 1.0
+    tol = 1e-8 * scale
+    asym = np.abs(a - np.swapaxes(a, 1, 2)).max(axis=(1, 2)) > tol
+    diag = np.abs(np.diagonal(a, axis1=1, axis2=2)).max(axis=1) > tol
+    bad = asym | diag
+    if bad.any():
+        raise DataError(
+            f"{what}: RDMs {np.flatnonzero(bad)[:10].tolist()} are not symmetric with a zero diagonal; "
+            "symmetrise them ((D + D.T) / 2) or pass condensed vectors"
+        )
+
+
+def _zscore_rows(v: np.ndarray, what: str) -> np.ndarray:
+    """Rows centred and scaled to unit norm (so that row dot products are Pearson r)."""
+    const = np.ptp(v, axis=1) == 0
+    if const.any():
+        raise DataError(f"{what}: RDMs {np.flatnonzero(const)[:10].tolist()} are constant; correlation is undefined")
+    c = v - v.mean(axis=1, keepdims=True)
+    return c / np.linalg.norm(c, axis=1, keepdims=True)
+
+
+def _unit_rows(v: np.ndarray, what: str) -> np.ndarray:
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise DataError(f"{what}: RDMs {np.flatnonzero(norms[:, 0] == 0)[:10].tolist()} are all zero")
+    return v / norms
+
+
+def _tied_pairs(x: np.ndarray) -> np.ndarray:
+    """Number of tied pairs within each row of (m, k) → (m,) int64.
+
+    Each element of a tie group of size t has max-rank − min-rank = t − 1, so the row sum is Σ t(t − 1) = 2 Σ C(t, 2).
+    """
+    spread = rankdata(x, method="max", axis=1) - rankdata(x, method="min", axis=1)
+    return (spread.sum(axis=1) // 2).astype(np.int64)
+
+
+def _count_inversions(seq: np.ndarray) -> np.ndarray:
+    """Strict inversions (i < j with seq_i > seq_j) of each row of a non-negative int (P, k) array → (P,) int64.
+
+    Bottom-up merge counting, vectorised over rows and blocks: at block width w, every element of a right block is
+    looked up (one flat ``searchsorted`` with per-block offsets) in its sorted left neighbour. O(k log² k) per row.
+    """
+    n_rows, k = seq.shape
+    size = 1 << max(0, (k - 1).bit_length())
+    pad = int(seq.max()) + 1  # padding at the end is larger than everything: it adds no inversions
+    cur = np.full((n_rows, size), pad, dtype=np.int64)
+    cur[:, :k] = seq
+    span = np.int64(pad + 1)
+    total = np.zeros(n_rows, dtype=np.int64)
+    width = 1
+    while width < size:
+        n_blocks = n_rows * (size // (2 * width))
+        blocks = cur.reshape(n_blocks, 2, width)  # both halves of each block are already sorted
+        offset = np.arange(n_blocks, dtype=np.int64)[:, None] * span
+        left = (blocks[:, 0, :] + offset).ravel()
+        right = (blocks[:, 1, :] + offset).ravel()
+        n_le = np.searchsorted(left, right, side="right").reshape(n_blocks, width) - offset // span * width
+        total += (width - n_le).reshape(n_rows, -1).sum(axis=1)
+        cur = np.sort(blocks.reshape(n_rows, -1, 2 * width), axis=-1).reshape(n_rows, size)
+        width *= 2
+    return total
+
+
+def _kendall_tau_a_pairs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall tau-a of row i of ``x`` with row i of ``y``, both (P, k) → (P,).
+
+    tau-a = (concordant − discordant) / (k(k−1)/2); pairs tied in either vector count as neither. With D the
+    discordant pairs (strict inversions of y once the pairs are sorted by x, then y), concordant + discordant =
+    all − ties in x − ties in y + ties in both.
+    """
+    k = x.shape[1]
+    rx = rankdata(x, method="dense", axis=1).astype(np.int64)
+    ry = rankdata(y, method="dense", axis=1).astype(np.int64)
+    joint = rx * (k + 1) + ry  # sorting by this sorts by x, then y
+    order = np.argsort(joint, axis=1, kind="stable")
+    discordant = _count_inversions(np.take_along_axis(ry, order, axis=1))
+    total = k * (k - 1) // 2
+    untied = total - _tied_pairs(rx) - _tied_pairs(ry) + _tied_pairs(joint)
+    return (untied - 2 * discordant) / total
+
+
+def _kendall_tau_a(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall tau-a of every row of ``a`` (ma, k) with every row of ``b`` (mb, k) → (ma, mb)."""
+    ma, mb = a.shape[0], b.shape[0]
+    ia, ib = np.divmod(np.arange(ma * mb), mb)
+    out = np.empty(ma * mb)
+    step = max(1, _TAU_CHUNK_ELEMENTS // a.shape[1])
+    for start in range(0, ma * mb, step):
+        sl = slice(start, start + step)
+        out[sl] = _kendall_tau_a_pairs(a[ia[sl]], b[ib[sl]])
+    return out.reshape(ma, mb)
+
+
+def _compare_vectors(va: np.ndarray, vb: np.ndarray, method: str, what: str) -> np.ndarray:
+    """All-pairs comparison of condensed stacks (ma, k) × (mb, k) → (ma, mb)."""
+    if method == "pearson":
+        return np.clip(_zscore_rows(va, what) @ _zscore_rows(vb, what).T, -1.0, 1.0)
+    if method == "spearman":
+        ra = rankdata(va, axis=1)
+        rb = rankdata(vb, axis=1)
+        return np.clip(_zscore_rows(ra, what) @ _zscore_rows(rb, what).T, -1.0, 1.0)
+    if method == "cosine":
+        return np.clip(_unit_rows(va, what) @ _unit_rows(vb, what).T, -1.0, 1.0)
+    if method == "kendall_tau_a":
+        return _kendall_tau_a(va, vb)
+    raise ConfigError(f"{what}: unknown method {method!r}; choose one of {list(COMPARE_METHODS)}")
+
+
+def compare_rdms(a: np.ndarray, b: np.ndarray, method: CompareMethod | str = "spearman") -> np.ndarray:
+    """Similarity of RDMs (on their upper triangles).
+
+    Args:
+        a: one RDM ((n, n) or condensed (k,)) or a stack ((m_a, n, n) or (m_a, k)).
+        b: the same, with the same n.
+        method: ``"spearman"`` (Pearson r of ranks, ties averaged), ``"pearson"``, ``"kendall_tau_a"`` (ties count as
+            neither concordant nor discordant; the denominator is all k(k−1)/2 pairs) or ``"cosine"``.
+    Returns:
+        float64 array: shape () for two single RDMs, (m_b,) or (m_a,) when one side is a stack, (m_a, m_b) for two
+        stacks. A typical call is ``compare_rdms(model_rdm, subject_rdms)`` → (n_subjects,).
+    """
+    if method not in COMPARE_METHODS:
+        raise ConfigError(f"compare_rdms: unknown method {method!r}; choose one of {list(COMPARE_METHODS)}")
+    va, single_a = _as_vectors(a, "compare_rdms (a)")
+    vb, single_b = _as_vectors(b, "compare_rdms (b)")
+    if va.shape[1] != vb.shape[1]:
+        raise DataError(
+            f"compare_rdms: the RDMs describe different numbers of conditions "
+            f"({_n_from_k(va.shape[1])} vs {_n_from_k(vb.shape[1])})"
+        )
+    out = _compare_vectors(va, vb, method, "compare_rdms")
+    if single_a and single_b:
+        return np.asarray(out[0, 0])
+    if single_a:
+        return out[0]
+    if single_b:
+        return out[:, 0]
+    return out
+
+
+def _pool_transform(v: np.ndarray, method: str, pool: str) -> np.ndarray:
+    """Per-subject transform applied before averaging RDMs into a group RDM."""
+    if pool == "mean":
+        return v
+    if method in ("spearman", "kendall_tau_a"):
+        return rankdata(v, axis=1)
+    if method == "pearson":
+        return _zscore_rows(v, "noise_ceiling")
+    return _unit_rows(v, "noise_ceiling")  # cosine
+
+
+def noise_ceiling(
+    subject_rdms: np.ndarray, method: CompareMethod | str = "spearman", pool: PoolMethod | str = "auto"
+) -> tuple[float, float]:
+    """Leave-one-subject-out noise ceiling of a set of subject RDMs (Nili et al., 2014).
+
+    upper = mean over subjects of compare(RDM_s, group RDM of all subjects);
+    lower = mean over subjects of compare(RDM_s, group RDM of the other subjects).
+
+    The group RDM follows rsatoolbox (``pool_rdm``): with ``pool="auto"`` each subject's condensed RDM is first put
+    on the scale the comparison is invariant to — rank-transformed for spearman / kendall_tau_a, z-scored for pearson,
+    scaled to unit norm for cosine — and then averaged. ``pool="mean"`` averages the raw RDMs instead (the original
+    MATLAB toolbox); on the Cichy et al. (2014) IT RDMs the two differ by < 0.01.
+
+    Args:
+        subject_rdms: (s, n, n) or (s, k) RDMs of s ≥ 2 subjects.
+        method: comparison method, as in :func:`compare_rdms`.
+        pool: ``"auto"`` or ``"mean"``.
+    Returns:
+        (lower, upper) floats.
+    """
+    if method not in COMPARE_METHODS:
+        raise ConfigError(f"noise_ceiling: unknown method {method!r}; choose one of {list(COMPARE_METHODS)}")
+    if pool not in ("auto", "mean"):
+        raise ConfigError(f"noise_ceiling: unknown pool {pool!r}; choose 'auto' or 'mean'")
+    v, single = _as_vectors(subject_rdms, "noise_ceiling")
+    s = v.shape[0]
+    if single or s < 2:
+        raise DataError(f"noise_ceiling: need RDMs of at least 2 subjects, got {s}")
+    t = _pool_transform(v, method, pool)
+    total = t.sum(axis=0)
+    group_all = total / s
+    group_loo = (total[None, :] - t) / (s - 1)  # (s, k): mean of the others
+    upper = _compare_vectors(v, group_all[None, :], method, "noise_ceiling")[:, 0]
+    lower = _compare_rowwise(v, group_loo, method)
+    return float(lower.mean()), float(upper.mean())
+
+
+def _compare_rowwise(va: np.ndarray, vb: np.ndarray, method: str) -> np.ndarray:
+    """compare(va[i], vb[i]) for each row i of two (m, k) stacks → (m,)."""
+    if method == "kendall_tau_a":
+        return _kendall_tau_a_pairs(va, vb)
+    if method == "spearman":
+        va, vb = rankdata(va, axis=1), rankdata(vb, axis=1)
+    if method in ("spearman", "pearson"):
+        za, zb = _zscore_rows(va, "noise_ceiling"), _zscore_rows(vb, "noise_ceiling")
+    else:
+        za, zb = _unit_rows(va, "noise_ceiling"), _unit_rows(vb, "noise_ceiling")
+    return np.clip(np.einsum("ij,ij->i", za, zb), -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class RSAResult:
+    """A model RDM compared with each subject's RDM.
+
+    Attributes:
+        scores: (s,) similarity of the model RDM with each subject's RDM.
+        mean: mean of ``scores``.
+        sem: standard error of the mean, std(ddof=1) / sqrt(s) (NaN for one subject).
+        noise_lower: lower bound of the leave-one-subject-out noise ceiling (NaN for one subject).
+        noise_upper: upper bound of the noise ceiling (NaN for one subject).
+        method: the comparison method.
+    """
+
+    scores: np.ndarray
+    mean: float
+    sem: float
+    noise_lower: float
+    noise_upper: float
+    method: str = "spearman"
+
+
+def rsa_scores(model_rdm: np.ndarray, subject_rdms: np.ndarray, method: CompareMethod | str = "spearman") -> RSAResult:
+    """Compare one model RDM with every subject RDM and put the result next to the noise ceiling.
+
+    Args:
+        model_rdm: (n, n) or condensed (k,) RDM of the model.
+        subject_rdms: (s, n, n) or (s, k) RDMs of the subjects (a single (n, n) RDM counts as s = 1).
+        method: comparison method, as in :func:`compare_rdms`.
+    Returns:
+        :class:`RSAResult`.
+    """
+    vm, single_m = _as_vectors(model_rdm, "rsa_scores (model_rdm)")
+    if not single_m:
+        raise DataError(f"rsa_scores: model_rdm must be one RDM, got a stack of {vm.shape[0]}")
+    vs, _ = _as_vectors(subject_rdms, "rsa_scores (subject_rdms)")
+    if vm.shape[1] != vs.shape[1]:
+        raise DataError(
+            f"rsa_scores: model RDM has {_n_from_k(vm.shape[1])} conditions but subject RDMs have "
+            f"{_n_from_k(vs.shape[1])}"
+        )
+    scores = np.asarray(compare_rdms(vm[0], vs, method), dtype=np.float64)
+    s = scores.shape[0]
+    if s >= 2:
+        sem = float(scores.std(ddof=1) / np.sqrt(s))
+        lower, upper = noise_ceiling(vs, method)
+    else:
+        sem, lower, upper = float("nan"), float("nan"), float("nan")
+    return RSAResult(
+        scores=scores, mean=float(scores.mean()), sem=sem, noise_lower=lower, noise_upper=upper, method=str(method)
+    )

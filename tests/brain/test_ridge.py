@@ -1,0 +1,211 @@
+"""RidgeEncoder / ridge_loo_alphas against brute-force leave-one-out and scikit-learn's RidgeCV."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import RidgeCV
+
+from llmvem.brain import RidgeEncoder, ridge_loo_alphas
+from llmvem.brain.metrics import r2_score_columns
+from llmvem.errors import ConfigError, DataError
+
+ALPHAS = np.logspace(-2, 6, 20)
+
+
+def _data(n: int, p: int, v: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Targets with a spread of noise levels, so different targets prefer different α."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, p)) * rng.uniform(0.5, 2.0, p) + rng.standard_normal(p)
+    w = rng.standard_normal((p, v)) * 0.3
+    noise = np.logspace(-1, 1.5, v)
+    y = x @ w + rng.standard_normal((n, v)) * noise + rng.standard_normal(v) * 3
+    return x, y
+
+
+def _brute_force_loo(x: np.ndarray, y: np.ndarray, alpha: float, fit_intercept: bool) -> np.ndarray:
+    """(v,) mean squared LOO error by refitting without each sample."""
+    n = x.shape[0]
+    err = np.zeros(y.shape[1])
+    for i in range(n):
+        keep = np.arange(n) != i
+        xt, yt = x[keep], y[keep]
+        xm = xt.mean(0) if fit_intercept else np.zeros(x.shape[1])
+        ym = yt.mean(0) if fit_intercept else np.zeros(y.shape[1])
+        xc = xt - xm
+        beta = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (yt - ym))
+        pred = (x[i] - xm) @ beta + ym
+        err += (y[i] - pred) ** 2
+    return err / n
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize(("n", "p"), [(15, 4), (12, 20)])
+def test_loo_mse_equals_brute_force(n: int, p: int, fit_intercept: bool) -> None:
+    x, y = _data(n, p, 5, seed=1)
+    alphas = np.array([0.1, 3.0, 100.0])
+    best, mse = ridge_loo_alphas(x, y, alphas, fit_intercept=fit_intercept)
+    expected = np.stack([_brute_force_loo(x, y, a, fit_intercept) for a in alphas])
+    np.testing.assert_allclose(mse, expected, rtol=1e-8)
+    np.testing.assert_array_equal(best, alphas[np.argmin(expected, axis=0)])
+
+
+@pytest.mark.parametrize(("n", "p"), [(80, 20), (40, 120)], ids=["p<n", "p>n"])
+def test_alphas_and_predictions_match_sklearn(n: int, p: int) -> None:
+    x, y = _data(n, p, 40)
+    sk = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(x, y)
+    assert len(np.unique(sk.alpha_)) >= 3  # the data really asks for different penalties
+    model = RidgeEncoder(alphas=tuple(ALPHAS), dtype="float64").fit(x, y)
+    np.testing.assert_array_equal(model.best_alphas_, sk.alpha_)
+    assert model.coef_.shape == (p, 40)
+    assert model.intercept_.shape == (40,)
+    assert model.loo_mse_.shape == (20, 40)
+    np.testing.assert_allclose(model.coef_, sk.coef_.T, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(model.intercept_, sk.intercept_, rtol=1e-6, atol=1e-9)
+    x_new, _ = _data(30, p, 1, seed=5)
+    np.testing.assert_allclose(model.predict(x_new), sk.predict(x_new), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize(("n", "p"), [(80, 20), (40, 120)], ids=["p<n", "p>n"])
+def test_float32_close_to_sklearn(n: int, p: int) -> None:
+    x, y = _data(n, p, 40)
+    sk = RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(x, y)
+    model = RidgeEncoder(alphas=ALPHAS).fit(x, y)
+    assert model.coef_.dtype == np.float32
+    same = model.best_alphas_ == sk.alpha_
+    assert same.mean() >= 0.95
+    pred, ref = model.predict(x), sk.predict(x)
+    assert pred.dtype == np.float32
+    np.testing.assert_allclose(pred[:, same], ref[:, same], rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_single_alpha_mode_matches_sklearn(fit_intercept: bool) -> None:
+    x, y = _data(60, 30, 25, seed=2)
+    sk = RidgeCV(alphas=ALPHAS, fit_intercept=fit_intercept).fit(x, y)
+    model = RidgeEncoder(alphas=ALPHAS, fit_intercept=fit_intercept, alpha_per_target=False, dtype="float64").fit(x, y)
+    assert model.alpha_ == pytest.approx(sk.alpha_)
+    np.testing.assert_array_equal(model.best_alphas_, np.full(25, sk.alpha_))
+    np.testing.assert_allclose(model.predict(x), sk.predict(x), rtol=1e-6, atol=1e-9)
+    if not fit_intercept:
+        np.testing.assert_array_equal(model.intercept_, 0.0)
+
+
+def test_no_intercept_per_target_matches_sklearn() -> None:
+    x, y = _data(50, 70, 20, seed=3)
+    sk = RidgeCV(alphas=ALPHAS, fit_intercept=False, alpha_per_target=True).fit(x, y)
+    model = RidgeEncoder(alphas=ALPHAS, fit_intercept=False, dtype="float64").fit(x, y)
+    np.testing.assert_array_equal(model.best_alphas_, sk.alpha_)
+    np.testing.assert_allclose(model.predict(x), sk.predict(x), rtol=1e-6, atol=1e-9)
+
+
+def test_target_batches_give_the_same_fit() -> None:
+    x, y = _data(50, 30, 23, seed=4)
+    whole = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(x, y)
+    batched = RidgeEncoder(alphas=ALPHAS, dtype="float64", target_batch_size=7).fit(x, y)
+    np.testing.assert_array_equal(whole.best_alphas_, batched.best_alphas_)
+    np.testing.assert_allclose(whole.loo_mse_, batched.loo_mse_, rtol=1e-12)
+    np.testing.assert_allclose(whole.coef_, batched.coef_, rtol=1e-12, atol=1e-14)
+
+
+def test_bad_targets_are_masked_with_a_warning() -> None:
+    x, y = _data(40, 10, 8, seed=6)
+    y[3, 2] = np.nan
+    y[:, 5] = 4.5
+    y[7, 6] = np.inf
+    with pytest.warns(RuntimeWarning, match="3 of 8 targets"):
+        model = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(x, y)
+    bad = [2, 5, 6]
+    good = [0, 1, 3, 4, 7]
+    np.testing.assert_array_equal(model.valid_targets_, np.isin(np.arange(8), good))
+    np.testing.assert_array_equal(model.coef_[:, bad], 0.0)
+    assert np.isnan(model.best_alphas_[bad]).all()
+    assert np.isnan(model.loo_mse_[:, bad]).all()
+    pred = model.predict(x)
+    assert np.isfinite(pred).all()
+    np.testing.assert_allclose(pred[:, 2], np.nanmean(y[:, 2]))
+    np.testing.assert_allclose(pred[:, 5], 4.5)
+    finite6 = y[np.isfinite(y[:, 6]), 6]
+    np.testing.assert_allclose(pred[:, 6], finite6.mean())
+    clean = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(x, y[:, good])
+    np.testing.assert_allclose(pred[:, good], clean.predict(x), rtol=1e-10)
+    np.testing.assert_array_equal(model.best_alphas_[good], clean.best_alphas_)
+
+
+def test_all_targets_bad_raises() -> None:
+    x, _ = _data(20, 5, 1)
+    with pytest.raises(DataError, match="all 2 targets"):
+        RidgeEncoder().fit(x, np.ones((20, 2)))
+
+
+def test_one_d_target_and_score() -> None:
+    x, y = _data(60, 10, 3, seed=7)
+    model = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(x, y[:, 0])
+    assert model.coef_.shape == (10, 1)
+    pred = model.predict(x)
+    assert pred.shape == (60,)
+    sk = RidgeCV(alphas=ALPHAS).fit(x, y[:, 0])
+    np.testing.assert_allclose(pred, sk.predict(x), rtol=1e-6)
+    assert model.score(x, y[:, 0]) == pytest.approx(sk.score(x, y[:, 0]), rel=1e-6)
+    multi = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(x, y)
+    assert multi.score(x, y) == pytest.approx(float(r2_score_columns(y, multi.predict(x)).mean()))
+
+
+def test_sklearn_params_and_clone() -> None:
+    model = RidgeEncoder(alphas=(1.0, 10.0), target_batch_size=5)
+    params = model.get_params()
+    assert params == {
+        "alphas": (1.0, 10.0),
+        "fit_intercept": True,
+        "alpha_per_target": True,
+        "target_batch_size": 5,
+        "dtype": "float32",
+    }
+    assert isinstance(RidgeEncoder().alphas, tuple)
+    model.set_params(alpha_per_target=False, dtype="float64")
+    copy = clone(model)
+    assert copy.get_params()["alpha_per_target"] is False
+    assert not hasattr(copy, "coef_")
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "match"),
+    [
+        (np.zeros(10), np.zeros(10), "X must be 2-D"),
+        (np.zeros((10, 3)), np.zeros((9, 2)), "X has 10 rows but Y has 9"),
+        (np.zeros((10, 3)), np.zeros((10, 2, 2)), "Y must be 1-D"),
+        (np.zeros((2, 3)), np.zeros((2, 2)), "at least 3 samples"),
+        (np.array([[1.0, np.nan]] * 5), np.zeros((5, 1)), "NaN/inf"),
+        (np.zeros((10, 0)), np.zeros((10, 1)), "no features"),
+    ],
+)
+def test_bad_inputs_raise_data_error(x: np.ndarray, y: np.ndarray, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        RidgeEncoder().fit(x, y)
+
+
+def test_bad_hyperparameters_raise_config_error() -> None:
+    x, y = _data(20, 5, 2)
+    with pytest.raises(ConfigError, match="alpha"):
+        RidgeEncoder(alphas=(1.0, -1.0)).fit(x, y)
+    with pytest.raises(ConfigError, match="dtype"):
+        RidgeEncoder(dtype="int32").fit(x, y)
+    with pytest.raises(ConfigError, match="target_batch_size"):
+        RidgeEncoder(target_batch_size=0).fit(x, y)
+
+
+def test_predict_checks_features() -> None:
+    x, y = _data(20, 5, 2)
+    model = RidgeEncoder().fit(x, y)
+    with pytest.raises(DataError, match="5"):
+        model.predict(np.zeros((3, 4)))
+    with pytest.raises(DataError, match="NaN"):
+        model.predict(np.full((3, 5), np.nan))
+
+
+def test_ridge_loo_alphas_rejects_nan_targets() -> None:
+    x, y = _data(20, 5, 3)
+    y[0, 1] = np.nan
+    with pytest.raises(DataError, match=r"targets \[1\]"):
+        ridge_loo_alphas(x, y, ALPHAS)
