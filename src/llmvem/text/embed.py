@@ -1,0 +1,195 @@
+"""Cached text embeddings: texts → (n, d) float32, with a per-text cache.
+
+Caching (artifact kind ``"text_embeddings"``)
+---------------------------------------------
+Embeddings are cached per text, not per list: each call stores one *shard* holding the raw (unnormalised)
+embeddings of the texts it had to compute, with their SHA-256 text hashes. A later call looks its texts up in the
+shards made with the same encoder identity and long-text policy, and computes only the ones it does not find. So
+re-embedding the same list, a subset, a superset or a reordering costs nothing for texts seen before, and the store
+holds each text once per (encoder, policy). A call whose texts were all computed together by one earlier call finds
+its shard by key directly, without listing the store.
+
+The shard key is the hash of the encoder identity (name, model, file hashes, window), the policy and the ordered
+text hashes. ``normalize`` is applied after reading, so normalised and raw embeddings share the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from llmvem.errors import BackendError, ConfigError, DataError, IdMismatchError
+from llmvem.hashing import artifact_key, hash_many, hash_text
+from llmvem.store import ArtifactStore
+from llmvem.text.encoders import POLICIES, Policy, TextEncoder, load_text_encoder
+
+log = logging.getLogger(__name__)
+
+EMBEDDINGS_KIND = "text_embeddings"
+_SPEC_VERSION = 1  # bump when the embedding code changes what it computes
+
+
+def embed_texts(
+    texts: Sequence[str],
+    encoder: str | TextEncoder = "minilm",
+    normalize: bool = True,
+    policy: Policy = "chunk",
+    batch_size: int = 64,
+    device: str = "cpu",
+    store: ArtifactStore | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embed texts: (n, d) float32, row k for ``texts[k]``; unit-length rows if ``normalize``.
+
+    Args:
+        texts: non-empty strings.
+        encoder: a registry name (``"minilm"``, ``"sentence-transformers:<ref>"``) or a loaded :class:`TextEncoder`.
+        normalize: scale each row to unit L2 norm.
+        policy: texts longer than the model's window: ``"chunk"`` (embed all chunks, token-weighted mean) or
+            ``"truncate"`` (the model cuts them; a warning says how many).
+        batch_size: sequences per forward pass.
+        device: torch device for an encoder given by name.
+        store: artifact store; default ``ArtifactStore()``.
+        progress: show a progress bar (stderr) while computing.
+
+    Raises:
+        DataError: some texts are not strings, or empty / whitespace-only (the message gives their positions).
+    """
+    items = check_texts(texts)
+    labels = [str(k) for k in range(len(items))]
+    return _embed(items, labels, encoder, normalize, policy, batch_size, device, store, progress)
+
+
+def embed_descriptions(
+    descriptions: Mapping[str, str],
+    ids: Sequence[str],
+    encoder: str | TextEncoder = "minilm",
+    normalize: bool = True,
+    policy: Policy = "chunk",
+    batch_size: int = 64,
+    device: str = "cpu",
+    store: ArtifactStore | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embed one description per stimulus: (len(ids), d) float32, row k for ``descriptions[ids[k]]``.
+
+    Raises:
+        IdMismatchError: some ids have no description (the message names them).
+        DataError: some descriptions are empty or not strings (the message names their ids).
+    """
+    ids = [str(i) for i in ids]
+    missing = [i for i in ids if i not in descriptions]
+    if missing:
+        raise IdMismatchError(
+            f"{len(missing)} of {len(ids)} stimulus id(s) have no description: {missing[:10]}"
+            + (" ..." if len(missing) > 10 else "")
+        )
+    texts = [descriptions[i] for i in ids]
+    items = check_texts(texts, labels=ids)
+    return _embed(items, ids, encoder, normalize, policy, batch_size, device, store, progress)
+
+
+def check_texts(texts: Sequence[Any], labels: Sequence[str] | None = None) -> list[str]:
+    """Return ``texts`` as a list of strings, or raise :class:`DataError` naming every bad one.
+
+    A bad text is one that is not a ``str`` (``None``, a NaN from a table, bytes ...) or is empty / whitespace-only.
+    Bad texts are named by position, or by ``labels[k]`` (e.g. stimulus ids) when given.
+    """
+    if isinstance(texts, str | bytes):
+        raise DataError("expected a sequence of texts, got a single string; wrap it in a list")
+    items = list(texts)
+    if not items:
+        raise DataError("no texts to embed (got an empty sequence)")
+
+    def name(k: int) -> str:
+        return repr(labels[k]) if labels is not None else str(k)
+
+    where = "ids" if labels is not None else "positions"
+    problems = []
+    not_str = [k for k, t in enumerate(items) if not isinstance(t, str)]
+    if not_str:
+        shown = ", ".join(f"{name(k)} ({type(items[k]).__name__})" for k in not_str[:10])
+        more = " ..." if len(not_str) > 10 else ""
+        problems.append(f"{len(not_str)} text(s) are not strings, at {where} {shown}{more}")
+    blank = [k for k, t in enumerate(items) if isinstance(t, str) and not t.strip()]
+    if blank:
+        shown = ", ".join(name(k) for k in blank[:10])
+        more = " ..." if len(blank) > 10 else ""
+        problems.append(f"{len(blank)} text(s) are empty or whitespace-only, at {where} {shown}{more}")
+    if problems:
+        raise DataError("; ".join(problems) + ". Remove or fill them before embedding.")
+    return items
+
+
+def _embed(
+    texts: list[str],
+    labels: list[str],
+    encoder: str | TextEncoder,
+    normalize: bool,
+    policy: Policy,
+    batch_size: int,
+    device: str,
+    store: ArtifactStore | None,
+    progress: bool,
+) -> np.ndarray:
+    if policy not in POLICIES:
+        raise ConfigError(f"unknown long-text policy {policy!r}; use one of {', '.join(POLICIES)}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    enc = load_text_encoder(encoder, device=device) if isinstance(encoder, str) else encoder
+    store = store if store is not None else ArtifactStore()
+
+    hashes = [hash_text(t) for t in texts]
+    unique = dict(zip(hashes, texts, strict=True))  # first occurrence order, duplicates once
+    config = {"version": _SPEC_VERSION, "encoder": enc.identity, "policy": policy}
+    found = _cached_rows(store, config, list(unique))
+    todo = [h for h in unique if h not in found]
+    if todo:
+        log.info("text embeddings (%s, %s): %d cached, %d to compute", enc.name, policy, len(found), len(todo))
+        emb, stats = enc.embed([unique[h] for h in todo], policy=policy, batch_size=batch_size, progress=progress)
+        bad_rows = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+        if bad_rows.size:
+            bad_hashes = {todo[r] for r in bad_rows}
+            bad = [labels[k] for k, h in enumerate(hashes) if h in bad_hashes]
+            raise BackendError(f"text encoder {enc.name} produced non-finite embeddings for texts {bad[:10]}")
+        store.put_arrays(
+            EMBEDDINGS_KIND,
+            _shard_spec(config, todo),
+            {"embeddings": emb, "text_hashes": np.asarray(todo, dtype="U64")},
+            extra={"config": artifact_key(config), "encoder": enc.name, "policy": policy, "stats": stats.as_dict()},
+        )
+        found.update(zip(todo, emb, strict=True))
+    out = np.stack([found[h] for h in hashes]).astype(np.float32, copy=False)
+    if normalize:
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out = (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    return out
+
+
+def _shard_spec(config: Mapping[str, Any], hashes: Sequence[str]) -> dict[str, Any]:
+    return {**config, "texts": hash_many(hashes), "n_texts": len(hashes)}
+
+
+def _cached_rows(store: ArtifactStore, config: Mapping[str, Any], wanted: list[str]) -> dict[str, np.ndarray]:
+    """Cached raw embeddings of the text hashes ``wanted`` for ``config``: hash → (d,) float32 (missing ones absent)."""
+    key = store.key(EMBEDDINGS_KIND, _shard_spec(config, wanted))
+    if store.has(EMBEDDINGS_KIND, key):  # the whole set was computed together before
+        arrays = store.get_arrays(EMBEDDINGS_KIND, key)
+        return dict(zip(arrays["text_hashes"].tolist(), np.asarray(arrays["embeddings"]), strict=True))
+    config_key = artifact_key(config)
+    need = set(wanted)
+    found: dict[str, np.ndarray] = {}
+    for entry in store.entries(EMBEDDINGS_KIND):
+        if store.get_extra(EMBEDDINGS_KIND, entry.key).get("config") != config_key:
+            continue
+        arrays = store.get_arrays(EMBEDDINGS_KIND, entry.key, mmap=True)
+        for row, h in enumerate(arrays["text_hashes"].tolist()):
+            if h in need:
+                found[h] = np.array(arrays["embeddings"][row], dtype=np.float32)
+                need.discard(h)
+        if not need:
+            break
+    return found
