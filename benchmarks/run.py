@@ -55,8 +55,13 @@ def store_key() -> dict[str, Any]:
     raw = canonical_json(spec).encode()
     ours = best_of(lambda: artifact_key(spec))
     floor = best_of(lambda: hashlib.sha256(raw).hexdigest())
-    return {"n_hashes": len(hashes), "ours_s": ours, "sha256_only_s": floor, "ratio_vs_sha256": ours / floor,
-            "note": "ratio = cost of canonical encoding + hashing over hashing the encoded bytes alone"}
+    return {
+        "n_hashes": len(hashes),
+        "ours_s": ours,
+        "sha256_only_s": floor,
+        "ratio_vs_sha256": ours / floor,
+        "note": "ratio = cost of canonical encoding + hashing over hashing the encoded bytes alone",
+    }
 
 
 @benchmark
@@ -81,8 +86,15 @@ def store_write() -> dict[str, Any]:
         key = store.key("bench", {"i": 0})
         read = best_of(lambda: store.get_arrays("bench", key), 3)
         read_floor = best_of(lambda: np.load(store.path("bench", key) / "x.npy"), 3)
-    return {"bytes": x.nbytes, "ours_write_s": ours, "floor_write_s": floor, "ratio_write": ours / floor,
-            "ours_read_s": read, "floor_read_s": read_floor, "ratio_read": read / read_floor}
+    return {
+        "bytes": x.nbytes,
+        "ours_write_s": ours,
+        "floor_write_s": floor,
+        "ratio_write": ours / floor,
+        "ours_read_s": read,
+        "floor_read_s": read_floor,
+        "ratio_read": read / read_floor,
+    }
 
 
 @benchmark
@@ -104,9 +116,18 @@ def ridge() -> dict[str, Any]:
     v_peer = 1_000
     peer = best_of(lambda: RidgeCV(alphas=alphas, alpha_per_target=True).fit(X, Y[:, :v_peer]), 1)
     ours_pv, peer_pv = ours / v, peer / v_peer
-    return {"n": n, "p": p, "v": v, "n_alphas": len(alphas), "gemm_xty_s": gemm, "ours_s": ours,
-            "ratio_vs_gemm": ours / gemm, "sklearn_s_on_slice": peer, "sklearn_voxels": v_peer,
-            "speedup_vs_sklearn_per_voxel": peer_pv / ours_pv}
+    return {
+        "n": n,
+        "p": p,
+        "v": v,
+        "n_alphas": len(alphas),
+        "gemm_xty_s": gemm,
+        "ours_s": ours,
+        "ratio_vs_gemm": ours / gemm,
+        "sklearn_s_on_slice": peer,
+        "sklearn_voxels": v_peer,
+        "speedup_vs_sklearn_per_voxel": peer_pv / ours_pv,
+    }
 
 
 @benchmark
@@ -149,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"== {name}", flush=True)
         result = BENCHMARKS[name]()
-        result.update(benchmark=name, machine={"platform": platform.platform(), "cpus": os.cpu_count(),
-                                               "python": sys.version.split()[0]},
-                      when=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        result.update(
+            benchmark=name,
+            machine={"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            when=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
         (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
         print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1), flush=True)
     return 0

@@ -45,8 +45,9 @@ def test_bad_values_name_path_and_allowed() -> None:
 
 
 def test_overrides_parse_yaml_scalars_and_lists() -> None:
-    cfg = load_config(overrides={"train.lambda_align": "0.3", "progress": "false",
-                                 "evaluate.rsa.targets": "[cichy_it]"})
+    cfg = load_config(
+        overrides={"train.lambda_align": "0.3", "progress": "false", "evaluate.rsa.targets": "[cichy_it]"}
+    )
     assert cfg.train.lambda_align == 0.3 and cfg.progress is False and cfg.evaluate.rsa.targets == ["cichy_it"]
 
 

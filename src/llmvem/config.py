@@ -97,7 +97,9 @@ class RSAConfig(_Section):
     metric: Literal["correlation", "euclidean", "cosine"] = "correlation"
     method: Literal["spearman", "pearson", "kendall_tau_a", "cosine"] = "spearman"
     targets: list[str] = Field(default_factory=lambda: ["cichy_it", "cichy_evc", "kriegeskorte_hit"])
-    align_images: int = Field(1000, ge=50, le=1000, description="objects92: NSD images used to learn the image→text map")
+    align_images: int = Field(
+        1000, ge=50, le=1000, description="objects92: NSD images used to learn the image→text map"
+    )
     align_model: str = Field("qwen2.5vl_7b", description="objects92: NSD description model for the image→text map")
     align_prompt: str = "general_description"
 

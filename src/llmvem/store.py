@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import errno
+import functools
 import json
 import os
 import shutil
@@ -39,11 +40,12 @@ from typing import Any
 import numpy as np
 
 from llmvem.errors import StoreError
-from llmvem.hashing import artifact_key, canonical_json
+from llmvem.hashing import artifact_key, canonical_json, hash_file
 
 ENV_CACHE = "LLMVEM_CACHE"
 _META = "meta.json"
 _TMP = ".tmp"
+_HASH_MEMO_FILE = "file-hashes.json"
 
 
 def default_store_root() -> Path:
@@ -169,7 +171,11 @@ class ArtifactStore:
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def put_arrays(
-        self, kind: str, spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray], extra: Mapping[str, Any] | None = None
+        self,
+        kind: str,
+        spec: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        extra: Mapping[str, Any] | None = None,
     ) -> str:
         """Store named arrays (and optional JSON ``extra``) under the key of ``spec``; return the key."""
         key = self.key(kind, spec)
@@ -322,3 +328,36 @@ class RecordLog:
             fh.flush()
             os.fsync(fh.fileno())
         self._records[key] = dict(record)
+
+
+def weights_sha256(path: str | Path) -> str:
+    """SHA-256 of a (weights) file, memoised per resolved path, size and modification time.
+
+    The memo lives in this process and in ``<store root>/file-hashes.json``, so a 20-100 MB weights file is hashed
+    once per machine rather than once per run. A changed file (new size or mtime) is hashed again.
+    """
+    p = Path(path).resolve()
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise StoreError(f"weights file {p} cannot be read: {exc}") from exc
+    return _memoised_sha256(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _memoised_sha256(path: str, size: int, mtime_ns: int) -> str:
+    memo_path = default_store_root() / _HASH_MEMO_FILE
+    entry = f"{path}|{size}|{mtime_ns}"
+    memo: dict[str, str] = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(memo_path.read_text(encoding="utf-8"))
+        if isinstance(loaded, dict):
+            memo = loaded
+    if isinstance(memo.get(entry), str) and len(memo[entry]) == 64:
+        return memo[entry]
+    digest = hash_file(path)
+    memo = {k: v for k, v in memo.items() if not k.startswith(f"{path}|")}  # drop stale versions of this file
+    memo[entry] = digest
+    with contextlib.suppress(OSError):  # a read-only cache directory only costs re-hashing next time
+        atomic_write_text(memo_path, json.dumps(memo, indent=0, sort_keys=True))
+    return digest

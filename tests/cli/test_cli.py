@@ -37,7 +37,8 @@ def test_help_does_not_import_heavy_libraries() -> None:
         "import sys, time; t=time.perf_counter(); from llmvem.cli.app import app; "
         "from typer.testing import CliRunner; r=CliRunner().invoke(app, ['demo', '--help']); "
         "assert r.exit_code == 0; "
-        "heavy=[m for m in ('torch','transformers','sentence_transformers','matplotlib','sklearn') if m in sys.modules]; "
+        "heavy=[m for m in ('torch','transformers','sentence_transformers','matplotlib','sklearn') "
+        "if m in sys.modules]; "
         "print(heavy, round(time.perf_counter()-t, 2))"
     )
     t0 = time.perf_counter()
@@ -60,8 +61,20 @@ def test_bad_set_override() -> None:
 
 
 def test_missing_dataset_names_expected_files(tmp_path: Path) -> None:
-    res = runner.invoke(app, ["demo", "--dataset", "objects92", "--data-dir", str(tmp_path),
-                              "--cache-dir", str(tmp_path / "c"), "--output-dir", str(tmp_path / "runs")])
+    res = runner.invoke(
+        app,
+        [
+            "demo",
+            "--dataset",
+            "objects92",
+            "--data-dir",
+            str(tmp_path),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--output-dir",
+            str(tmp_path / "runs"),
+        ],
+    )
     assert res.exit_code == 2
     assert "objects92" in res.output and "Traceback" not in res.output
 
@@ -81,9 +94,24 @@ def test_cache_ls_and_clean(tmp_path: Path) -> None:
 
 def test_describe_then_embed_cli(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "desc.jsonl"
-    res = runner.invoke(app, ["describe", str(data_dir / "objects92" / "images"), "--backend", "import",
-                              "--source", str(data_dir / "objects92" / "descriptions.jsonl"), "--model", "mllm",
-                              "-o", str(out), "--cache-dir", str(tmp_path / "c"), "--no-progress"])
+    res = runner.invoke(
+        app,
+        [
+            "describe",
+            str(data_dir / "objects92" / "images"),
+            "--backend",
+            "import",
+            "--source",
+            str(data_dir / "objects92" / "descriptions.jsonl"),
+            "--model",
+            "mllm",
+            "-o",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert len(out.read_text().splitlines()) == 92
     emb = tmp_path / "emb.npy"

@@ -81,8 +81,12 @@ def test_bad_files(tmp_path: Path) -> None:
 def test_empty_text_is_an_error(tmp_path: Path) -> None:
     stim = _images(tmp_path, 2)
     with pytest.raises(DataError, match="empty text"):
-        describe_stimuli(stim, ImportDescriber({stim.ids[0]: "a", stim.ids[1]: "  "}),
-                         store=ArtifactStore(tmp_path / "s"), progress=False)
+        describe_stimuli(
+            stim,
+            ImportDescriber({stim.ids[0]: "a", stim.ids[1]: "  "}),
+            store=ArtifactStore(tmp_path / "s"),
+            progress=False,
+        )
 
 
 def test_class_conditioned_prompt_needs_labels() -> None:

@@ -12,9 +12,9 @@ from PIL import Image
 
 from llmvem.errors import BackendError, RegistryError
 from llmvem.hashing import artifact_key, hash_file
+from llmvem.store import weights_sha256
 from llmvem.vision import BACKBONES, Backbone, load_backbone
 from llmvem.vision import backbones as backbones_mod
-from llmvem.vision.backbones import weights_sha256
 
 # objects92 images with an unambiguous ImageNet-1k class (index, name).
 CLEAR_IMAGES = {"image_63.jpg": (954, "banana"), "image_32.jpg": (340, "zebra"), "image_70.jpg": (945, "bell pepper")}

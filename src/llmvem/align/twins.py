@@ -57,8 +57,9 @@ def _build(config: dict[str, Any], state: dict[str, np.ndarray] | None = None) -
                 nn.Sequential(nn.Linear(d_emb, 2 * d_emb), nn.GELU(), nn.Linear(2 * d_emb, d_text)) if d_text else None
             )
 
-    m = Twin(config["d_in"], config["hidden_dim"], config["embed_dim"], config["d_task"], config["d_text"],
-             config["dropout"])
+    m = Twin(
+        config["d_in"], config["hidden_dim"], config["embed_dim"], config["d_task"], config["d_text"], config["dropout"]
+    )
     if state is not None:
         m.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
     return m
@@ -114,9 +115,14 @@ def train_twin(
     x_mean = x.mean(0)
     x_std = np.where(x.std(0) > 0, x.std(0), 1.0).astype(np.float32)
     xs = (x - x_mean) / x_std
-    config = {"d_in": x.shape[1], "hidden_dim": cfg.hidden_dim, "embed_dim": cfg.embed_dim,
-              "d_task": 0 if y is None else y.shape[1], "d_text": 0 if t is None else t.shape[1],
-              "dropout": cfg.dropout}
+    config = {
+        "d_in": x.shape[1],
+        "hidden_dim": cfg.hidden_dim,
+        "embed_dim": cfg.embed_dim,
+        "d_task": 0 if y is None else y.shape[1],
+        "d_text": 0 if t is None else t.shape[1],
+        "dropout": cfg.dropout,
+    }
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = _build(config).to(device)

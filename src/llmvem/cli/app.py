@@ -6,7 +6,6 @@ other key. Heavy libraries are imported inside the commands, so ``llmvem --help`
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -125,9 +124,18 @@ def demo(
       llmvem demo --dataset objects92 --data-dir ../shared/data
       llmvem demo --n-images 120 --epochs 50 --set train.loss=cosine
     """
-    flags = {"--dataset": dataset, "--n-images": n_images, "--epochs": epochs, "--lambda-align": lambda_align,
-             "--data-dir": data_dir, "--cache-dir": cache_dir, "--output-dir": output_dir, "--seed": seed,
-             "--device": device, "--progress/--no-progress": progress}
+    flags = {
+        "--dataset": dataset,
+        "--n-images": n_images,
+        "--epochs": epochs,
+        "--lambda-align": lambda_align,
+        "--data-dir": data_dir,
+        "--cache-dir": cache_dir,
+        "--output-dir": output_dir,
+        "--seed": seed,
+        "--device": device,
+        "--progress/--no-progress": progress,
+    }
 
     def go() -> None:
         cfg = _resolve(config, set_, flags)
@@ -163,10 +171,17 @@ def describe(
     """Describe every image with a describer backend; results are cached and the job resumes if interrupted.
 
     Examples:
-      llmvem describe ../shared/data/objects92/images --backend import --source ../shared/data/objects92/descriptions.jsonl --model gpt -o desc.jsonl
+      llmvem describe images/ --backend import --source captions.jsonl --model coco -o desc.jsonl
+      llmvem describe $LLMVEM_DATA/objects92/images --source $LLMVEM_DATA/objects92/descriptions.jsonl
     """
-    flags = {"--backend": backend, "--model": model, "--prompt": prompt, "--source": source,
-             "--cache-dir": cache_dir, "--progress/--no-progress": progress}
+    flags = {
+        "--backend": backend,
+        "--model": model,
+        "--prompt": prompt,
+        "--source": source,
+        "--cache-dir": cache_dir,
+        "--progress/--no-progress": progress,
+    }
 
     def go() -> None:
         from llmvem.data.stimuli import StimulusSet
@@ -180,8 +195,9 @@ def describe(
             raise ConfigError("describe.source (--source FILE) is required by the import backend")
         stim = StimulusSet.from_folder(images)
         describer = DESCRIBERS.get(d.backend)(source=d.source, model=d.model)
-        desc = describe_stimuli(stim, describer, prompt=d.prompt, store=ArtifactStore(cfg.cache_dir),
-                                progress=cfg.progress)
+        desc = describe_stimuli(
+            stim, describer, prompt=d.prompt, store=ArtifactStore(cfg.cache_dir), progress=cfg.progress
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         desc.to_frame().to_json(out, orient="records", lines=True, force_ascii=False)
         typer.echo(f"{len(desc)} descriptions of {len(stim)} images → {out}")
@@ -195,7 +211,9 @@ def embed(
     out: Annotated[Path, typer.Option("--out", "-o", help="embeddings .npy (ids go to <out>.ids.txt)")] = Path(
         "embeddings.npy"
     ),
-    encoder: Annotated[str | None, typer.Option("--encoder", help="text encoder (minilm, sentence-transformers:ID)")] = None,
+    encoder: Annotated[
+        str | None, typer.Option("--encoder", help="text encoder (minilm, sentence-transformers:ID)")
+    ] = None,
     policy: Annotated[str | None, typer.Option("--policy", help="long texts: chunk or truncate")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -208,8 +226,13 @@ def embed(
     Examples:
       llmvem embed desc.jsonl --encoder minilm -o desc.npy
     """
-    flags = {"--encoder": encoder, "--policy": policy, "--cache-dir": cache_dir, "--device": device,
-             "--progress/--no-progress": progress}
+    flags = {
+        "--encoder": encoder,
+        "--policy": policy,
+        "--cache-dir": cache_dir,
+        "--device": device,
+        "--progress/--no-progress": progress,
+    }
 
     def go() -> None:
         import numpy as np
@@ -220,9 +243,16 @@ def embed(
 
         cfg = _resolve(config, set_, flags)
         df = read_text_table(texts)
-        emb = embed_texts(list(df["text"]), encoder=cfg.embed.encoder, normalize=cfg.embed.normalize,
-                          policy=cfg.embed.policy, batch_size=cfg.embed.batch_size, device=cfg.device,
-                          store=ArtifactStore(cfg.cache_dir), progress=cfg.progress)
+        emb = embed_texts(
+            list(df["text"]),
+            encoder=cfg.embed.encoder,
+            normalize=cfg.embed.normalize,
+            policy=cfg.embed.policy,
+            batch_size=cfg.embed.batch_size,
+            device=cfg.device,
+            store=ArtifactStore(cfg.cache_dir),
+            progress=cfg.progress,
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, emb)
         atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(map(str, df["image"])) + "\n")
@@ -237,7 +267,9 @@ def features(
     out: Annotated[Path, typer.Option("--out", "-o", help="features .npy (ids go to <out>.ids.txt)")] = Path(
         "features.npy"
     ),
-    backbone: Annotated[str | None, typer.Option("--backbone", help="vision backbone (efficientnet_lite0, timm:NAME)")] = None,
+    backbone: Annotated[
+        str | None, typer.Option("--backbone", help="vision backbone (efficientnet_lite0, timm:NAME)")
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -249,8 +281,7 @@ def features(
     Examples:
       llmvem features ../shared/data/objects92/images -o obj92.npy
     """
-    flags = {"--backbone": backbone, "--cache-dir": cache_dir, "--device": device,
-             "--progress/--no-progress": progress}
+    flags = {"--backbone": backbone, "--cache-dir": cache_dir, "--device": device, "--progress/--no-progress": progress}
 
     def go() -> None:
         import numpy as np
@@ -261,8 +292,14 @@ def features(
 
         cfg = _resolve(config, set_, flags)
         stim = StimulusSet.from_folder(images)
-        fm = extract_features(stim, backbone=cfg.features.backbone, batch_size=cfg.features.batch_size,
-                              device=cfg.device, store=ArtifactStore(cfg.cache_dir), progress=cfg.progress)
+        fm = extract_features(
+            stim,
+            backbone=cfg.features.backbone,
+            batch_size=cfg.features.batch_size,
+            device=cfg.device,
+            store=ArtifactStore(cfg.cache_dir),
+            progress=cfg.progress,
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, fm.values)
         atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(fm.ids) + "\n")
@@ -271,14 +308,14 @@ def features(
     _run(go)
 
 
-def _experiment(config: Path, set_: list[str] | None, flags: dict[str, Any]) -> None:
+def _experiment(config: Path, set_: list[str] | None, flags: dict[str, Any], until: str) -> None:
     cfg = _resolve(config, set_, flags)
     from llmvem.pipeline import run_encoding_demo, run_objects92_rsa
 
     if cfg.dataset.name == "demo":
-        run_encoding_demo(cfg)
+        run_encoding_demo(cfg, until=until)
     elif cfg.dataset.name == "objects92":
-        run_objects92_rsa(cfg)
+        run_objects92_rsa(cfg, until=until)
     else:
         _fail(f"dataset.name={cfg.dataset.name!r}: training and evaluation on it are not available yet")
 
@@ -293,14 +330,19 @@ def train(
     device: DeviceOpt = None,
     progress: ProgressOpt = None,
 ) -> None:
-    """Train the baseline and language-aligned models of an experiment (cached; then evaluates them).
+    """Train the baseline and language-aligned models of an experiment; they are cached in the artifact store.
 
     Examples:
       llmvem train experiment.yaml --epochs 300 --lambda-align 0.3
     """
-    flags = {"--epochs": epochs, "--lambda-align": lambda_align, "--loss": loss, "--device": device,
-             "--progress/--no-progress": progress}
-    _run(lambda: _experiment(config, set_, flags))
+    flags = {
+        "--epochs": epochs,
+        "--lambda-align": lambda_align,
+        "--loss": loss,
+        "--device": device,
+        "--progress/--no-progress": progress,
+    }
+    _run(lambda: _experiment(config, set_, flags, until="train"))
 
 
 @app.command()
@@ -317,7 +359,7 @@ def evaluate(
       llmvem evaluate experiment.yaml --set evaluate.rsa.method=pearson
     """
     flags = {"--data-dir": data_dir, "--device": device, "--progress/--no-progress": progress}
-    _run(lambda: _experiment(config, set_, flags))
+    _run(lambda: _experiment(config, set_, flags, until="evaluate"))
 
 
 @app.command()
@@ -361,7 +403,9 @@ def datasets(data_dir: DataDirOpt = None) -> None:
 
 @cache_app.command("ls")
 def cache_ls(
-    kind: Annotated[str | None, typer.Option("--kind", help="only this kind (image_features, text_embeddings ...)")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="only this kind (image_features, text_embeddings ...)")
+    ] = None,
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """List the entries of the artifact store.
@@ -381,8 +425,10 @@ def cache_ls(
         table.add_row(e.kind, e.key[:12], _size(e.size_bytes), e.created, e.summary)
     Console().print(table)
     stale = store.stale_temporaries()
-    typer.echo(f"{len(entries)} entries, {_size(sum(e.size_bytes for e in entries))}"
-               + (f"; {len(stale)} unfinished temporary write(s)" if stale else ""))
+    typer.echo(
+        f"{len(entries)} entries, {_size(sum(e.size_bytes for e in entries))}"
+        + (f"; {len(stale)} unfinished temporary write(s)" if stale else "")
+    )
 
 
 @cache_app.command("clean")
@@ -421,4 +467,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

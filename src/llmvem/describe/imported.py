@@ -42,8 +42,9 @@ def read_text_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{p}: descriptions must be .jsonl or .csv/.tsv")
     id_col = next((c for c in _ID_FIELDS if c in df.columns), None)
     if id_col is None or "text" not in df.columns:
-        raise DataError(f"{p}: needs an image column (one of {', '.join(_ID_FIELDS)}) and a 'text' column; "
-                        f"found {list(df.columns)}")
+        raise DataError(
+            f"{p}: needs an image column (one of {', '.join(_ID_FIELDS)}) and a 'text' column; found {list(df.columns)}"
+        )
     df = df.rename(columns={id_col: "image"})
     df["image"] = [Path(str(s)).stem if Path(str(s)).suffix else str(s) for s in df["image"]]
     return df
@@ -61,8 +62,9 @@ class ImportDescriber:
 
     backend = "import"
 
-    def __init__(self, source: str | Path | Mapping[str, str], model: str = "imported",
-                 prompt_filter: str | None = None) -> None:
+    def __init__(
+        self, source: str | Path | Mapping[str, str], model: str = "imported", prompt_filter: str | None = None
+    ) -> None:
         self.model = model
         if isinstance(source, Mapping):
             self._texts = {str(k): str(v) for k, v in source.items()}

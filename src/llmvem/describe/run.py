@@ -47,8 +47,9 @@ def describe_stimuli(
         text_prompt = resolve_prompt(prompt, label)
         req = ImageRequest(sid, stimuli.paths[k], hashes[k], label)
         for s in range(n_samples):
-            key = artifact_key({"image": hashes[k], "describer": ident, "prompt": text_prompt, "params": params,
-                                "sample": s})
+            key = artifact_key(
+                {"image": hashes[k], "describer": ident, "prompt": text_prompt, "params": params, "sample": s}
+            )
             if key not in log:
                 todo.append((req, text_prompt, s, key))
     if todo:
@@ -58,20 +59,42 @@ def describe_stimuli(
             for req, text_prompt, s, key in todo:
                 t0 = time.perf_counter()
                 text = describer.describe(req, text_prompt, params, s)
-                log.append({"key": key, "image": req.id, "image_hash": req.content_hash, "backend": describer.backend,
-                            "model": describer.model, "prompt": text_prompt, "text": text, "params": params,
-                            "sample": s, "seconds": round(time.perf_counter() - t0, 4)})
+                log.append(
+                    {
+                        "key": key,
+                        "image": req.id,
+                        "image_hash": req.content_hash,
+                        "backend": describer.backend,
+                        "model": describer.model,
+                        "prompt": text_prompt,
+                        "text": text,
+                        "params": params,
+                        "sample": s,
+                        "seconds": round(time.perf_counter() - t0, 4),
+                    }
+                )
                 advance(1)
     records = []
     for k, sid in enumerate(stimuli.ids):
         label = stimuli.labels[k] if stimuli.labels is not None else None
         text_prompt = resolve_prompt(prompt, label)
         for s in range(n_samples):
-            key = artifact_key({"image": hashes[k], "describer": ident, "prompt": text_prompt, "params": params,
-                                "sample": s})
+            key = artifact_key(
+                {"image": hashes[k], "describer": ident, "prompt": text_prompt, "params": params, "sample": s}
+            )
             r = log.get(key)
             assert r is not None
-            records.append(Description(image=sid, image_hash=r["image_hash"], backend=r["backend"], model=r["model"],
-                                       prompt=r["prompt"], text=r["text"], params=r["params"], sample=r["sample"],
-                                       seconds=r["seconds"]))
+            records.append(
+                Description(
+                    image=sid,
+                    image_hash=r["image_hash"],
+                    backend=r["backend"],
+                    model=r["model"],
+                    prompt=r["prompt"],
+                    text=r["text"],
+                    params=r["params"],
+                    sample=r["sample"],
+                    seconds=r["seconds"],
+                )
+            )
     return Descriptions(records)

@@ -28,6 +28,16 @@ def console_log(enabled: bool = True) -> Log:
     return lambda msg: console.print(msg)
 
 
+def print_table(table: Any) -> None:
+    """Print a rich table to stdout, at least 120 columns wide when stdout is not a terminal (logs, CI)."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 120))
+    console.print(table)
+
+
 def cached_twin(
     store: ArtifactStore,
     features: np.ndarray,
@@ -49,7 +59,7 @@ def cached_twin(
         "text": hash_array(np.asarray(text_embeddings, dtype=np.float32))
         if text_embeddings is not None and lambda_align > 0
         else None,
-        "train": cfg.model_dump(mode="json"),
+        "train": cfg.model_dump(mode="json", exclude={"lambda_align"}),  # the λ actually used is below
         "lambda_align": float(lambda_align),
         "seed": seed,
         "code": "twin-v1",

@@ -47,8 +47,13 @@ def _encoding_rows(
     return rows, r
 
 
-def run_encoding_demo(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
-    """Run the demo described in the module docstring; returns the run directory (tables, plots, report)."""
+def run_encoding_demo(
+    cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None, until: str = "evaluate"
+) -> RunDir:
+    """Run the demo described in the module docstring; returns the run directory (tables, plots, report).
+
+    With ``until="train"`` it stops after training the twins (their final losses go to ``metrics.json``).
+    """
     from llmvem.data.synthetic import generate_demo_set
     from llmvem.describe import DESCRIBERS, describe_stimuli
     from llmvem.text import embed_texts
@@ -69,36 +74,56 @@ def run_encoding_demo(cfg: ExperimentConfig, run_dir: Path | None = None, log: L
     t0 = time.perf_counter()
     d = cfg.dataset
     set_dir = store.root / "demo_sets" / f"n{d.n_images}-v{d.n_voxels_per_roi}-r{d.n_repeats}-s{cfg.seed}"
-    demo = generate_demo_set(set_dir, n_images=d.n_images, n_voxels_per_roi=d.n_voxels_per_roi,
-                             n_repeats=d.n_repeats, seed=cfg.seed)
+    demo = generate_demo_set(
+        set_dir, n_images=d.n_images, n_voxels_per_roi=d.n_voxels_per_roi, n_repeats=d.n_repeats, seed=cfg.seed
+    )
     brain = demo.brain
     lap("stimuli", t0)
-    log(f"1/6 stimuli: {len(demo.stimuli)} generated images, ROIs {brain.rois} × {d.n_voxels_per_roi} voxels, "
-        f"{d.n_repeats} repeats ({set_dir})")
+    log(
+        f"1/6 stimuli: {len(demo.stimuli)} generated images, ROIs {brain.rois} × {d.n_voxels_per_roi} voxels, "
+        f"{d.n_repeats} repeats ({set_dir})"
+    )
 
     # 2. describe
     t0 = time.perf_counter()
     source = cfg.describe.source or (set_dir / "captions.jsonl")
     describer = DESCRIBERS.get(cfg.describe.backend)(source=source, model=cfg.describe.model)
-    descriptions = describe_stimuli(demo.stimuli, describer, prompt=cfg.describe.prompt, store=store,
-                                    progress=cfg.progress)
+    descriptions = describe_stimuli(
+        demo.stimuli, describer, prompt=cfg.describe.prompt, store=store, progress=cfg.progress
+    )
     texts = descriptions.texts_for(demo.stimuli.ids)
     descriptions.to_frame().to_json(run.file("descriptions.jsonl"), orient="records", lines=True)
     lap("describe", t0)
-    log(f"2/6 describe: {len(descriptions)} descriptions via '{cfg.describe.backend}' ({cfg.describe.model}), "
-        f'e.g. "{texts[0]}"')
+    log(
+        f"2/6 describe: {len(descriptions)} descriptions via '{cfg.describe.backend}' ({cfg.describe.model}), "
+        f'e.g. "{texts[0]}"'
+    )
 
     # 3. embed
     t0 = time.perf_counter()
-    text_emb = embed_texts(texts, encoder=cfg.embed.encoder, normalize=cfg.embed.normalize, policy=cfg.embed.policy,
-                           batch_size=cfg.embed.batch_size, device=cfg.device, store=store, progress=cfg.progress)
+    text_emb = embed_texts(
+        texts,
+        encoder=cfg.embed.encoder,
+        normalize=cfg.embed.normalize,
+        policy=cfg.embed.policy,
+        batch_size=cfg.embed.batch_size,
+        device=cfg.device,
+        store=store,
+        progress=cfg.progress,
+    )
     lap("embed", t0)
     log(f"3/6 embed: {text_emb.shape[0]} × {text_emb.shape[1]} {cfg.embed.encoder} embeddings")
 
     # 4. image features
     t0 = time.perf_counter()
-    fm = extract_features(demo.stimuli, backbone=cfg.features.backbone, batch_size=cfg.features.batch_size,
-                          device=cfg.device, store=store, progress=cfg.progress)
+    fm = extract_features(
+        demo.stimuli,
+        backbone=cfg.features.backbone,
+        batch_size=cfg.features.batch_size,
+        device=cfg.device,
+        store=store,
+        progress=cfg.progress,
+    )
     feats = fm.values
     lap("features", t0)
     log(f"4/6 features: {feats.shape[0]} × {feats.shape[1]} {cfg.features.backbone} features")
@@ -107,21 +132,40 @@ def run_encoding_demo(cfg: ExperimentConfig, run_dir: Path | None = None, log: L
     t0 = time.perf_counter()
     train_idx = brain.split_indices("train")
     test_idx = brain.split_indices("test")
-    common = dict(cfg=cfg.train, seed=cfg.seed, device=cfg.device, progress=cfg.progress)
+    common: dict[str, Any] = dict(cfg=cfg.train, seed=cfg.seed, device=cfg.device, progress=cfg.progress)
     task = brain.responses[train_idx] if cfg.train.task == "voxels" else None
     baseline = cached_twin(store, feats[train_idx], task, None, lambda_align=0.0, label="baseline twin", **common)
-    aligned = cached_twin(store, feats[train_idx], task, text_emb[train_idx], lambda_align=cfg.train.lambda_align,
-                          label="aligned twin", **common)
+    aligned = cached_twin(
+        store,
+        feats[train_idx],
+        task,
+        text_emb[train_idx],
+        lambda_align=cfg.train.lambda_align,
+        label="aligned twin",
+        **common,
+    )
     lap("train", t0)
-    log(f"5/6 train: baseline (λ=0) and aligned (λ={cfg.train.lambda_align}, {cfg.train.loss}) twins, "
-        f"{cfg.train.epochs} epochs on {len(train_idx)} training images")
+    log(
+        f"5/6 train: baseline (λ=0) and aligned (λ={cfg.train.lambda_align}, {cfg.train.loss}) twins, "
+        f"{cfg.train.epochs} epochs on {len(train_idx)} training images"
+    )
+    run.log_metrics(
+        train={
+            "baseline_final": baseline.history[-1] if baseline.history else None,
+            "aligned_final": aligned.history[-1] if aligned.history else None,
+        }
+    )
+    if until == "train":
+        run.log_metrics(timings_s=timings, total_s=round(time.perf_counter() - t_start, 1))
+        log(f"[green]trained[/green]; twins are in the artifact store, metrics in {run.file('metrics.json')}")
+        return run
 
     # 6. voxelwise encoding
     t0 = time.perf_counter()
     bb = cfg.features.backbone
     reps = {
         f"{bb} features": feats,
-        f"baseline twin (λ=0)": baseline.embed(feats),
+        "baseline twin (λ=0)": baseline.embed(feats),
         f"aligned twin (λ={cfg.train.lambda_align:g})": aligned.embed(feats),
         f"{cfg.embed.encoder} caption embedding": text_emb,
     }
@@ -142,8 +186,9 @@ def run_encoding_demo(cfg: ExperimentConfig, run_dir: Path | None = None, log: L
     plot_encoding(table, run.file("encoding.png"))
     plot_r_histograms(r_by_model, run.file("r_histograms.png"))
     metrics: dict[str, Any] = {
-        "encoding": {f"{r['model']} | {r['roi']}": {"mean_r": r["mean_r"], "mean_score": r["mean_score"]}
-                     for r in rows},
+        "encoding": {
+            f"{r['model']} | {r['roi']}": {"mean_r": r["mean_r"], "mean_score": r["mean_score"]} for r in rows
+        },
         "n_train": len(train_idx),
         "n_test": len(test_idx),
         "timings_s": timings,
@@ -156,9 +201,11 @@ def run_encoding_demo(cfg: ExperimentConfig, run_dir: Path | None = None, log: L
     metrics["total_s"] = round(time.perf_counter() - t_start, 1)
     run.log_metrics(**metrics)
     build_report(run.path)
-    from rich.console import Console
+    from llmvem.pipeline.common import print_table
 
-    Console().print(format_encoding_table(table))
-    log(f"[green]done[/green] in {metrics['total_s']} s: {run.file('encoding.csv')}, {run.file('encoding.png')}, "
-        f"{run.file('report.html')}")
+    print_table(format_encoding_table(table))
+    log(
+        f"[green]done[/green] in {metrics['total_s']} s: {run.file('encoding.csv')}, {run.file('encoding.png')}, "
+        f"{run.file('report.html')}"
+    )
     return run

@@ -20,8 +20,13 @@ from llmvem.pipeline.common import Log, console_log, make_store
 from llmvem.runs import RunDir, seed_everything
 
 
-def run_objects92_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
-    """Run the objects92 RSA study; returns the run directory (``rsa.csv``, ``rsa.png``, ``rdms.png``, report)."""
+def run_objects92_rsa(
+    cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None, until: str = "evaluate"
+) -> RunDir:
+    """Run the objects92 RSA study; returns the run directory (``rsa.csv``, ``rsa.png``, ``rdms.png``, report).
+
+    With ``until="train"`` it stops after learning the image→text map (its fit quality goes to ``metrics.json``).
+    """
     from llmvem.brain import RidgeEncoder, compute_rdm, rsa_scores
     from llmvem.data.datasets import load_dataset
     from llmvem.text import embed_texts
@@ -43,34 +48,69 @@ def run_objects92_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: L
         from llmvem.errors import ConfigError
 
         raise ConfigError(f"evaluate.rsa.targets: unknown RDM set(s) {missing_targets}; available: {sorted(obj.rdms)}")
-    log(f"1/5 data: objects92 ({len(ids)} images, RDM sets {', '.join(rsa_cfg.targets)}), "
-        f"NSD shared images for the image→text map ({rsa_cfg.align_images} of {len(nsd.stimuli)})")
+    log(
+        f"1/5 data: objects92 ({len(ids)} images, RDM sets {', '.join(rsa_cfg.targets)}), "
+        f"NSD shared images for the image→text map ({rsa_cfg.align_images} of {len(nsd.stimuli)})"
+    )
 
-    emb_kw: dict[str, Any] = dict(encoder=cfg.embed.encoder, normalize=cfg.embed.normalize, policy=cfg.embed.policy,
-                                  batch_size=cfg.embed.batch_size, device=cfg.device, store=store,
-                                  progress=cfg.progress)
-    feat_kw: dict[str, Any] = dict(backbone=cfg.features.backbone, batch_size=cfg.features.batch_size,
-                                   device=cfg.device, store=store, progress=cfg.progress)
+    emb_kw: dict[str, Any] = dict(
+        encoder=cfg.embed.encoder,
+        normalize=cfg.embed.normalize,
+        policy=cfg.embed.policy,
+        batch_size=cfg.embed.batch_size,
+        device=cfg.device,
+        store=store,
+        progress=cfg.progress,
+    )
+    feat_kw: dict[str, Any] = dict(
+        backbone=cfg.features.backbone,
+        batch_size=cfg.features.batch_size,
+        device=cfg.device,
+        store=store,
+        progress=cfg.progress,
+    )
 
     obj_texts = [obj.descriptions[i] for i in ids]
     obj_text = embed_texts(obj_texts, **emb_kw)
     obj_img = extract_features(obj.stimuli, **feat_kw).values
-    log(f"2/5 objects92: {obj_img.shape[1]}-d {cfg.features.backbone} features, {obj_text.shape[1]}-d "
-        f"{cfg.embed.encoder} description embeddings")
+    log(
+        f"2/5 objects92: {obj_img.shape[1]}-d {cfg.features.backbone} features, {obj_text.shape[1]}-d "
+        f"{cfg.embed.encoder} description embeddings"
+    )
 
     nsd_desc = nsd.descriptions_for(rsa_cfg.align_model, rsa_cfg.align_prompt)
     described = [i for i in nsd.stimuli.ids if i in nsd_desc]
     if len(described) < len(nsd.stimuli):
-        log(f"    note: {len(nsd.stimuli) - len(described)} NSD image(s) have no {rsa_cfg.align_model}/"
-            f"{rsa_cfg.align_prompt} description and are left out of the image→text map")
+        log(
+            f"    note: {len(nsd.stimuli) - len(described)} NSD image(s) have no {rsa_cfg.align_model}/"
+            f"{rsa_cfg.align_prompt} description and are left out of the image→text map"
+        )
     nsd_ids = described[: rsa_cfg.align_images]
     nsd_stim = nsd.stimuli.subset(nsd_ids)
     nsd_text = embed_texts([nsd_desc[i] for i in nsd_ids], **emb_kw)
     nsd_img = extract_features(nsd_stim, **feat_kw).values
     mapper = RidgeEncoder(alphas=tuple(cfg.evaluate.encoding.alphas)).fit(nsd_img, nsd_text)
     aligned = mapper.predict(obj_img)
-    log(f"3/5 image→text map: ridge on {len(nsd_ids)} NSD images × {rsa_cfg.align_model}/{rsa_cfg.align_prompt} "
-        f"descriptions; applied to the 92 objects")
+    log(
+        f"3/5 image→text map: ridge on {len(nsd_ids)} NSD images × {rsa_cfg.align_model}/{rsa_cfg.align_prompt} "
+        f"descriptions; applied to the 92 objects"
+    )
+    from llmvem.brain import pearson_r_rows
+
+    fit_r = float(np.nanmean(pearson_r_rows(nsd_text, mapper.predict(nsd_img))))
+    run.log_metrics(
+        image_to_text_map={
+            "n_images": len(nsd_ids),
+            "train_row_r": fit_r,
+            "median_alpha": float(np.nanmedian(mapper.best_alphas_)),
+        }
+    )
+    if until == "train":
+        log(
+            f"[green]trained[/green] the image→text map (in-sample row r {fit_r:.3f}); "
+            f"metrics in {run.file('metrics.json')}"
+        )
+        return run
 
     reps = {
         f"{cfg.features.backbone} image features": obj_img,
@@ -83,16 +123,30 @@ def run_objects92_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: L
         rset = obj.rdms[target].reorder(ids)
         for name, rdm in model_rdms.items():
             res = rsa_scores(rdm, rset.rdms, method=rsa_cfg.method)
-            rows.append({"model": name, "target": target, "n_subjects": rset.n_subjects, "mean": res.mean,
-                         "sem": res.sem, "noise_lower": res.noise_lower, "noise_upper": res.noise_upper,
-                         "method": rsa_cfg.method})
+            rows.append(
+                {
+                    "model": name,
+                    "target": target,
+                    "n_subjects": rset.n_subjects,
+                    "mean": res.mean,
+                    "sem": res.sem,
+                    "noise_lower": res.noise_lower,
+                    "noise_upper": res.noise_upper,
+                    "method": rsa_cfg.method,
+                }
+            )
             pd.DataFrame({"subject": rset.subjects, "score": res.scores}).assign(model=name, target=target).to_csv(
-                run.file("rsa_per_subject.csv"), mode="a", index=False,
-                header=not run.file("rsa_per_subject.csv").exists())
+                run.file("rsa_per_subject.csv"),
+                mode="a",
+                index=False,
+                header=not run.file("rsa_per_subject.csv").exists(),
+            )
     table = pd.DataFrame(rows)
     table.to_csv(run.file("rsa.csv"), index=False)
-    log(f"4/5 RSA: {len(model_rdms)} model RDMs × {len(rsa_cfg.targets)} targets ({rsa_cfg.method}, "
-        f"{rsa_cfg.metric} distance), leave-one-subject-out noise ceilings")
+    log(
+        f"4/5 RSA: {len(model_rdms)} model RDMs × {len(rsa_cfg.targets)} targets ({rsa_cfg.method}, "
+        f"{rsa_cfg.metric} distance), leave-one-subject-out noise ceilings"
+    )
 
     from llmvem.report import build_report, format_rsa_table, plot_rdms, plot_rsa
 
@@ -100,14 +154,23 @@ def run_objects92_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: L
     shown = {**{k: v for k, v in model_rdms.items()}, **{t: obj.rdms[t].reorder(ids).mean() for t in rsa_cfg.targets}}
     plot_rdms(shown, run.file("rdms.png"))
     run.log_metrics(
-        rsa={f"{r['model']} | {r['target']}": {"mean": r["mean"], "sem": r["sem"], "noise_lower": r["noise_lower"],
-                                               "noise_upper": r["noise_upper"]} for r in rows},
+        rsa={
+            f"{r['model']} | {r['target']}": {
+                "mean": r["mean"],
+                "sem": r["sem"],
+                "noise_lower": r["noise_lower"],
+                "noise_upper": r["noise_upper"],
+            }
+            for r in rows
+        },
         total_s=round(time.perf_counter() - t_start, 1),
     )
     build_report(run.path)
-    from rich.console import Console
+    from llmvem.pipeline.common import print_table
 
-    Console().print(format_rsa_table(table))
-    log(f"5/5 [green]done[/green] in {time.perf_counter() - t_start:.1f} s: {run.file('rsa.csv')}, "
-        f"{run.file('rsa.png')}, {run.file('report.html')}")
+    print_table(format_rsa_table(table))
+    log(
+        f"5/5 [green]done[/green] in {time.perf_counter() - t_start:.1f} s: {run.file('rsa.csv')}, "
+        f"{run.file('rsa.png')}, {run.file('report.html')}"
+    )
     return run

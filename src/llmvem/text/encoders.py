@@ -31,7 +31,7 @@ import numpy as np
 from llmvem.errors import BackendError, ConfigError
 from llmvem.progress import progress_bar
 from llmvem.registry import Registry
-from llmvem.vision.backbones import weights_sha256
+from llmvem.store import weights_sha256
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -397,6 +397,9 @@ def _load_sentence_transformer(model_dir: Path, device: str, name: str) -> Sente
         if not torch.cuda.is_available():
             raise BackendError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
     try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no per-load "Loading weights" bar; our own bars report progress
         return SentenceTransformer(str(model_dir), device=device, local_files_only=True)
     except Exception as exc:
         raise BackendError(f"cannot load text encoder {name!r} from {model_dir}: {exc}") from exc

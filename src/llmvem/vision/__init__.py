@@ -4,7 +4,7 @@
 >>> fm = extract_features(stimuli, backbone="efficientnet_lite0")  # fm.values: (n, 1280) float32  # doctest: +SKIP
 """
 
-from llmvem.vision.backbones import BACKBONES, Backbone, load_backbone, timm_backbone, weights_sha256
+from llmvem.vision.backbones import BACKBONES, Backbone, load_backbone, timm_backbone
 from llmvem.vision.features import FeatureMatrix, extract_features, feature_spec
 
 __all__ = [
@@ -15,5 +15,4 @@ __all__ = [
     "feature_spec",
     "load_backbone",
     "timm_backbone",
-    "weights_sha256",
 ]

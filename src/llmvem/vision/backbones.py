@@ -20,18 +20,14 @@ Example
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import importlib.util
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmvem.errors import BackendError
-from llmvem.hashing import hash_file
 from llmvem.registry import Registry
-from llmvem.store import atomic_write_text, default_store_root
+from llmvem.store import weights_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -41,41 +37,6 @@ BackboneFactory = Callable[..., "Backbone"]
 BACKBONES: Registry[BackboneFactory] = Registry("vision backbone")
 
 TIMM_PREFIX = "timm:"
-_HASH_MEMO_FILE = "file-hashes.json"
-
-
-# --------------------------------------------------------------------------- weights hashing
-def weights_sha256(path: str | Path) -> str:
-    """SHA-256 of a (weights) file, memoised per resolved path, size and modification time.
-
-    The memo lives in this process and in ``<store root>/file-hashes.json``, so a 20-100 MB weights file is hashed
-    once per machine rather than once per run. A changed file (new size or mtime) is hashed again.
-    """
-    p = Path(path).resolve()
-    try:
-        st = p.stat()
-    except OSError as exc:
-        raise BackendError(f"weights file {p} cannot be read: {exc}") from exc
-    return _memoised_sha256(str(p), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=256)
-def _memoised_sha256(path: str, size: int, mtime_ns: int) -> str:
-    memo_path = default_store_root() / _HASH_MEMO_FILE
-    entry = f"{path}|{size}|{mtime_ns}"
-    memo: dict[str, str] = {}
-    with contextlib.suppress(OSError, ValueError):
-        loaded = json.loads(memo_path.read_text(encoding="utf-8"))
-        if isinstance(loaded, dict):
-            memo = loaded
-    if isinstance(memo.get(entry), str) and len(memo[entry]) == 64:
-        return memo[entry]
-    digest = hash_file(path)
-    memo = {k: v for k, v in memo.items() if not k.startswith(f"{path}|")}  # drop stale versions of this file
-    memo[entry] = digest
-    with contextlib.suppress(OSError):  # a read-only cache directory only costs re-hashing next time
-        atomic_write_text(memo_path, json.dumps(memo, indent=0, sort_keys=True))
-    return digest
 
 
 # --------------------------------------------------------------------------- the backbone

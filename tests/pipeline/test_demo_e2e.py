@@ -1,0 +1,147 @@
+"""End to end: the built-in demo and the objects92 RSA study, through the Python API and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from llmvem.cli.app import app
+from llmvem.config import load_config
+from llmvem.pipeline import run_encoding_demo, run_objects92_rsa
+from llmvem.store import ArtifactStore
+
+runner = CliRunner()
+
+
+def _small(tmp_path: Path, **extra: object) -> dict[str, object]:
+    return {
+        "cache_dir": str(tmp_path / "cache"),
+        "output_dir": str(tmp_path / "runs"),
+        "progress": False,
+        "dataset.n_images": 96,
+        "dataset.n_voxels_per_roi": 40,
+        "train.epochs": 15,
+        **extra,
+    }
+
+
+def test_encoding_demo_small_end_to_end(tmp_path: Path) -> None:
+    cfg = load_config(overrides=_small(tmp_path))
+    run = run_encoding_demo(cfg)
+    for name in (
+        "config.yaml",
+        "environment.json",
+        "metrics.json",
+        "encoding.csv",
+        "encoding.png",
+        "report.html",
+        "descriptions.jsonl",
+    ):
+        assert (run.path / name).is_file(), name
+    resolved = yaml.safe_load((run.path / "config.yaml").read_text())
+    assert resolved["dataset"]["n_images"] == 96 and resolved["train"]["epochs"] == 15
+    env = json.loads((run.path / "environment.json").read_text())
+    assert env["seeds"]["seed"] == 0 and env["packages"]["llmvem"]
+    table = pd.read_csv(run.path / "encoding.csv")
+    assert set(table["roi"]) == {"early", "semantic"} and len(table) == 8
+    assert table["mean_r"].between(-1, 1).all() and table["noise_ceiling_r"].between(0, 1).all()
+    sem = table[table.roi == "semantic"].set_index("model")["mean_r"]
+    assert sem.max() > 0.3  # the simulated semantic ROI is predictable from these representations
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    assert {"aligned_minus_baseline_r_early", "aligned_minus_baseline_r_semantic", "timings_s"} <= set(metrics)
+    html = (run.path / "report.html").read_text()
+    assert "data:image/png;base64," in html and "semantic" in html
+
+    # a second run with the same inputs reuses every artifact and gives identical numbers
+    kinds_before = {e.key for e in ArtifactStore(tmp_path / "cache").entries()}
+    run2 = run_encoding_demo(cfg)
+    assert {e.key for e in ArtifactStore(tmp_path / "cache").entries()} == kinds_before
+    pd.testing.assert_frame_equal(pd.read_csv(run2.path / "encoding.csv"), table)
+    # changing a training setting trains new twins (never a stale one)
+    run_encoding_demo(load_config(overrides=_small(tmp_path, **{"train.lambda_align": 0.5})), until="train")
+    twins = [e for e in ArtifactStore(tmp_path / "cache").entries("twin")]
+    assert len(twins) == 3  # baseline reused (λ does not enter it), aligned λ=1 and λ=0.5
+
+
+def test_demo_cli_rejects_descriptions_with_missing_ids(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"image": "demo_0001.png", "text": "a red dog"}) + "\n")
+    args = ["demo", "--no-progress", "--set", f"describe.source={bad}"]
+    for k, v in _small(tmp_path).items():
+        if k != "progress":
+            args += ["--set", f"{k}={v}"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert "have no text" in res.output and "demo_0002" in res.output and "Traceback" not in res.output
+
+
+def test_objects92_rsa_small(data_dir: Path, tmp_path: Path) -> None:
+    cfg = load_config(
+        overrides={
+            "data_dir": str(data_dir),
+            "cache_dir": str(tmp_path / "cache"),
+            "output_dir": str(tmp_path / "runs"),
+            "progress": False,
+            "dataset.name": "objects92",
+            "evaluate.rsa.align_images": 100,
+        }
+    )
+    run = run_objects92_rsa(cfg)
+    table = pd.read_csv(run.path / "rsa.csv")
+    assert set(table["target"]) == {"cichy_it", "cichy_evc", "kriegeskorte_hit"} and len(table) == 9
+    it = table[table.target == "cichy_it"]
+    assert it["n_subjects"].eq(15).all()
+    assert np.allclose(it["noise_lower"], 0.45, atol=0.02) and np.allclose(it["noise_upper"], 0.54, atol=0.02)
+    assert (table["sem"] > 0).all() and (table["mean"] < table["noise_upper"]).all()
+    per_subject = pd.read_csv(run.path / "rsa_per_subject.csv")
+    assert len(per_subject) == 3 * (15 + 15 + 4)
+    for name in ("rsa.png", "rdms.png", "report.html", "metrics.json"):
+        assert (run.path / name).is_file()
+
+
+@pytest.mark.slow
+def test_llmvem_demo_main_job_cli(tmp_path: Path) -> None:
+    """The README's main job exactly as a user runs it (defaults, fresh store), within its 5-minute budget."""
+    env = {**os.environ, "LLMVEM_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmvem", "demo", "--output-dir", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "semantic" in proc.stdout and "early" in proc.stdout
+    [run] = list((tmp_path / "runs").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["total_s"] < 300
+
+
+def test_train_command_stops_after_training(data_dir: Path, tmp_path: Path) -> None:
+    cfg_file = tmp_path / "obj.yaml"
+    cfg_file.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": {"name": "objects92"},
+                "data_dir": str(data_dir),
+                "cache_dir": str(tmp_path / "c"),
+                "output_dir": str(tmp_path / "runs"),
+                "evaluate": {"rsa": {"align_images": 60}},
+            }
+        )
+    )
+    res = runner.invoke(app, ["train", str(cfg_file), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    [run] = list((tmp_path / "runs").iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["image_to_text_map"]["n_images"] == 60 and 0 < metrics["image_to_text_map"]["train_row_r"] <= 1
+    assert not (run / "rsa.csv").exists()
