@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from llmvem import store as store_mod
 from llmvem.errors import BackendError, RegistryError
 from llmvem.hashing import artifact_key, hash_file
 from llmvem.store import weights_sha256
 from llmvem.vision import BACKBONES, Backbone, load_backbone
-from llmvem.vision import backbones as backbones_mod
 
 # objects92 images with an unambiguous ImageNet-1k class (index, name).
 CLEAR_IMAGES = {"image_63.jpg": (954, "banana"), "image_32.jpg": (340, "zebra"), "image_70.jpg": (945, "bell pepper")}
@@ -156,8 +156,8 @@ def test_weights_hash_is_memoised_across_processes(tmp_path: Path, monkeypatch: 
     first = weights_sha256(f)
     assert first == hash_file(f)
     # A new process has an empty in-memory memo; the on-disk memo still answers without reading the file.
-    backbones_mod._memoised_sha256.cache_clear()
-    monkeypatch.setattr(backbones_mod, "hash_file", lambda p: pytest.fail("file was hashed again"))
+    store_mod._memoised_sha256.cache_clear()
+    monkeypatch.setattr(store_mod, "hash_file", lambda p: pytest.fail("file was hashed again"))
     assert weights_sha256(f) == first
     monkeypatch.undo()
     f.write_bytes(b"weights v2, longer")  # new size and mtime: hashed again

@@ -424,6 +424,11 @@ def cache_ls(
     for e in entries:
         table.add_row(e.kind, e.key[:12], _size(e.size_bytes), e.created, e.summary)
     Console().print(table)
+    if store.root.is_dir():
+        logs = list((store.root / "descriptions").glob("*.jsonl"))
+        sets = list((store.root / "demo_sets").glob("*")) if (store.root / "demo_sets").is_dir() else []
+        if logs or sets:
+            typer.echo(f"also: {len(logs)} description record log(s), {len(sets)} generated demo set(s)")
     stale = store.stale_temporaries()
     typer.echo(
         f"{len(entries)} entries, {_size(sum(e.size_bytes for e in entries))}"
@@ -450,7 +455,15 @@ def cache_clean(
         _fail("say what to remove: --kind KIND, --key PREFIX or --all")
     store = ArtifactStore(cache_dir)
     n = store.clean(kind=kind, key_prefix=key)
-    typer.echo(f"removed {n} entr{'y' if n == 1 else 'ies'} from {store.root}")
+    extra = ""
+    if all_ and not (kind or key):
+        import shutil
+
+        others = [p for p in store.root.iterdir()] if store.root.is_dir() else []
+        for p in others:  # record logs (descriptions/), generated demo sets, hash memo: everything
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        extra = f" and {len(others)} other item(s) (record logs, demo sets)" if others else ""
+    typer.echo(f"removed {n} entr{'y' if n == 1 else 'ies'}{extra} from {store.root}")
 
 
 def _size(n: float) -> str:

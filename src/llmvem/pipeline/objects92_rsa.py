@@ -36,9 +36,7 @@ def run_objects92_rsa(
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
     store = make_store(cfg)
-    run = RunDir(cfg, run_dir)
     rsa_cfg = cfg.evaluate.rsa
-    log(f"[bold]llmvem demo --dataset objects92[/bold] → run directory [cyan]{run.path}[/cyan]")
 
     obj = load_dataset("objects92", cfg.data_dir)
     nsd = load_dataset("nsd_shared1000", cfg.data_dir)
@@ -48,6 +46,8 @@ def run_objects92_rsa(
         from llmvem.errors import ConfigError
 
         raise ConfigError(f"evaluate.rsa.targets: unknown RDM set(s) {missing_targets}; available: {sorted(obj.rdms)}")
+    run = RunDir(cfg, run_dir)
+    log(f"[bold]llmvem demo --dataset objects92[/bold] → run directory [cyan]{run.path}[/cyan]")
     log(
         f"1/5 data: objects92 ({len(ids)} images, RDM sets {', '.join(rsa_cfg.targets)}), "
         f"NSD shared images for the image→text map ({rsa_cfg.align_images} of {len(nsd.stimuli)})"
