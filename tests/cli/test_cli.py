@@ -126,3 +126,22 @@ def test_describe_import_without_source_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "imgs").mkdir()
     res = runner.invoke(app, ["describe", str(tmp_path / "imgs"), "--backend", "import"])
     assert res.exit_code == 2 and "--source" in res.output
+
+
+@pytest.mark.parametrize("command", ["demo", "train", "evaluate", "describe", "embed", "features"])
+def test_every_run_flag_is_a_config_key(command: str) -> None:
+    """Each option of a command that configures a run appears in FLAG_KEYS (and so maps to a config key)."""
+    import typer.main
+
+    from llmvem.cli.app import FLAG_KEYS
+
+    click_cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    not_config = {"--config", "--set", "--help", "--out"}  # --out names the command's output file, not a setting
+    for param in click_cmd.params:
+        if param.param_type_name != "option":
+            continue
+        names = set(param.opts)
+        if names & not_config:
+            continue
+        flag = "/".join(param.opts + param.secondary_opts) if param.secondary_opts else param.opts[0]
+        assert flag in FLAG_KEYS, f"{command}: option {flag} has no config key"
