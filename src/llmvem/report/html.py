@@ -245,8 +245,6 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
         )
 
     sections: list[Section] = []
-    if "metrics.json" in have:
-        sections.append(_json_section("Metrics", have["metrics.json"], "Summary metrics of the run (metrics.json)."))
     drawn: set[str] = set()
     if "encoding.csv" in have:
         enc = _read_csv(have["encoding.csv"])
@@ -288,6 +286,8 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
     others = [p for p in pngs if p.name not in drawn]
     if others:
         sections.append(Section("Figures", [f"{len(others)} figure(s) found in the run directory."], images=others))
+    if "metrics.json" in have:
+        sections.append(_json_section("Metrics", have["metrics.json"], "Summary metrics of the run (metrics.json)."))
     if "config.yaml" in have:
         try:
             config = have["config.yaml"].read_text(encoding="utf-8")
