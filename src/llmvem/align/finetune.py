@@ -1,0 +1,371 @@
+"""Fine-tune the top of a pretrained backbone with a task loss plus λ · an alignment loss (GPT4Image, LLM-VEM,
+Doerig's image→LLM networks), with checkpoints that resume exactly.
+
+Inputs are the cached activations of the frozen bottom (see :mod:`llmvem.vision.trainable`). Every epoch's batch
+order comes from a generator seeded by ``(seed, epoch)`` and the global torch RNG state (dropout, drop-connect) is
+checkpointed, so a run killed after epoch k and resumed reproduces the uninterrupted run.
+
+Checkpoints: ``<ckpt_dir>/epoch-NNNN/`` (``model.safetensors``, ``optim.pt``, ``state.json``) published by an
+atomic rename, then ``latest.json`` points at it; ``metrics.csv`` logs every epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmvem.align.heads import projection_head, task_head, task_loss
+from llmvem.align.losses import ALIGN_LOSSES
+from llmvem.config import FinetuneConfig
+from llmvem.errors import DataError, LlmvemError
+from llmvem.hashing import artifact_key
+from llmvem.store import atomic_write_text
+
+
+class TrainingDivergedError(LlmvemError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class FinetuneData:
+    """Training inputs, row-aligned.
+
+    Attributes:
+        activations: (n, C, h, w) float32 outputs of the frozen bottom.
+        text: (n, t) description embeddings, or ``None`` (no alignment possible).
+        targets: (n, L) multi-hot task labels, or ``None``.
+    """
+
+    activations: np.ndarray
+    text: np.ndarray | None = None
+    targets: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.activations)
+        for name in ("text", "targets"):
+            v = getattr(self, name)
+            if v is not None and len(v) != n:
+                raise DataError(f"fine-tuning data: {len(v)} rows of {name} for {n} images")
+        if not np.isfinite(self.activations).all():
+            raise DataError("fine-tuning data: activations contain NaN or inf")
+
+
+@dataclass
+class FinetuneResult:
+    """A fine-tuned model: its weights, training history and the checkpoint directory."""
+
+    state: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    ckpt_dir: Path | None = None
+
+
+def build_model(split: Any, cfg: FinetuneConfig, text_dim: int | None, n_labels: int | None, task: str) -> Any:
+    """The trainable model: the split network's top, a projection head (if aligning) and a task head."""
+    import torch
+    from torch import nn
+
+    class Aligned(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.top = copy.deepcopy(split.top)  # every run starts from the pretrained weights
+            self.project = projection_head(cfg.projection, split.feature_dim, text_dim) if text_dim else None
+            self.task = task_head(task, split.feature_dim, n_labels or 0) if task != "none" else None
+            self.log_temp = nn.Parameter(torch.tensor(math.log(cfg.temperature)), requires_grad=cfg.learn_temperature)
+
+        def forward(self, a: torch.Tensor) -> dict[str, torch.Tensor]:
+            f = self.top(a)
+            out = {"features": f}
+            if self.project is not None:
+                out["projection"] = self.project(f)
+            if self.task is not None:
+                out["task"] = self.task(f)
+            return out
+
+    return Aligned()
+
+
+def _lambda_at(cfg: FinetuneConfig, lambda_align: float, epoch: int) -> float:
+    if cfg.lambda_schedule == "linear_warmup" and cfg.warmup_epochs > 0:
+        return lambda_align * min(1.0, (epoch + 1) / cfg.warmup_epochs)
+    return lambda_align
+
+
+def _lr_factor(cfg: FinetuneConfig, step: int, steps_per_epoch: int) -> float:
+    warm = cfg.warmup_epochs * steps_per_epoch
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(total - warm, 1)))
+
+
+def _save_checkpoint(ckpt_dir: Path, epoch: int, model: Any, opt: Any, state: dict[str, Any]) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    final = ckpt_dir / f"epoch-{epoch:04d}"
+    tmp = ckpt_dir / f".tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    torch.save({"optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "optim.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    for p in tmp.iterdir():
+        with open(p, "rb") as fh:
+            os.fsync(fh.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    atomic_write_text(ckpt_dir / "latest.json", json.dumps({"epoch": epoch, "path": final.name}))
+    return final
+
+
+def _load_state_dict(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def finetune(
+    split: Any,
+    data: FinetuneData,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: FinetuneConfig,
+    lambda_align: float,
+    task: str,
+    seed: int,
+    ckpt_dir: Path,
+    device: str = "cpu",
+    progress: bool = False,
+    label: str = "model",
+    on_epoch_end: Callable[[int], None] | None = None,
+) -> FinetuneResult:
+    """Train (or resume training) one model; see the module docstring.
+
+    Args:
+        split: a :class:`llmvem.vision.trainable.SplitNet` (its ``top`` is trained in place).
+        data: activations, text embeddings, task targets.
+        train_idx, val_idx: row indices of the training and validation images.
+        cfg: optimiser, schedule, heads, loss.
+        lambda_align: alignment weight (0: the twin).
+        task: ``"multilabel"`` (BCE on ``data.targets``) or ``"none"``.
+        seed: seeds initialisation of the heads, batch order, dropout.
+        ckpt_dir: checkpoint folder; an existing compatible checkpoint is resumed.
+        on_epoch_end: called after each epoch's checkpoint (tests use it to interrupt a run).
+    Returns:
+        the trained weights (best validation epoch when early stopping is on, else the last) and the history.
+    """
+    import torch
+
+    if lambda_align > 0 and data.text is None:
+        raise DataError("the aligned model (lambda_align > 0) needs description embeddings for its images")
+    if task != "none" and data.targets is None:
+        raise DataError(f"task {task!r} needs targets for every image")
+    if lambda_align == 0 and task == "none":
+        raise DataError("nothing to train: no task and lambda_align = 0")
+    if len(train_idx) < cfg.batch_size and len(train_idx) < 4:
+        raise DataError(f"too few training images ({len(train_idx)})")
+    run_spec = {
+        "cfg": cfg.model_dump(mode="json", exclude={"seeds", "n_images"}),
+        "lambda": lambda_align,
+        "task": task,
+        "seed": seed,
+        "n": len(data.activations),
+        "split": split.identity,
+    }
+    run_key = artifact_key(run_spec)
+
+    torch.manual_seed(seed)
+    model = build_model(
+        split,
+        cfg,
+        data.text.shape[1] if (data.text is not None and lambda_align > 0) else None,
+        data.targets.shape[1] if data.targets is not None else None,
+        task,
+    ).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt: Any
+    if cfg.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    loss_fn = ALIGN_LOSSES.get(cfg.loss)
+    acts = torch.from_numpy(np.ascontiguousarray(data.activations, dtype=np.float32))
+    text = torch.from_numpy(np.asarray(data.text, dtype=np.float32)) if data.text is not None else None
+    targets = torch.from_numpy(np.asarray(data.targets, dtype=np.float32)) if data.targets is not None else None
+    bs = min(cfg.batch_size, len(train_idx))
+    steps_per_epoch = max(len(train_idx) // bs // cfg.grad_accum, 1)
+    amp = cfg.amp and str(device).startswith("cuda")
+
+    history: list[dict[str, float]] = []
+    start_epoch, step, best = 0, 0, (math.inf, -1)
+    latest = ckpt_dir / "latest.json"
+    if latest.is_file():
+        pointer = json.loads(latest.read_text())
+        state = json.loads((ckpt_dir / pointer["path"] / "state.json").read_text())
+        if state.get("run_key") == run_key:
+            model.load_state_dict(_load_state_dict(ckpt_dir / pointer["path"]))
+            saved = torch.load(ckpt_dir / pointer["path"] / "optim.pt", weights_only=False)
+            opt.load_state_dict(saved["optimizer"])
+            torch.set_rng_state(saved["torch_rng"])
+            history, step = state["history"], state["step"]
+            start_epoch, best = state["epoch"] + 1, (state["best_loss"], state["best_epoch"])
+        else:  # a different configuration: start afresh, never mix
+            shutil.rmtree(ckpt_dir)
+
+    def run_batch(idx: torch.Tensor, lam: float, train: bool) -> dict[str, torch.Tensor]:
+        a = acts[idx].to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            out = model(a)
+        parts: dict[str, torch.Tensor] = {}
+        if "task" in out and targets is not None:
+            parts["task"] = task_loss(task, out["task"].float(), targets[idx].to(device), cfg.label_smoothing)
+        if "projection" in out and text is not None:
+            temp = model.log_temp.exp()
+            parts["align"] = loss_fn(out["projection"].float(), text[idx].to(device), temperature=temp)
+        total = sum((parts[k] * (lam if k == "align" else 1.0) for k in parts), torch.zeros((), device=device))
+        parts["total"] = total
+        return parts
+
+    from llmvem.progress import progress_bar
+
+    patience_left = cfg.early_stopping_patience
+    with progress_bar(f"train {label}", total=cfg.epochs, enabled=progress) as advance:
+        advance(start_epoch)
+        for epoch in range(start_epoch, cfg.epochs):
+            lam = _lambda_at(cfg, lambda_align, epoch)
+            model.train()
+            model.top.train()
+            gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+            order = torch.from_numpy(np.asarray(train_idx))[torch.randperm(len(train_idx), generator=gen)]
+            sums: dict[str, float] = {}
+            n_batches = 0
+            opt.zero_grad(set_to_none=True)
+            for b in range(steps_per_epoch * cfg.grad_accum):
+                idx = order[b * bs : (b + 1) * bs]
+                parts = run_batch(idx, lam, True)
+                if not torch.isfinite(parts["total"]):
+                    raise TrainingDivergedError(
+                        f"{label}: loss became {float(parts['total'].detach())} at epoch {epoch}, batch {b}; "
+                        f"the last good checkpoint is kept in {ckpt_dir} (lower the learning rate or λ)"
+                    )
+                (parts["total"] / cfg.grad_accum).backward()
+                if (b + 1) % cfg.grad_accum == 0:
+                    for g in opt.param_groups:
+                        g["lr"] = cfg.lr * _lr_factor(cfg, step, steps_per_epoch)
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    step += 1
+                for k, v in parts.items():
+                    sums[f"train_{k}"] = sums.get(f"train_{k}", 0.0) + float(v.detach())
+                n_batches += 1
+            row: dict[str, float] = {"epoch": epoch, "lambda": lam, "lr": opt.param_groups[0]["lr"]}
+            row.update({k: v / n_batches for k, v in sums.items()})
+            row.update(_evaluate(model, run_batch, val_idx, bs, lam, task, acts, targets, device))
+            history.append(row)
+            val_loss = row.get("val_total", row.get("train_total", math.inf))
+            improved = val_loss < best[0]
+            if improved:
+                best = (val_loss, epoch)
+            state = {
+                "run_key": run_key,
+                "epoch": epoch,
+                "step": step,
+                "history": history,
+                "best_loss": best[0],
+                "best_epoch": best[1],
+            }
+            path = _save_checkpoint(ckpt_dir, epoch, model, opt, state)
+            _prune_checkpoints(ckpt_dir, keep={path.name, f"epoch-{best[1]:04d}"})
+            _write_metrics_csv(ckpt_dir / "metrics.csv", history)
+            advance(1)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+            if cfg.early_stopping_patience:
+                patience_left = cfg.early_stopping_patience if improved else patience_left - 1
+                if patience_left <= 0:
+                    break
+    final_state = model.state_dict()
+    if cfg.early_stopping_patience and best[1] >= 0 and (ckpt_dir / f"epoch-{best[1]:04d}").is_dir():
+        final_state = _load_state_dict(ckpt_dir / f"epoch-{best[1]:04d}")
+        model.load_state_dict(final_state)
+    return FinetuneResult({k: v.detach().cpu() for k, v in final_state.items()}, history, best[1], ckpt_dir)
+
+
+def _evaluate(
+    model: Any,
+    run_batch: Any,
+    val_idx: np.ndarray,
+    bs: int,
+    lam: float,
+    task: str,
+    acts: Any,
+    targets: Any,
+    device: str,
+) -> dict[str, float]:
+    import torch
+
+    if len(val_idx) == 0:
+        return {}
+    model.eval()
+    sums: dict[str, float] = {}
+    logits = []
+    n = 0
+    with torch.inference_mode():
+        for i in range(0, len(val_idx), bs):
+            idx = torch.from_numpy(np.asarray(val_idx[i : i + bs]))
+            if len(idx) < 2:
+                continue
+            parts = run_batch(idx, lam, False)
+            for k, v in parts.items():
+                sums[f"val_{k}"] = sums.get(f"val_{k}", 0.0) + float(v) * len(idx)
+            n += len(idx)
+            if task == "multilabel":
+                logits.append(model(acts[idx].to(device))["task"].float().cpu())
+    out = {k: v / max(n, 1) for k, v in sums.items()}
+    if logits and targets is not None:
+        pred = torch.cat(logits).numpy() > 0
+        true = targets[torch.from_numpy(np.asarray(val_idx[: len(pred)]))].numpy() > 0.5
+        out["val_label_accuracy"] = float((pred == true).mean())
+    return out
+
+
+def _prune_checkpoints(ckpt_dir: Path, keep: set[str]) -> None:
+    for p in ckpt_dir.glob("epoch-*"):
+        if p.name not in keep:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _write_metrics_csv(path: Path, history: list[dict[str, float]]) -> None:
+    cols = sorted({k for row in history for k in row}, key=lambda c: (c != "epoch", c))
+    lines = [",".join(cols)] + [",".join(f"{row.get(c, '')}" for c in cols) for row in history]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def pooled_features(
+    result: FinetuneResult | None, split: Any, activations: np.ndarray, batch_size: int = 128, device: str = "cpu"
+) -> np.ndarray:
+    """Pooled features (n, D) float32 of a fine-tuned top (or the pretrained one when ``result`` is ``None``) on
+    cached ``activations``; ``split`` itself is left untouched."""
+    import torch
+
+    top = copy.deepcopy(split.top)
+    if result is not None:
+        top.load_state_dict({k[len("top.") :]: v for k, v in result.state.items() if k.startswith("top.")})
+    top.eval().to(device)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(activations), batch_size):
+            out.append(top(torch.from_numpy(np.ascontiguousarray(activations[i : i + batch_size])).to(device)).cpu())
+    return torch.cat(out).numpy().astype(np.float32)
