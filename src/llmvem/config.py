@@ -34,7 +34,7 @@ class _Section(BaseModel):
 class DatasetConfig(_Section):
     """Which stimuli (and brain data) a run uses."""
 
-    name: Literal["demo", "objects92", "nsd_shared1000"] = "demo"
+    name: Literal["demo", "objects92", "nsd_shared1000", "nsd_objects92"] = "demo"
     n_images: int = Field(240, ge=24, le=5000, description="demo only: number of generated images")
     n_voxels_per_roi: int = Field(200, ge=10, le=20000, description="demo only: simulated voxels per ROI")
     n_repeats: int = Field(3, ge=2, le=20, description="demo only: presentations per image")
@@ -85,6 +85,40 @@ class TrainConfig(_Section):
     task: Literal["voxels", "none"] = Field("voxels", description="task head: voxel regression, or none (Doerig)")
 
 
+class FinetuneConfig(_Section):
+    """Fine-tuning a pretrained backbone with a language target against its twin (``llmvem train``).
+
+    The aligned model minimises ``task + λ(epoch) · alignment``; its twin is identical but trained on the task alone
+    (λ = 0). Only the last ``trainable_blocks`` blocks train; the frozen bottom's activations are cached.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    trainable_blocks: int | None = Field(3, ge=0, description="blocks at the top that train (null: all)")
+    projection: Literal["linear", "mlp", "mlp_bn"] = "mlp_bn"
+    aligned_task: Literal["none", "multilabel"] = Field(
+        "multilabel", description="task loss kept in the aligned model: none (alignment only) or HED labels"
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    loss: Literal["infonce", "infonce_one_way", "cosine", "byol"] = "infonce"
+    temperature: float = Field(0.1, gt=0)
+    learn_temperature: bool = False
+    lambda_align: float = Field(1.0, ge=0)
+    lambda_schedule: Literal["constant", "linear_warmup"] = "constant"
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    epochs: int = Field(10, ge=1)
+    warmup_epochs: int = Field(1, ge=0)
+    batch_size: int = Field(64, ge=2)
+    grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU)")
+    early_stopping_patience: int = Field(0, ge=0, description="epochs without validation improvement (0: off)")
+    val_fraction: float = Field(0.15, gt=0, lt=0.9, description="held-out share of the training images")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    n_images: int = Field(1000, ge=20, le=1000, description="NSD images used (first n)")
+
+
 class EncodingConfig(_Section):
     """Voxelwise ridge encoding."""
 
@@ -124,6 +158,7 @@ class ExperimentConfig(_Section):
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
 
 
