@@ -82,7 +82,7 @@ def test_every_cli_flag_maps_to_a_config_key() -> None:
 
 def test_shipped_example_configs_validate() -> None:
     root = Path(__file__).resolve().parents[1]
-    files = sorted((root / "examples").glob("*.yaml"))
-    assert files, "examples/*.yaml missing"
+    files = sorted((root / "configs").glob("*.yaml"))
+    assert files, "configs/*.yaml missing"
     for f in files:
         load_config(f)

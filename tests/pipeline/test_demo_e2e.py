@@ -145,3 +145,29 @@ def test_train_command_stops_after_training(data_dir: Path, tmp_path: Path) -> N
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["image_to_text_map"]["n_images"] == 60 and 0 < metrics["image_to_text_map"]["train_row_r"] <= 1
     assert not (run / "rsa.csv").exists()
+
+
+def test_nsd_objects92_experiment_small(data_dir: Path, tmp_path: Path) -> None:
+    from llmvem.pipeline import run_nsd_objects92
+
+    cfg = load_config(
+        Path(__file__).resolve().parents[2] / "configs" / "nsd-objects92.yaml",
+        overrides={"data_dir": str(data_dir), "cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "r"),
+                   "progress": False, "finetune.n_images": 48, "finetune.seeds": "[0, 1]", "finetune.epochs": 2,
+                   "finetune.trainable_blocks": 1, "finetune.batch_size": 16},
+    )
+    run = run_nsd_objects92(cfg)
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    for rep in ("aligned", "twin", "pretrained", "descriptions"):
+        for brain_set in ("cichy_IT", "cichy_EVC", "kriegeskorte_hIT"):
+            v = metrics["rsa"][rep][brain_set]
+            assert -1 <= v["mean"] <= 1 and v["se"] > 0
+    # the pretrained network and the descriptions reproduce the objects92 reference numbers of the issue
+    assert metrics["rsa"]["pretrained"]["cichy_IT"]["mean"] == pytest.approx(0.087, abs=0.005)
+    assert metrics["rsa"]["descriptions"]["kriegeskorte_hIT"]["mean"] == pytest.approx(0.290, abs=0.005)
+    assert len(metrics["paired"]["cichy_IT"]["per_seed"]) == 2
+    assert set(metrics["hed"]) == {"aligned", "twin"}
+    assert len(list((run.path / "models").glob("*.safetensors"))) == 4
+    # re-running reuses the finished training (checkpoints in the store) and gives the same numbers
+    run2 = run_nsd_objects92(cfg)
+    assert json.loads((run2.path / "metrics.json").read_text())["rsa"] == metrics["rsa"]

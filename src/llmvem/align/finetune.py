@@ -221,6 +221,9 @@ def finetune(
             torch.set_rng_state(saved["torch_rng"])
             history, step = state["history"], state["step"]
             start_epoch, best = state["epoch"] + 1, (state["best_loss"], state["best_epoch"])
+            done = ckpt_dir / "done.json"
+            if done.is_file() and json.loads(done.read_text()).get("run_key") == run_key:
+                start_epoch = cfg.epochs  # finished (possibly stopped early): nothing left to train
         else:  # a different configuration: start afresh, never mix
             shutil.rmtree(ckpt_dir)
 
@@ -296,6 +299,7 @@ def finetune(
                 patience_left = cfg.early_stopping_patience if improved else patience_left - 1
                 if patience_left <= 0:
                     break
+    atomic_write_text(ckpt_dir / "done.json", json.dumps({"run_key": run_key, "best_epoch": best[1]}))
     final_state = model.state_dict()
     if cfg.early_stopping_patience and best[1] >= 0 and (ckpt_dir / f"epoch-{best[1]:04d}").is_dir():
         final_state = _load_state_dict(ckpt_dir / f"epoch-{best[1]:04d}")
