@@ -329,18 +329,25 @@ def train(
     epochs: Annotated[int | None, typer.Option("--epochs", help="twin training epochs")] = None,
     lambda_align: Annotated[float | None, typer.Option("--lambda-align", help="alignment loss weight")] = None,
     loss: Annotated[str | None, typer.Option("--loss", help="infonce, infonce_one_way, cosine, byol")] = None,
+    data_dir: DataDirOpt = None,
+    cache_dir: CacheDirOpt = None,
+    output_dir: OutputDirOpt = None,
     device: DeviceOpt = None,
     progress: ProgressOpt = None,
 ) -> None:
     """Train the baseline and language-aligned models of an experiment; they are cached in the artifact store.
 
     Examples:
-      llmvem train experiment.yaml --epochs 300 --lambda-align 0.3
+      llmvem train configs/demo.yaml --epochs 300 --lambda-align 0.3
+      llmvem train configs/nsd-objects92.yaml --data-dir ../shared/data --set finetune.seeds=[0,1,2,3,4]
     """
     flags = {
         "--epochs": epochs,
         "--lambda-align": lambda_align,
         "--loss": loss,
+        "--data-dir": data_dir,
+        "--cache-dir": cache_dir,
+        "--output-dir": output_dir,
         "--device": device,
         "--progress/--no-progress": progress,
     }
@@ -352,6 +359,8 @@ def evaluate(
     config: Annotated[Path, typer.Argument(help="experiment YAML config")],
     set_: SetOpt = None,
     data_dir: DataDirOpt = None,
+    cache_dir: CacheDirOpt = None,
+    output_dir: OutputDirOpt = None,
     device: DeviceOpt = None,
     progress: ProgressOpt = None,
 ) -> None:
@@ -360,7 +369,13 @@ def evaluate(
     Examples:
       llmvem evaluate experiment.yaml --set evaluate.rsa.method=pearson
     """
-    flags = {"--data-dir": data_dir, "--device": device, "--progress/--no-progress": progress}
+    flags = {
+        "--data-dir": data_dir,
+        "--cache-dir": cache_dir,
+        "--output-dir": output_dir,
+        "--device": device,
+        "--progress/--no-progress": progress,
+    }
     _run(lambda: _experiment(config, set_, flags, until="evaluate"))
 
 
