@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from llmvem.align.distributed import dist_info, gather_with_grad
 from llmvem.align.heads import projection_head, task_head, task_loss
 from llmvem.align.losses import ALIGN_LOSSES
 from llmvem.config import FinetuneConfig
@@ -194,6 +195,14 @@ def finetune(
         data.targets.shape[1] if data.targets is not None else None,
         task,
     ).to(device)
+    rank, world = dist_info()
+    train_model: Any = model
+    if world > 1:  # torchrun: gradients averaged by DDP, negatives gathered across ranks
+        from torch.nn.parallel import DistributedDataParallel
+
+        if cfg.batch_size % world:
+            raise DataError(f"batch_size {cfg.batch_size} must be divisible by the number of ranks ({world})")
+        train_model = DistributedDataParallel(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt: Any
     if cfg.optimizer == "adamw":
@@ -224,19 +233,25 @@ def finetune(
             done = ckpt_dir / "done.json"
             if done.is_file() and json.loads(done.read_text()).get("run_key") == run_key:
                 start_epoch = cfg.epochs  # finished (possibly stopped early): nothing left to train
-        else:  # a different configuration: start afresh, never mix
+        elif rank == 0:  # a different configuration: start afresh, never mix
             shutil.rmtree(ckpt_dir)
 
     def run_batch(idx: torch.Tensor, lam: float, train: bool) -> dict[str, torch.Tensor]:
-        a = acts[idx].to(device)
+        # In training under torchrun each rank takes every world-th sample of the global batch; the alignment loss
+        # is computed on the projections gathered from all ranks (in rank order, hence `gathered` below).
+        distributed = train and world > 1
+        local = idx[rank::world] if distributed else idx
+        gathered = torch.cat([idx[r::world] for r in range(world)]) if distributed else idx
+        a = acts[local].to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            out = model(a)
+            out = (train_model if train else model)(a)
         parts: dict[str, torch.Tensor] = {}
         if "task" in out and targets is not None:
-            parts["task"] = task_loss(task, out["task"].float(), targets[idx].to(device), cfg.label_smoothing)
+            parts["task"] = task_loss(task, out["task"].float(), targets[local].to(device), cfg.label_smoothing)
         if "projection" in out and text is not None:
             temp = model.log_temp.exp()
-            parts["align"] = loss_fn(out["projection"].float(), text[idx].to(device), temperature=temp)
+            proj = gather_with_grad(out["projection"].float()) if distributed else out["projection"].float()
+            parts["align"] = loss_fn(proj, text[gathered].to(device), temperature=temp)
         total = sum((parts[k] * (lam if k == "align" else 1.0) for k in parts), torch.zeros((), device=device))
         parts["total"] = total
         return parts
@@ -289,9 +304,11 @@ def finetune(
                 "best_loss": best[0],
                 "best_epoch": best[1],
             }
-            path = _save_checkpoint(ckpt_dir, epoch, model, opt, state)
-            _prune_checkpoints(ckpt_dir, keep={path.name, f"epoch-{best[1]:04d}"})
-            _write_metrics_csv(ckpt_dir / "metrics.csv", history)
+            if rank == 0:  # one writer; the other ranks wait for the checkpoint
+                path = _save_checkpoint(ckpt_dir, epoch, model, opt, state)
+                _prune_checkpoints(ckpt_dir, keep={path.name, f"epoch-{best[1]:04d}"})
+                _write_metrics_csv(ckpt_dir / "metrics.csv", history)
+            _barrier(world)
             advance(1)
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
@@ -299,12 +316,26 @@ def finetune(
                 patience_left = cfg.early_stopping_patience if improved else patience_left - 1
                 if patience_left <= 0:
                     break
-    atomic_write_text(ckpt_dir / "done.json", json.dumps({"run_key": run_key, "best_epoch": best[1]}))
+    if world > 1:  # BatchNorm running statistics drift per rank after DDP's last broadcast: take rank 0's
+        import torch.distributed as dist
+
+        for buf in model.buffers():
+            dist.broadcast(buf, 0)
+    if rank == 0:
+        atomic_write_text(ckpt_dir / "done.json", json.dumps({"run_key": run_key, "best_epoch": best[1]}))
+    _barrier(world)
     final_state = model.state_dict()
     if cfg.early_stopping_patience and best[1] >= 0 and (ckpt_dir / f"epoch-{best[1]:04d}").is_dir():
         final_state = _load_state_dict(ckpt_dir / f"epoch-{best[1]:04d}")
         model.load_state_dict(final_state)
     return FinetuneResult({k: v.detach().cpu() for k, v in final_state.items()}, history, best[1], ckpt_dir)
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def _evaluate(
