@@ -63,6 +63,8 @@ class FeaturesConfig(_Section):
 
     backbone: str = "efficientnet_lite0"
     batch_size: int = Field(32, ge=1)
+    model: Path | None = Field(None, description="run directory of a fine-tuned model (else the pretrained backbone)")
+    weights: str = Field("aligned-seed0", description="which of the run's models/<name>.safetensors to use")
 
 
 class TrainConfig(_Section):

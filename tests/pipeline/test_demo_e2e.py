@@ -152,9 +152,17 @@ def test_nsd_objects92_experiment_small(data_dir: Path, tmp_path: Path) -> None:
 
     cfg = load_config(
         Path(__file__).resolve().parents[2] / "configs" / "nsd-objects92.yaml",
-        overrides={"data_dir": str(data_dir), "cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "r"),
-                   "progress": False, "finetune.n_images": 48, "finetune.seeds": "[0, 1]", "finetune.epochs": 2,
-                   "finetune.trainable_blocks": 1, "finetune.batch_size": 16},
+        overrides={
+            "data_dir": str(data_dir),
+            "cache_dir": str(tmp_path / "cache"),
+            "output_dir": str(tmp_path / "r"),
+            "progress": False,
+            "finetune.n_images": 48,
+            "finetune.seeds": "[0, 1]",
+            "finetune.epochs": 2,
+            "finetune.trainable_blocks": 1,
+            "finetune.batch_size": 16,
+        },
     )
     run = run_nsd_objects92(cfg)
     metrics = json.loads((run.path / "metrics.json").read_text())
@@ -171,3 +179,28 @@ def test_nsd_objects92_experiment_small(data_dir: Path, tmp_path: Path) -> None:
     # re-running reuses the finished training (checkpoints in the store) and gives the same numbers
     run2 = run_nsd_objects92(cfg)
     assert json.loads((run2.path / "metrics.json").read_text())["rsa"] == metrics["rsa"]
+    # a trained model's features for any folder of images, through the CLI
+    images = data_dir / "objects92" / "images"
+    common = ["--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    res = runner.invoke(
+        app,
+        [
+            "features",
+            str(images),
+            "--model",
+            str(run.path),
+            "--weights",
+            "aligned-seed1",
+            "-o",
+            str(tmp_path / "aligned.npy"),
+            *common,
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["features", str(images), "-o", str(tmp_path / "pre.npy"), *common])
+    assert res.exit_code == 0, res.output
+    aligned, pre = np.load(tmp_path / "aligned.npy"), np.load(tmp_path / "pre.npy")
+    assert aligned.shape == pre.shape == (92, 1280) and not np.allclose(aligned, pre, atol=1e-3)
+    assert (tmp_path / "aligned.ids.txt").read_text().split()[:2] == ["image_01", "image_02"]
+    res = runner.invoke(app, ["features", str(images), "--model", str(run.path), "--weights", "nope", *common])
+    assert res.exit_code == 2 and "available: ['aligned-seed0'" in res.output

@@ -404,3 +404,46 @@ def pooled_features(
         for i in range(0, len(activations), batch_size):
             out.append(top(torch.from_numpy(np.ascontiguousarray(activations[i : i + batch_size])).to(device)).cpu())
     return torch.cat(out).numpy().astype(np.float32)
+
+
+def features_from_run(
+    stimuli: Any,
+    run_dir: str | Path,
+    weights: str = "aligned-seed0",
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: bool = False,
+) -> np.ndarray:
+    """Pooled features (n, D) float32 of ``stimuli`` from a fine-tuned model saved in a run directory.
+
+    Args:
+        run_dir: a run directory of the ``nsd_objects92`` experiment (``config.yaml`` + ``models/*.safetensors``).
+        weights: model file stem, e.g. ``"aligned-seed0"`` or ``"twin-seed1"``.
+    """
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    from llmvem.config import ExperimentConfig
+    from llmvem.progress import progress_bar
+    from llmvem.vision import load_backbone
+    from llmvem.vision.trainable import split_backbone
+
+    run_dir = Path(run_dir)
+    path = run_dir / "models" / f"{weights}.safetensors"
+    if not path.is_file():
+        have = sorted(p.stem for p in (run_dir / "models").glob("*.safetensors"))
+        raise DataError(f"no model {weights!r} in {run_dir}; available: {have or 'none (is this a training run?)'}")
+    cfg = ExperimentConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    split = split_backbone(cfg.finetune.backbone, cfg.finetune.trainable_blocks, device=device)
+    state = load_file(str(path))
+    split.top.load_state_dict({k[len("top.") :]: v for k, v in state.items() if k.startswith("top.")})
+    split.top.eval()
+    bb = load_backbone(cfg.finetune.backbone, device="cpu")
+    out = []
+    with progress_bar(f"features ({weights})", total=len(stimuli), enabled=progress) as advance, torch.inference_mode():
+        for i in range(0, len(stimuli), batch_size):
+            batch = torch.stack([bb.preprocess(stimuli.load(k)) for k in range(i, min(i + batch_size, len(stimuli)))])
+            out.append(split.top(split.bottom(batch.to(device))).cpu().numpy())
+            advance(len(batch))
+    return np.concatenate(out).astype(np.float32)

@@ -49,6 +49,17 @@ FLAG_KEYS: dict[str, str] = {
     "--progress/--no-progress": "progress",
 }
 
+#: Per-command exceptions to FLAG_KEYS (the same flag name configuring another stage's key).
+COMMAND_FLAG_KEYS: dict[str, dict[str, str]] = {
+    "features": {"--model": "features.model", "--weights": "features.weights"},
+}
+
+
+def flag_key(flag: str, command: str | None = None) -> str:
+    """The config key that ``flag`` of ``command`` sets."""
+    return COMMAND_FLAG_KEYS.get(command or "", {}).get(flag) or FLAG_KEYS[flag]
+
+
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="experiment YAML config", show_default=False)]
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="override any config key: --set train.lr=3e-4 (repeatable)")
@@ -68,7 +79,9 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _resolve(config: Path | None, sets: list[str] | None, flags: dict[str, Any]) -> ExperimentConfig:
+def _resolve(
+    config: Path | None, sets: list[str] | None, flags: dict[str, Any], command: str | None = None
+) -> ExperimentConfig:
     """Config file + ``--set`` overrides + named flags (flags win), validated."""
     from llmvem.config import load_config
     from llmvem.errors import ConfigError
@@ -81,7 +94,7 @@ def _resolve(config: Path | None, sets: list[str] | None, flags: dict[str, Any])
         overrides[k.strip()] = v
     for flag, value in flags.items():
         if value is not None:
-            overrides[FLAG_KEYS[flag]] = str(value) if isinstance(value, Path) else value
+            overrides[flag_key(flag, command)] = str(value) if isinstance(value, Path) else value
     return load_config(config, overrides)
 
 
@@ -270,18 +283,32 @@ def features(
     backbone: Annotated[
         str | None, typer.Option("--backbone", help="vision backbone (efficientnet_lite0, timm:NAME)")
     ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="run directory of a fine-tuned model (llmvem train)")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="with --model: which model, e.g. aligned-seed0, twin-seed1")
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     cache_dir: CacheDirOpt = None,
     device: DeviceOpt = None,
     progress: ProgressOpt = None,
 ) -> None:
-    """Extract pooled image features with a vision backbone; cached by image content and model identity.
+    """Extract pooled image features with a pretrained backbone or a fine-tuned model of a run directory.
 
     Examples:
       llmvem features ../shared/data/objects92/images -o obj92.npy
+      llmvem features my_images/ --model runs/nsd-objects92-20261122-101500 --weights aligned-seed0 -o aligned.npy
     """
-    flags = {"--backbone": backbone, "--cache-dir": cache_dir, "--device": device, "--progress/--no-progress": progress}
+    flags = {
+        "--backbone": backbone,
+        "--model": model,
+        "--weights": weights,
+        "--cache-dir": cache_dir,
+        "--device": device,
+        "--progress/--no-progress": progress,
+    }
 
     def go() -> None:
         import numpy as np
@@ -290,8 +317,18 @@ def features(
         from llmvem.store import ArtifactStore, atomic_write_text
         from llmvem.vision import extract_features
 
-        cfg = _resolve(config, set_, flags)
+        cfg = _resolve(config, set_, flags, command="features")
         stim = StimulusSet.from_folder(images)
+        if cfg.features.model is not None:
+            from llmvem.align.finetune import features_from_run
+
+            values = features_from_run(stim, cfg.features.model, cfg.features.weights, cfg.features.batch_size,
+                                       cfg.device, cfg.progress)  # fmt: skip
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.save(out, values)
+            atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(stim.ids) + "\n")
+            typer.echo(f"{values.shape[0]} × {values.shape[1]} features of {cfg.features.weights} → {out}")
+            return
         fm = extract_features(
             stim,
             backbone=cfg.features.backbone,
