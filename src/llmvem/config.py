@@ -41,12 +41,28 @@ class DatasetConfig(_Section):
 
 
 class DescribeConfig(_Section):
-    """The describe stage: which backend writes the descriptions."""
+    """The describe stage: which backend writes the descriptions, with which prompts and parameters."""
 
-    backend: str = Field("import", description="describer backend (llmvem describe --help lists them)")
-    model: str = Field("ground-truth", description="model name recorded with every description")
-    prompt: str = Field("caption", description="prompt name or text")
-    source: Path | None = Field(None, description="import backend: JSONL/CSV file with image and text fields")
+    backend: str = Field("import", description="describer backend: openai, transformers or import")
+    model: str = Field("ground-truth", description="model name (served name, hub id or folder, or a label)")
+    prompt: str | list[str] = Field("caption", description="prompt name(s) or text(s): caption, detailed ...")
+    source: Path | None = Field(None, description="import backend: JSONL/CSV/COCO JSON file of texts")
+    labels: Path | None = Field(None, description="CSV/JSONL of image, label: the {label} of class_conditioned")
+    n_samples: int = Field(1, ge=1, le=1000, description="descriptions per image and prompt")
+    temperature: float = Field(0.0, ge=0, le=5, description="sampling temperature (0: greedy)")
+    max_tokens: int = Field(512, ge=1, description="longest description, in tokens")
+    top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling (None: backend default)")
+    base_url: str = Field("http://localhost:8000/v1", description="openai backend: API root (vLLM, ollama ...)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: env variable holding the API key")
+    revision: str | None = Field(None, description="model revision / weights tag, part of the cache key")
+    concurrency: int = Field(8, ge=1, le=1024, description="requests in flight at once")
+    batch_size: int = Field(4, ge=1, description="transformers backend: images per generate call")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    timeout_s: float = Field(120.0, gt=0, description="seconds allowed per request")
+    max_retries: int = Field(5, ge=0, le=100, description="retries on 429, 5xx, timeouts, dropped connections")
+    retry_base_s: float = Field(1.0, ge=0, description="first backoff (doubles per retry, with jitter)")
+    max_side: int = Field(1536, ge=0, description="downscale images to this longer side before sending (0: never)")
+    max_consecutive_failures: int = Field(50, ge=1, description="stop after this many backend failures in a row")
 
 
 class EmbedConfig(_Section):
@@ -56,6 +72,9 @@ class EmbedConfig(_Section):
     normalize: bool = True
     policy: Literal["chunk", "truncate"] = "chunk"
     batch_size: int = Field(64, ge=1)
+    aggregate: Literal["mean", "all"] = Field("mean", description="several texts per image: average them, or keep all")
+    select_model: str | None = Field(None, description="embed only texts by this describer model")
+    select_prompt: str | None = Field(None, description="embed only texts made with this prompt")
 
 
 class FeaturesConfig(_Section):
@@ -125,6 +144,11 @@ class EncodingConfig(_Section):
     """Voxelwise ridge encoding."""
 
     alphas: list[float] = Field(default_factory=lambda: [10.0**k for k in range(-2, 7)])
+    cv: Literal["gcv", "loo"] | int = Field(
+        "gcv", description="α per voxel by GCV (fast), exact leave-one-out, or K-fold CV (an int ≥ 2)"
+    )
+    ridge_backend: Literal["auto", "numpy", "torch"] = Field("auto", description="ridge arrays: torch on CUDA if auto")
+    ridge_dtype: Literal["float32", "float64"] = "float32"
 
 
 class RSAConfig(_Section):

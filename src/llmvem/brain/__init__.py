@@ -1,27 +1,75 @@
 """Brain stage: ridge encoding models, encoding metrics and representational similarity analysis."""
 
+from llmvem.brain.decode import (
+    DecodingResult,
+    Identification,
+    Retrieval,
+    contrast_maps,
+    fit_decoder,
+    identification_accuracy,
+    retrieve_captions,
+    similarity_matrix,
+    text_to_brain,
+)
+from llmvem.brain.encoding import EncodingResult, fit_encoding_model
 from llmvem.brain.metrics import (
     algonauts_score,
+    fdr_bh,
+    inter_participant_agreement,
     pearson_r,
     pearson_r_rows,
+    permutation_pvalues,
     r2_score_columns,
     roi_summary,
 )
-from llmvem.brain.ridge import RidgeEncoder, ridge_loo_alphas
-from llmvem.brain.rsa import RSAResult, compare_rdms, compute_rdm, noise_ceiling, rsa_scores, upper_tri
+from llmvem.brain.ridge import RidgeEncoder, ridge_cv_alphas, ridge_loo_alphas
+from llmvem.brain.rsa import (
+    BootstrapCI,
+    RSAResult,
+    bootstrap_rsa,
+    compare_rdms,
+    compute_rdm,
+    noise_ceiling,
+    rsa_scores,
+    subsampled_rdm_correlation,
+    upper_tri,
+)
+from llmvem.brain.searchlight import Searchlight, searchlight_rdms, searchlight_rsa, searchlight_spheres
 
 __all__ = [
+    "BootstrapCI",
+    "DecodingResult",
+    "EncodingResult",
+    "Identification",
     "RSAResult",
+    "Retrieval",
     "RidgeEncoder",
+    "Searchlight",
     "algonauts_score",
+    "bootstrap_rsa",
     "compare_rdms",
     "compute_rdm",
+    "contrast_maps",
+    "fdr_bh",
+    "fit_decoder",
+    "fit_encoding_model",
+    "identification_accuracy",
+    "inter_participant_agreement",
     "noise_ceiling",
     "pearson_r",
     "pearson_r_rows",
+    "permutation_pvalues",
     "r2_score_columns",
+    "retrieve_captions",
+    "ridge_cv_alphas",
     "ridge_loo_alphas",
     "roi_summary",
     "rsa_scores",
+    "searchlight_rdms",
+    "searchlight_rsa",
+    "searchlight_spheres",
+    "similarity_matrix",
+    "subsampled_rdm_correlation",
+    "text_to_brain",
     "upper_tri",
 ]

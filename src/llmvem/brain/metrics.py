@@ -1,4 +1,5 @@
-"""Encoding-model metrics: column-wise Pearson r and R², the Algonauts noise-normalised score, per-ROI tables."""
+"""Encoding-model metrics: column-wise Pearson r and R², the Algonauts noise-normalised score, inter-participant
+agreement ceilings, permutation p-values with Benjamini–Hochberg FDR, per-ROI tables."""
 
 from __future__ import annotations
 
@@ -141,10 +142,113 @@ def algonauts_score(r: np.ndarray | Sequence[float], noise_ceiling: np.ndarray |
     return np.clip(score, 0.0, 100.0)
 
 
+def inter_participant_agreement(responses: np.ndarray) -> np.ndarray:
+    """Inter-participant agreement ceiling: each subject's responses vs the mean of the other subjects.
+
+    For data in a shared space (fsaverage vertices, an MNI mask, the shared NSD images) this is the ceiling Doerig et
+    al. (2025) put next to encoding accuracy: no model of "the typical brain" should predict a subject better than
+    the other subjects do.
+
+    Args:
+        responses: (s, n, v) responses of s ≥ 2 subjects to the same n stimuli at the same v voxels.
+    Returns:
+        (s, v) Pearson r per subject and voxel (0 for constant voxels, NaN where a subject has NaN/inf).
+    """
+    x = np.asarray(responses, dtype=np.float64)
+    if x.ndim != 3:
+        raise DataError(f"inter_participant_agreement: responses must be (subjects, stimuli, voxels), got {x.shape}")
+    s = x.shape[0]
+    if s < 2:
+        raise DataError(f"inter_participant_agreement: need at least 2 subjects, got {s}")
+    total = x.sum(axis=0)
+    return np.stack([pearson_r(x[i], (total - x[i]) / (s - 1)) for i in range(s)])
+
+
+def permutation_pvalues(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    n_permutations: int = 1000,
+    seed: int | None = 0,
+    batch: int = 50,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided permutation p-values of per-voxel Pearson r (is the prediction better than chance?).
+
+    The stimuli (rows) of ``y_pred`` are shuffled jointly for all voxels, so the null keeps the spatial correlation;
+    p = (1 + #{r_perm ≥ r}) / (1 + n_permutations) (never 0).
+
+    Args:
+        y_true: (n, v) measured responses.
+        y_pred: (n, v) predicted responses.
+        n_permutations: shuffles (≥ 1).
+        seed: random seed.
+        batch: permutations per vectorised step.
+    Returns:
+        r (v,) and p (v,); NaN where r is NaN.
+    """
+    if n_permutations < 1:
+        raise DataError(f"permutation_pvalues: n_permutations must be ≥ 1, got {n_permutations}")
+    a, b, _ = _paired_2d(y_true, y_pred, "permutation_pvalues")
+    r = np.atleast_1d(pearson_r(a, b))
+    za = a - a.mean(axis=0)
+    zb = b - b.mean(axis=0)
+    na = np.linalg.norm(za, axis=0)
+    nb = np.linalg.norm(zb, axis=0)
+    ok = (na > 0) & (nb > 0) & np.isfinite(r)
+    za = np.where(ok, za / np.where(ok, na, 1.0), 0.0)
+    zb = np.where(ok, zb / np.where(ok, nb, 1.0), 0.0)
+    rng = np.random.default_rng(seed)
+    n = a.shape[0]
+    exceed = np.zeros(a.shape[1])
+    done = 0
+    while done < n_permutations:
+        k = min(batch, n_permutations - done)
+        perms = np.argsort(rng.random((k, n)), axis=1)
+        r_perm = np.einsum("kiv,iv->kv", zb[perms], za)  # (k, v)
+        exceed += (r_perm >= r[None, :] - 1e-12).sum(axis=0)
+        done += k
+    p = (1.0 + exceed) / (1.0 + n_permutations)
+    p[~np.isfinite(r)] = np.nan
+    return r, p
+
+
+def fdr_bh(p_values: np.ndarray | Sequence[float], q: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Benjamini–Hochberg false discovery rate control.
+
+    Args:
+        p_values: (m,) p-values in [0, 1]; NaN entries are ignored (never rejected, adjusted p NaN).
+        q: the FDR level.
+    Returns:
+        reject (m,) bool and the BH-adjusted p-values (m,) (``scipy.stats.false_discovery_control``'s values).
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1:
+        raise DataError(f"fdr_bh: p_values must be 1-D, got shape {p.shape}")
+    if not 0 < q < 1:
+        raise DataError(f"fdr_bh: q must be in (0, 1), got {q}")
+    finite = ~np.isnan(p)
+    pf = p[finite]
+    if pf.size and (pf.min() < 0 or pf.max() > 1):
+        raise DataError(f"fdr_bh: p-values must be in [0, 1], got range [{pf.min():.3g}, {pf.max():.3g}]")
+    m = pf.size
+    order = np.argsort(pf, kind="stable")
+    scaled = pf[order] * m / np.arange(1, m + 1)
+    adj_sorted = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
+    adj = np.full(p.shape, np.nan)
+    tmp = np.empty(m)
+    tmp[order] = adj_sorted
+    adj[finite] = tmp
+    reject = np.zeros(p.shape, dtype=bool)
+    reject[finite] = tmp <= q
+    return reject, adj
+
+
 def roi_summary(
     values: np.ndarray | Sequence[float],
     rois: Sequence[str],
     noise_ceiling: np.ndarray | Sequence[float] | None = None,
+    p_values: np.ndarray | Sequence[float] | None = None,
+    fdr_q: float = 0.05,
+    agreement: np.ndarray | Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """One row per ROI (in order of first appearance) summarising per-voxel values, typically Pearson r.
 
@@ -153,8 +257,14 @@ def roi_summary(
         rois: length v, the ROI name of each voxel.
         noise_ceiling: optional (v,) noise ceiling in r² units; adds the columns ``noise_ceiling_mean`` (mean NC),
             ``mean_r2`` (mean of max(r, 0)²) and ``mean_score`` (mean :func:`algonauts_score`, % of ceiling).
+        p_values: optional (v,) per-voxel p-values (e.g. :func:`permutation_pvalues`); adds ``frac_significant``, the
+            fraction of the ROI's voxels (with a p-value) that survive Benjamini–Hochberg FDR at ``fdr_q`` over all
+            voxels.
+        agreement: optional (v,) inter-participant agreement r (e.g. the mean over subjects of
+            :func:`inter_participant_agreement`); adds ``agreement_mean`` and ``mean_over_agreement``
+            (mean of r / agreement over voxels with agreement > 0).
     Returns:
-        DataFrame with columns ``roi, n_voxels, mean, median`` (+ the three above when ``noise_ceiling`` is given).
+        DataFrame with columns ``roi, n_voxels, mean, median`` (+ the columns above when their inputs are given).
     """
     vals = np.asarray(values, dtype=np.float64)
     if vals.ndim != 1:
@@ -165,6 +275,20 @@ def roi_summary(
     nc = None if noise_ceiling is None else _noise_ceiling_array(noise_ceiling, vals.shape[0], "roi_summary")
     score = None if nc is None else algonauts_score(vals, nc)
     r2 = np.maximum(vals, 0.0) ** 2
+    sig = None
+    if p_values is not None:
+        pv = np.asarray(p_values, dtype=np.float64)
+        if pv.shape != vals.shape:
+            raise DataError(f"roi_summary: p_values has shape {pv.shape}, expected {vals.shape} to match the values")
+        sig, _ = fdr_bh(pv, fdr_q)
+        has_p = ~np.isnan(pv)
+    agr = None
+    if agreement is not None:
+        agr = np.asarray(agreement, dtype=np.float64)
+        if agr.shape != vals.shape:
+            raise DataError(f"roi_summary: agreement has shape {agr.shape}, expected {vals.shape} to match the values")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(agr > 0, vals / np.where(agr > 0, agr, 1.0), np.nan)
 
     rows = []
     for roi in dict.fromkeys(labels.tolist()):
@@ -179,8 +303,18 @@ def roi_summary(
             row["noise_ceiling_mean"] = _nan_stat(np.mean, nc[m])
             row["mean_r2"] = _nan_stat(np.mean, r2[m])
             row["mean_score"] = _nan_stat(np.mean, score[m])
+        if sig is not None:
+            denom = int((m & has_p).sum())
+            row["frac_significant"] = float(sig[m].sum() / denom) if denom else float("nan")
+        if agr is not None:
+            row["agreement_mean"] = _nan_stat(np.mean, agr[m])
+            row["mean_over_agreement"] = _nan_stat(np.mean, ratio[m])
         rows.append(row)
     columns = ["roi", "n_voxels", "mean", "median"]
     if nc is not None:
         columns += ["noise_ceiling_mean", "mean_r2", "mean_score"]
+    if sig is not None:
+        columns += ["frac_significant"]
+    if agr is not None:
+        columns += ["agreement_mean", "mean_over_agreement"]
     return pd.DataFrame(rows, columns=columns)

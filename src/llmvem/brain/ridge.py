@@ -1,18 +1,33 @@
-"""Ridge encoding models with the penalty chosen per target (voxel) by exact, efficient leave-one-out.
+"""Ridge encoding models with the penalty chosen per target (voxel) by GCV, exact leave-one-out or K-fold CV.
 
-The route is the classic "GCV" one: one thin SVD of the centred design X_c = U diag(s) Vᵀ (n × p, p < n or p > n);
-for a penalty α the ridge hat matrix is H(α) = 11ᵀ/n + U diag(s² / (s² + α)) Uᵀ (the first term only with an
-intercept, which is not penalised), and the leave-one-out residual of sample i is e_i(α) / (1 − H_ii(α)) with e the
-ordinary in-sample residual. All targets are handled at once with matrix products, in batches of targets to bound
-memory.
+One eigendecomposition of the (centred) Gram matrix gives X_c = U diag(s) Vᵀ (rank r = min(n, p) at most): of XᵀX
+(p × p, the *primal* form) when p ≤ n, of XXᵀ (n × n, the *kernel* form) when p > n — chosen automatically, always in
+float64 (it does not depend on the targets and costs n·p·r). Everything that touches the targets is then a product
+with P = UᵀY_c (r × v) and O(r·v) work per α:
+
+- ``cv="gcv"`` (default): generalised cross-validation, ‖r(α)‖²/n / (1 − tr H(α)/n)² with
+  ‖r(α)‖² = ‖Y_c‖² − Σ_k w_k(α) P_k², w_k(α) = 1 − (α/(s_k² + α))², tr H(α) = [1] + Σ_k s_k²/(s_k² + α).
+  Cost: one n·r·v GEMM (UᵀY), an (a × r)·(r × v) GEMM for all α, the p·r·v GEMM of the weights. This is the
+  "speed limit": about one XᵀY-sized GEMM in all.
+- ``cv="loo"``: exact leave-one-out, e_i(α)/(1 − H_ii(α)). Needs the n × v residual for every α: a·n·r·v, so about
+  ``len(alphas)`` times dearer than GCV; it is what scikit-learn's ``RidgeCV(alpha_per_target=True)`` computes.
+- ``cv=K`` (int ≥ 2): K contiguous folds (scikit-learn ``KFold`` without shuffling), the mean over folds of the
+  held-out MSE, X and Y centred with the training-fold means (himalaya's ``RidgeCV`` protocol). About a·n·r·v too.
+
+GCV replaces each leverage H_ii by its mean tr(H)/n; with many more samples than features (n ≫ p, the fMRI case) the
+two criteria pick the same or a neighbouring α for nearly every voxel and the held-out accuracy is indistinguishable
+(see docs/decisions/0004-brain.md). Targets are processed in batches, so peak memory stays ≈ Y + one batch;
+Y is read once per pass and never copied whole or converted to float64.
+
+Backends: ``"numpy"`` or ``"torch"`` (on ``device``; ``"auto"`` picks torch on CUDA when present, else numpy).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -22,9 +37,14 @@ from llmvem.brain.metrics import r2_score_columns
 from llmvem.errors import ConfigError, DataError
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-2, 6, 20))
-_BATCH_ELEMENTS = 1 << 23  # auto target batch: about this many entries per (n, batch) working array
+_BATCH_ELEMENTS = 1 << 26  # auto target batch: n × batch ≈ this (Y is only viewed; the copies are r × batch)
+_BATCH_ELEMENTS_GPU = 1 << 27
+
+CV = Literal["gcv", "loo"] | int
+Form = Literal["auto", "primal", "kernel"]
 
 
+# ---------------------------------------------------------------------------------------------------- validation
 def _check_x(X: Any, where: str, n_features: int | None = None) -> np.ndarray:
     """X as finite float64 (n, p)."""
     try:
@@ -48,24 +68,34 @@ def _check_x(X: Any, where: str, n_features: int | None = None) -> np.ndarray:
     return x
 
 
-def _check_fit_inputs(X: Any, Y: Any, where: str) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(x (n, p) float64, y (n, v) float64, y_was_1d); Y may hold NaN/inf (handled by the caller)."""
-    x = _check_x(X, where)
+def _as_targets(Y: Any, where: str) -> tuple[np.ndarray, bool]:
+    """Y as an (n, v) numeric array *without copying or converting it*; the flag says it was 1-D."""
+    if hasattr(Y, "detach") and hasattr(Y, "cpu"):  # a torch tensor
+        Y = Y.detach().cpu().numpy()
     try:
-        y = np.asarray(Y, dtype=np.float64)
+        y = np.asarray(Y)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{where}: Y must be a numeric array ({exc})") from exc
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
+        raise DataError(f"{where}: Y must be a numeric array, got dtype {y.dtype}")
     if y.ndim not in (1, 2):
         raise DataError(f"{where}: Y must be 1-D (n_samples,) or 2-D (n_samples, n_targets), got shape {y.shape}")
     one_d = y.ndim == 1
     if one_d:
         y = y[:, None]
-    if y.shape[0] != x.shape[0]:
-        raise DataError(f"{where}: X has {x.shape[0]} rows but Y has {y.shape[0]}; they must be the same samples")
-    if x.shape[0] < 3:
-        raise DataError(f"{where}: need at least 3 samples for leave-one-out, got {x.shape[0]}")
     if y.shape[1] == 0:
         raise DataError(f"{where}: Y has no targets (shape {y.shape})")
+    return y, one_d
+
+
+def _check_fit_inputs(X: Any, Y: Any, where: str, min_samples: int = 3) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(x (n, p) float64, y (n, v) as given, y_was_1d); Y may hold NaN/inf (handled by the caller)."""
+    x = _check_x(X, where)
+    y, one_d = _as_targets(Y, where)
+    if y.shape[0] != x.shape[0]:
+        raise DataError(f"{where}: X has {x.shape[0]} rows but Y has {y.shape[0]}; they must be the same samples")
+    if x.shape[0] < min_samples:
+        raise DataError(f"{where}: need at least {min_samples} samples for this cross-validation, got {x.shape[0]}")
     return x, y, one_d
 
 
@@ -101,91 +131,571 @@ def _check_batch(target_batch_size: int | None, where: str) -> int | None:
     return int(target_batch_size)
 
 
+def _check_cv(cv: Any, n: int, where: str) -> str | int:
+    """'gcv', 'loo' or a number of folds 2 ≤ K ≤ n."""
+    if isinstance(cv, str):
+        if cv not in ("gcv", "loo"):
+            raise ConfigError(f"{where}: cv must be 'gcv', 'loo' or a number of folds ≥ 2, got {cv!r}")
+        return cv
+    if isinstance(cv, bool) or not isinstance(cv, int | np.integer):
+        raise ConfigError(f"{where}: cv must be 'gcv', 'loo' or a number of folds ≥ 2, got {cv!r}")
+    if cv < 2:
+        raise ConfigError(f"{where}: cv={cv} folds; need at least 2")
+    if cv > n // 2:
+        raise DataError(f"{where}: {cv}-fold CV needs at least 2 samples per fold, but there are only {n} samples")
+    return int(cv)
+
+
+def _check_form(form: Any, where: str) -> str:
+    if form not in ("auto", "primal", "kernel"):
+        raise ConfigError(f"{where}: form must be 'auto', 'primal' or 'kernel', got {form!r}")
+    return str(form)
+
+
+# ---------------------------------------------------------------------------------------------------- backends
+class _Backend:
+    """The handful of array operations the solver needs, for numpy or torch (CPU or CUDA).
+
+    Arithmetic (``@``, ``*``, ``+``, ``.T``, ``.sum(0)``, ``.mean(0)``) is written directly on the arrays; only
+    conversion, float64 reductions and the α-selection argmin go through here.
+    """
+
+    def __init__(self, name: str, device: str | None, dtype: np.dtype[Any]) -> None:
+        self.name = name
+        self.np_dtype = dtype
+        self.device = device
+        self.pool: Any = None  # a thread pool for the column statistics, set for the duration of a fit
+        if name == "torch":
+            import torch
+
+            self.torch = torch
+            self.t_dtype = torch.float32 if dtype == np.float32 else torch.float64
+            self.dev = torch.device(device or "cpu")
+
+    @classmethod
+    def create(cls, backend: str, device: str | None, dtype: np.dtype[Any], where: str) -> _Backend:
+        if backend not in ("auto", "numpy", "torch"):
+            raise ConfigError(f"{where}: backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+        if backend == "numpy":
+            if device not in (None, "cpu"):
+                raise ConfigError(f"{where}: the numpy backend runs on the CPU only; got device={device!r}")
+            return cls("numpy", None, dtype)
+        if backend == "auto" and device in (None, "cpu") and not _maybe_gpu():
+            return cls("numpy", None, dtype)  # no GPU driver: do not pay torch's import (seconds) to find out
+        try:
+            import torch
+        except ImportError as exc:  # pragma: no cover - torch is a dependency
+            if backend == "torch":
+                raise ConfigError(f"{where}: backend='torch' needs PyTorch installed") from exc
+            return cls("numpy", None, dtype)
+        if backend == "auto":
+            if device is None:
+                device = "cuda" if torch.cuda.is_available() else None
+            if device in (None, "cpu"):
+                return cls("numpy", None, dtype)
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if str(dev).startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"{where}: device={dev!r} requested but CUDA is not available")
+        return cls("torch", str(dev), dtype)
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name == "torch" and self.dev.type == "cuda"
+
+    def put(self, a: np.ndarray, dtype: np.dtype[Any] | None = None) -> Any:
+        """A numpy array on the backend, in ``dtype`` (default: the compute dtype), C-contiguous."""
+        dt = self.np_dtype if dtype is None else dtype
+        arr = np.ascontiguousarray(a, dtype=dt)
+        if self.name == "numpy":
+            return arr
+        return self.torch.from_numpy(arr).to(self.dev, non_blocking=False)
+
+    def put_view(self, a: np.ndarray) -> Any:
+        """Like :meth:`put`, but a numpy array already in the compute dtype is used as is (no copy; strided is fine)."""
+        if self.name == "numpy" and a.dtype == self.np_dtype:
+            return a
+        if self.name == "torch" and a.dtype == self.np_dtype:
+            return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.dev)
+        return self.put(a)
+
+    def get(self, a: Any) -> np.ndarray:
+        """Back to a numpy float64 array."""
+        if self.name == "numpy":
+            return np.asarray(a, dtype=np.float64)
+        return a.detach().to("cpu", self.torch.float64).numpy()
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        """Back to a numpy array in the compute dtype."""
+        return a if self.name == "numpy" else a.detach().cpu().numpy()
+
+    def sumsq0(self, a: Any) -> Any:
+        """Column sums of squares, accumulated in float64 → (b,) float64 on the backend."""
+        if self.name == "numpy":
+            return _column_stats(a, self.pool)[1]
+        return (a * a).sum(0, dtype=self.torch.float64)
+
+    def col_stats(self, a: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(column sums, column sums of squares), float64 numpy, in one pass over ``a``."""
+        if self.name == "numpy":
+            return _column_stats(a, self.pool)
+        return self.get(a.sum(0, dtype=self.torch.float64)), self.get((a * a).sum(0, dtype=self.torch.float64))
+
+    def mean0(self, a: Any) -> Any:
+        """Column means accumulated in float64, returned in the compute dtype → (b,)."""
+        if self.name == "numpy":
+            return a.mean(axis=0, dtype=np.float64).astype(self.np_dtype)
+        return a.mean(0, dtype=self.torch.float64).to(self.t_dtype)
+
+    def sum0(self, a: Any) -> Any:
+        """Column sums accumulated in float64 → (b,)."""
+        return a.sum(axis=0, dtype=np.float64) if self.name == "numpy" else a.sum(0, dtype=self.torch.float64)
+
+    def cast(self, a: Any) -> Any:
+        """A backend array in the compute dtype."""
+        return a.astype(self.np_dtype, copy=False) if self.name == "numpy" else a.to(self.t_dtype)
+
+    def rows(self, a: Any, idx: np.ndarray) -> Any:
+        return a[idx] if self.name == "numpy" else a[self.torch.from_numpy(idx).to(self.dev)]
+
+    def cols(self, a: Any, idx: np.ndarray) -> Any:
+        """``a[:, idx]`` as a C-contiguous array (numpy's fancy indexing would return it transposed in memory, and
+        elementwise products with C-ordered arrays then run 15× slower)."""
+        if self.name == "numpy":
+            return np.take(a, idx, axis=1)
+        return a.index_select(1, self.torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(self.dev))
+
+
+def _maybe_gpu() -> bool:
+    """Whether a CUDA GPU may be present: torch already imported, or an NVIDIA device node exists."""
+    import os
+    import sys
+
+    return "torch" in sys.modules or os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
+
+
+def _n_threads() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _column_stats(a: np.ndarray, pool: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Column sums and sums of squares of an (n, b) array (any strides) → float64 (b,), (b,).
+
+    Sums: one BLAS GEMV (multi-threaded). Squares: one ``einsum`` per block of ≤ 2,048 rows, blocks in parallel
+    threads (numpy releases the GIL), partial sums added in float64. numpy's own axis-0 reductions are single-threaded
+    and would cost half the GEMM on a 16-core machine; this costs ~7 % of it.
+    """
+    n, b = a.shape
+    s1 = np.asarray(np.ones(n, dtype=a.dtype) @ a, dtype=np.float64)
+    threads = _n_threads() if n * b >= 1 << 20 else 1
+    n_blocks = max(threads, -(-n // 2048))
+    bounds = np.linspace(0, n, n_blocks + 1).astype(int)
+
+    def part(j: int) -> np.ndarray:
+        blk = a[bounds[j] : bounds[j + 1]]
+        return np.einsum("ij,ij->j", blk, blk)
+
+    if threads == 1:
+        parts = [part(j) for j in range(n_blocks)]
+    elif pool is not None:
+        parts = list(pool.map(part, range(n_blocks)))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as own:
+            parts = list(own.map(part, range(n_blocks)))
+    s2 = np.zeros(b)
+    for q in parts:
+        s2 += q
+    return s1, s2
+
+
+# ---------------------------------------------------------------------------------------------------- basis
+def _eigh(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric eigendecomposition; single-threaded below 2,048 (OpenBLAS threads only contend there: 5× slower
+    on a loaded 2-core machine, no faster on an idle one)."""
+    if gram.shape[0] > 2048:
+        return np.linalg.eigh(gram)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return np.linalg.eigh(gram)
+
+
 @dataclass(frozen=True)
-class _RidgeSVD:
-    """Thin SVD of the (centred) design, the state shared by the LOO search and the final solve.
+class _RidgeBasis:
+    """X_c = U diag(s) Vᵀ restricted to the non-null singular values, from one float64 eigendecomposition.
 
     Attributes:
-        u: (n, r) left singular vectors of the non-null singular values.
-        s: (r,) singular values.
-        vt: (r, p) right singular vectors.
+        u: (n, r) orthonormal columns (they sum to 0 with an intercept).
+        s: (r,) singular values, descending.
+        v: (p, r) orthonormal columns.
         x_mean: (p,) column means of X (zeros without intercept).
         fit_intercept: whether X was centred and an unpenalised intercept is part of the model.
+        form: ``"primal"`` (eigh of XᵀX) or ``"kernel"`` (eigh of XXᵀ).
     """
 
     u: np.ndarray
     s: np.ndarray
-    vt: np.ndarray
+    v: np.ndarray
     x_mean: np.ndarray
     fit_intercept: bool
+    form: str
 
     @classmethod
-    def from_design(cls, x: np.ndarray, fit_intercept: bool) -> _RidgeSVD:
-        """SVD of X (n, p) float64, dropping singular values at rounding level (rank-deficient or p > n designs)."""
-        x_mean = x.mean(axis=0) if fit_intercept else np.zeros(x.shape[1])
-        u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)
-        tol = (s[0] if s.size else 0.0) * max(x.shape) * np.finfo(np.float64).eps
-        keep = s > tol
-        return cls(u=u[:, keep], s=s[keep], vt=vt[keep], x_mean=x_mean, fit_intercept=fit_intercept)
+    def from_design(cls, x: np.ndarray, fit_intercept: bool, form: str = "auto") -> _RidgeBasis:
+        """Basis of X (n, p) float64; eigenvalues below rounding level (rank deficiency, p > n) are dropped."""
+        n, p = x.shape
+        x_mean = x.mean(axis=0) if fit_intercept else np.zeros(p)
+        xc = x - x_mean
+        use_kernel = form == "kernel" or (form == "auto" and p > n)
+        gram = xc @ xc.T if use_kernel else xc.T @ xc
+        lam, vecs = _eigh(gram)
+        lam, vecs = lam[::-1], vecs[:, ::-1]
+        top = max(float(lam[0]), 0.0) if lam.size else 0.0
+        tol = top * max(n, p) * np.finfo(np.float64).eps * 10
+        keep = lam > tol
+        if not keep.any():
+            raise DataError("ridge: X has no variance (every feature is constant over samples); nothing to fit")
+        s = np.sqrt(lam[keep])
+        if use_kernel:
+            u = vecs[:, keep]
+            v = (xc.T @ u) / s
+        else:
+            v = vecs[:, keep]
+            u = (xc @ v) / s
+        return cls(u=u, s=s, v=v, x_mean=x_mean, fit_intercept=fit_intercept, form="kernel" if use_kernel else "primal")
 
-    def _batches(self, v: int, batch: int | None) -> list[slice]:
-        """Slices of ``batch`` targets (automatic size: ~_BATCH_ELEMENTS entries per (max(n, p), batch) array)."""
-        size = batch or max(1, _BATCH_ELEMENTS // max(self.u.shape[0], self.vt.shape[1]))
-        return [slice(start, min(v, start + size)) for start in range(0, v, size)]
 
-    def _centred(self, y: np.ndarray) -> np.ndarray:
-        return y - y.mean(axis=0) if self.fit_intercept else y
+@dataclass
+class _Fold:
+    """One K-fold split with its training-set basis on the backend."""
 
-    def loo_mse(self, y: np.ndarray, alphas: np.ndarray, batch: int | None, dtype: np.dtype[Any]) -> np.ndarray:
-        """Mean squared leave-one-out error of every target for every α.
+    train: np.ndarray
+    test: np.ndarray
+    u: Any  # (n_train, r) backend
+    t: Any  # (n_test, r) backend: (X_test − mean_train) V
+    s: np.ndarray
 
-        Args:
-            y: (n, v) finite float64 targets.
-            alphas: (a,) penalties.
-            batch: targets per batch (None: automatic).
-            dtype: float type of the per-α products.
-        Returns:
-            (a, v) float64.
-        """
-        n, v = y.shape
-        u, s2 = self.u, self.s**2
-        shrink = alphas[None, :] / (s2[:, None] + alphas[None, :])  # (r, a): 1 − s²/(s² + α), the part not fitted
-        u2 = u**2
-        # 1 − H_ii(α) = (1 − 1/n − Σ_j U_ij²) + Σ_j U_ij² α/(s_j² + α), written so nothing cancels when p ≥ n.
-        base = 1.0 - u2.sum(axis=1) - (1.0 / n if self.fit_intercept else 0.0)
-        one_minus_h = np.maximum(base, 0.0)[:, None] + u2 @ shrink  # (n, a)
-        inv_denom = (1.0 / np.maximum(one_minus_h, np.finfo(np.float64).tiny)).astype(dtype)
-        shrink_d = shrink.astype(dtype)
-        u_d = u.astype(dtype)
-        out = np.empty((alphas.size, v))
-        for sl in self._batches(v, batch):
-            yc = self._centred(y[:, sl])
-            proj = u.T @ yc  # (r, b)
-            resid_full = (yc - u @ proj).astype(dtype)  # residual outside the span of U: the same for every α
-            proj_d = proj.astype(dtype)
-            for j in range(alphas.size):
-                # in-sample residual e(α) = resid_full + U diag(α/(s² + α)) Uᵀ y_c, then e_i / (1 − H_ii)
-                loo = (resid_full + u_d @ (shrink_d[:, j, None] * proj_d)) * inv_denom[:, j, None]
-                out[j, sl] = np.einsum("ij,ij->j", loo, loo, dtype=np.float64) / n
-        return out
 
-    def coef(self, y: np.ndarray, alpha_per_target: np.ndarray, batch: int | None) -> np.ndarray:
-        """Ridge weights β = V diag(s / (s² + α_t)) Uᵀ y_c for each target t.
+def _folds(x: np.ndarray, k: int, fit_intercept: bool, form: str, be: _Backend) -> list[_Fold]:
+    n = x.shape[0]
+    sizes = np.full(k, n // k)
+    sizes[: n % k] += 1  # scikit-learn KFold: the first n % k folds get one more sample
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    out = []
+    for j in range(k):
+        test = np.arange(bounds[j], bounds[j + 1])
+        train = np.setdiff1d(np.arange(n), test)
+        b = _RidgeBasis.from_design(x[train], fit_intercept, form)
+        out.append(_Fold(train, test, be.put(b.u), be.put((x[test] - b.x_mean) @ b.v), b.s))
+    return out
 
-        Args:
-            y: (n, v) finite float64 targets.
-            alpha_per_target: (v,) penalty of each target.
-            batch: targets per batch (None: automatic).
-        Returns:
-            (p, v) float64.
-        """
-        v = y.shape[1]
-        out = np.empty((self.vt.shape[1], v))
-        for sl in self._batches(v, batch):
-            proj = self.u.T @ self._centred(y[:, sl])
-            gain = self.s[:, None] / (self.s[:, None] ** 2 + alpha_per_target[None, sl])
-            out[:, sl] = self.vt.T @ (gain * proj)
-        return out
+
+# ---------------------------------------------------------------------------------------------------- kernels
+def _gcv_mse(proj: Any, ss: np.ndarray, basis: _RidgeBasis, alphas: np.ndarray, n: int, be: _Backend) -> np.ndarray:
+    """GCV error (a, b) from P = UᵀY_c (r, b) on the backend and ‖Y_c‖² (b,) float64."""
+    s2 = basis.s[:, None] ** 2
+    keep_frac = alphas[None, :] / (s2 + alphas[None, :])  # (r, a)
+    w = be.put((1.0 - keep_frac**2).T)  # (a, r): fraction of P_k² that the fit removes from the residual
+    expl = be.get(w @ (proj * proj))  # (a, b)
+    rss = np.maximum(ss[None, :] - expl, 0.0)  # rounding can push a perfect fit's residual below 0
+    trace = (s2 / (s2 + alphas[None, :])).sum(axis=0) + (1.0 if basis.fit_intercept else 0.0)  # (a,)
+    denom = np.maximum(1.0 - trace / n, 0.0) ** 2
+    with np.errstate(divide="ignore"):
+        inv = np.where(denom > 0, 1.0 / np.where(denom > 0, denom, 1.0), np.inf)
+    return rss * (inv / n)[:, None]
+
+
+def _loo_mse(yc64: Any, basis: _RidgeBasis, alphas: np.ndarray, be64: _Backend, be: _Backend) -> np.ndarray:
+    """Exact LOO error (a, b): e_i(α) / (1 − H_ii(α)), the residual rebuilt for every α (a GEMMs of n·r·b).
+
+    P = UᵀY_c and the residual outside span(U) in float64 (``be64``), the per-α products in the compute dtype.
+    """
+    n = yc64.shape[0]
+    u64 = be64.put(basis.u)
+    proj64 = u64.T @ yc64
+    resid_full = be.cast(yc64 - u64 @ proj64)  # the part of Y outside span(U): the same for every α
+    u, proj = be.put(basis.u), be.cast(proj64)
+    s2 = basis.s**2
+    shrink = alphas[None, :] / (s2[:, None] + alphas[None, :])  # (r, a): 1 − s²/(s² + α)
+    u2 = basis.u**2
+    # 1 − H_ii(α) = (1 − 1/n − Σ_j U_ij²) + Σ_j U_ij² α/(s_j² + α), written so nothing cancels when p ≥ n.
+    base = 1.0 - u2.sum(axis=1) - (1.0 / n if basis.fit_intercept else 0.0)
+    one_minus_h = np.maximum(base, 0.0)[:, None] + u2 @ shrink  # (n, a)
+    inv_denom = be.put(1.0 / np.maximum(one_minus_h, np.finfo(np.float64).tiny))
+    shrink_d = be.put(shrink)
+    rows = []
+    for j in range(alphas.size):
+        loo = (resid_full + u @ (shrink_d[:, j : j + 1] * proj)) * inv_denom[:, j : j + 1]
+        rows.append(be.get(be.sumsq0(loo)) / n)
+    return np.stack(rows)
+
+
+def _kfold_mse(yb: Any, folds: list[_Fold], alphas: np.ndarray, fit_intercept: bool, be: _Backend) -> np.ndarray:
+    """Mean over folds of the held-out MSE (a, b); X and Y centred with the training-fold means."""
+    tot = np.zeros((alphas.size, yb.shape[1]))
+    for f in folds:
+        ytr, yte = be.rows(yb, f.train), be.rows(yb, f.test)
+        if fit_intercept:
+            m = be.mean0(ytr)
+            ytr, yte = ytr - m, yte - m
+        proj = f.u.T @ ytr
+        gain = be.put(f.s[:, None] / (f.s[:, None] ** 2 + alphas[None, :]))  # (r, a)
+        for j in range(alphas.size):
+            err = yte - f.t @ (gain[:, j : j + 1] * proj)
+            tot[j] += be.get(be.sumsq0(err)) / f.test.size
+    return tot / len(folds)
+
+
+# ---------------------------------------------------------------------------------------------------- driver
+@dataclass
+class _RidgeFit:
+    coef: np.ndarray | None  # (p, v) in dtype; None when not requested
+    intercept: np.ndarray  # (v,) float64
+    best_alphas: np.ndarray  # (v,) NaN where masked
+    cv_mse: np.ndarray  # (a, v) NaN where masked
+    valid: np.ndarray  # (v,) bool
+    alpha: float | None  # the shared α (alpha_per_target=False)
+    form: str
+    backend: str
+
+
+@dataclass
+class _Batch:
+    """One batch of targets, reduced to its valid columns."""
+
+    cols: np.ndarray  # (b',) global indices of the valid targets
+    valid: np.ndarray  # (b,) bool over the batch
+    fill: np.ndarray  # (b,) the nan-mean of each invalid target (0 for valid ones)
+    y: Any  # (n, b') raw valid targets on the backend
+    proj: Any  # (r, b') UᵀY_c on the backend
+    ss: np.ndarray  # (b',) ‖Y_c‖² float64
+    mean: np.ndarray  # (b',) float64 target means (0 without intercept)
+
+
+def _batches(v: int, n: int, batch: int | None, be: _Backend) -> Iterator[slice]:
+    # automatic: ~64 MB (CPU) / 512 MB (GPU) working arrays, and at most ~1/8 of the targets so that peak memory
+    # stays near Y even when Y is small
+    size = batch or max(
+        1, min((_BATCH_ELEMENTS_GPU if be.is_gpu else _BATCH_ELEMENTS) // max(n, 1), max(512, -(-v // 8)))
+    )
+    for start in range(0, v, size):
+        yield slice(start, min(v, start + size))
+
+
+def _read_batch(y: np.ndarray, sl: slice, ua: Any, usum: np.ndarray, fit_intercept: bool, be: _Backend) -> _Batch:
+    """Project one batch of targets: a single GEMM [U, 1]ᵀ Y gives P and the column sums, one pass ‖Y‖².
+
+    NaN/inf stay confined to their own columns in the GEMM; they and constant targets are dropped afterwards.
+    """
+    n = y.shape[0]
+    yb = be.put_view(y[:, sl])
+    proj = ua.T @ yb  # (r, b)
+    s1, s2 = be.col_stats(yb)
+    finite = np.isfinite(s1) & np.isfinite(s2)
+    mean = np.where(finite, s1, 0.0) / n if fit_intercept else np.zeros(s1.size)
+    ss = np.where(finite, s2, 0.0) - (n * mean**2 if fit_intercept else 0.0)
+    valid = finite.copy()
+    maybe_const = np.flatnonzero(finite & (ss <= 1e-6 * np.where(finite, s2, 0.0)))
+    if maybe_const.size:  # confirm exactly: max == min over samples
+        raw = np.asarray(y[:, sl][:, maybe_const])
+        valid[maybe_const] = np.ptp(raw, axis=0) > 0
+    fill = np.zeros(s1.size)
+    if not valid.all():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: mean of nothing
+            bad = np.asarray(y[:, sl][:, ~valid], dtype=np.float64)
+            fill[~valid] = np.nan_to_num(np.nanmean(np.where(np.isfinite(bad), bad, np.nan), axis=0), nan=0.0)
+    idx = np.flatnonzero(valid)
+    all_valid = idx.size == valid.size
+    yv = yb if all_valid else be.cols(yb, idx)
+    mean, ss = mean[idx], ss[idx]
+    if fit_intercept and np.any(mean**2 > ss / n):
+        # offsets larger than the spread: sums and a GEMM on uncentred data would lose the signal to rounding
+        yc = yv - be.put(mean)
+        proj = ua.T @ yc
+        ss = be.col_stats(yc)[1]
+    elif fit_intercept:  # P = UᵀY − (1ᵀU)ᵀ ȳ: exact centring with the U actually used in the GEMM
+        if not all_valid:
+            proj = be.cols(proj, idx)
+        proj -= be.put(usum)[:, None] * be.put(mean)[None, :]
+    elif not all_valid:
+        proj = be.cols(proj, idx)
+    return _Batch(
+        cols=np.arange(sl.start, sl.stop)[idx],
+        valid=valid,
+        fill=fill,
+        y=yv,
+        proj=proj,
+        ss=ss,
+        mean=mean,
+    )
+
+
+def _fit_ridge_impl(
+    x: np.ndarray,
+    y: np.ndarray,
+    alphas: np.ndarray,
+    *,
+    cv: str | int,
+    fit_intercept: bool,
+    alpha_per_target: bool,
+    batch: int | None,
+    be: _Backend,
+    form: str,
+    compute_coef: bool,
+    where: str,
+) -> _RidgeFit:
+    """Choose α per target and (optionally) solve for the weights; Y (n, v) is read batch by batch."""
+    n, p = x.shape
+    v = y.shape[1]
+    basis = _RidgeBasis.from_design(x, fit_intercept, form)
+    u32 = basis.u.astype(be.np_dtype)
+    ua = be.put(u32)
+    usum = u32.sum(axis=0, dtype=np.float64)
+    u64 = _Backend(be.name, be.device, np.dtype(np.float64)) if cv == "loo" else None
+    folds = _folds(x, cv, fit_intercept, form, be) if isinstance(cv, int) else []
+    cv_mse = np.full((alphas.size, v), np.nan)
+    best = np.full(v, np.nan)
+    valid_all = np.zeros(v, dtype=bool)
+    intercept = np.zeros(v)
+    # Fortran order: a batch of targets is a contiguous slab that the weight GEMM writes straight into
+    coef = np.zeros((p, v), dtype=be.np_dtype, order="F") if compute_coef else None
+    gain_table = be.put(basis.s[:, None] / (basis.s[:, None] ** 2 + alphas[None, :]))  # (r, a): s / (s² + α)
+    x_mean_d = basis.x_mean.astype(be.np_dtype)
+    v_d = be.put(basis.v) if compute_coef else None
+
+    def solve(b: _Batch, a_idx: np.ndarray) -> None:
+        """β = V diag(s / (s² + α_t)) P for the batch's targets, α_t = alphas[a_idx]."""
+        assert coef is not None and v_d is not None
+        g = be.cols(gain_table, a_idx)  # (r, b)
+        g *= b.proj
+        contiguous = b.cols.size == b.valid.size
+        if be.name == "numpy" and contiguous:
+            w = coef[:, b.cols[0] : b.cols[-1] + 1]
+            np.matmul(g.T, v_d.T, out=w.T)  # wᵀ = gᵀ Vᵀ: a C-contiguous (b, p) output, so BLAS writes in place
+        else:
+            w = be.to_numpy(v_d @ g)  # (p, b)
+            if contiguous:
+                coef[:, b.cols[0] : b.cols[-1] + 1] = w
+            else:
+                coef[:, b.cols] = w
+        if fit_intercept:
+            intercept[b.cols] = b.mean - x_mean_d @ w
+
+    for sl in _batches(v, n, batch, be):
+        b = _read_batch(y, sl, ua, usum, fit_intercept, be)
+        valid_all[sl] = b.valid
+        intercept[sl] = b.fill if fit_intercept else 0.0
+        if b.cols.size == 0:
+            continue
+        if cv == "gcv":
+            mse = _gcv_mse(b.proj, b.ss, basis, alphas, n, be)
+        elif cv == "loo":
+            # in float64: with p ≳ n the residual outside span(U) is tiny and 1 − H_ii small, so rounding would count
+            assert u64 is not None
+            raw64 = np.asarray(y[:, b.cols], dtype=np.float64)
+            y64 = u64.put(raw64 - raw64.mean(axis=0) if fit_intercept else raw64)
+            mse = _loo_mse(y64, basis, alphas, u64, be)
+        else:
+            mse = _kfold_mse(b.y, folds, alphas, fit_intercept, be)
+        cv_mse[:, b.cols] = mse
+        if alpha_per_target:
+            a_idx = np.argmin(mse, axis=0)
+            best[b.cols] = alphas[a_idx]
+            if compute_coef:
+                solve(b, a_idx)
+    if not valid_all.any():
+        raise DataError(f"{where}: all {v} targets contain NaN/inf or are constant; nothing to fit")
+    shared = None
+    if not alpha_per_target:
+        shared_idx = int(np.argmin(np.nanmean(cv_mse, axis=1)))
+        shared = float(alphas[shared_idx])
+        best[valid_all] = shared
+        if compute_coef:  # a second pass: the shared α is known only now
+            for sl in _batches(v, n, batch, be):
+                b = _read_batch(y, sl, ua, usum, fit_intercept, be)
+                if b.cols.size:
+                    solve(b, np.full(b.cols.size, shared_idx))
+    n_bad = int((~valid_all).sum())
+    if n_bad:
+        warnings.warn(
+            f"{where}: {n_bad} of {v} targets contain NaN/inf or are constant and are left out of the fit "
+            "(coef 0, prediction = mean of their finite values); see valid_targets_",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return _RidgeFit(coef, intercept, best, cv_mse, valid_all, shared, basis.form, be.name)
+
+
+def _fit_ridge(x: np.ndarray, y: np.ndarray, alphas: np.ndarray, *, be: _Backend, **kw: Any) -> _RidgeFit:
+    """:func:`_fit_ridge_impl` with one thread pool for the whole fit (numpy backend, large Y)."""
+    if be.name != "numpy" or y.size < 1 << 22 or _n_threads() == 1:
+        return _fit_ridge_impl(x, y, alphas, be=be, **kw)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(_n_threads()) as pool:
+        be.pool = pool
+        try:
+            return _fit_ridge_impl(x, y, alphas, be=be, **kw)
+        finally:
+            be.pool = None
+
+
+def ridge_cv_alphas(
+    X: np.ndarray,
+    Y: np.ndarray,
+    alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+    *,
+    cv: CV = "gcv",
+    fit_intercept: bool = True,
+    target_batch_size: int | None = None,
+    dtype: str | np.dtype[Any] = "float64",
+    backend: str = "numpy",
+    device: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best ridge penalty of every target by GCV, exact leave-one-out or K-fold CV (see the module docstring).
+
+    Args:
+        X: (n, p) design, finite, n ≥ 3 (p may exceed n).
+        Y: (n, v) or (n,) targets, finite (use :class:`RidgeEncoder` to mask bad targets).
+        alphas: (a,) candidate penalties, all > 0.
+        cv: ``"gcv"``, ``"loo"`` or a number of contiguous folds K ≥ 2.
+        fit_intercept: centre X and Y and leave the intercept unpenalised.
+        target_batch_size: targets per batch (None: automatic, ~64 MB working arrays).
+        dtype: float type of the products that touch Y (``"float32"`` halves memory and time).
+        backend: ``"numpy"``, ``"torch"`` or ``"auto"``; device: torch device (``"cuda"``, ``"cpu"``).
+    Returns:
+        best_alphas (v,) — the α with the smallest CV error per target (first one on ties) — and
+        cv_mse (a, v), the CV mean squared error of every target for every α.
+    """
+    where = f"ridge_cv_alphas(cv={cv!r})"
+    x, y, _ = _check_fit_inputs(X, Y, where)
+    a = _check_alphas(alphas, where)
+    cvc = _check_cv(cv, x.shape[0], where)
+    bad = ~np.isfinite(y).all(axis=0)
+    if bad.any():
+        raise DataError(
+            f"{where}: targets {np.flatnonzero(bad)[:10].tolist()} contain NaN/inf; drop them "
+            "(RidgeEncoder masks them for you)"
+        )
+    be = _Backend.create(backend, device, _check_dtype(dtype, where), where)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = _fit_ridge(
+            x, y, a, cv=cvc, fit_intercept=fit_intercept, alpha_per_target=True,
+            batch=_check_batch(target_batch_size, where), be=be, form="auto", compute_coef=False, where=where,
+        )  # fmt: skip
+    mse = fit.cv_mse
+    const = ~fit.valid  # constant targets: every α fits them perfectly
+    mse[:, const] = 0.0
+    best = a[np.argmin(mse, axis=0)]
+    return best, mse
 
 
 def ridge_loo_alphas(
@@ -197,49 +707,41 @@ def ridge_loo_alphas(
     target_batch_size: int | None = None,
     dtype: str | np.dtype[Any] = "float64",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Best ridge penalty of every target by exact leave-one-out error.
+    """Best ridge penalty of every target by exact leave-one-out error: ``ridge_cv_alphas(..., cv="loo")``.
 
-    Args:
-        X: (n, p) design, finite, n ≥ 3 (p may exceed n).
-        Y: (n, v) or (n,) targets, finite.
-        alphas: (a,) candidate penalties, all > 0.
-        fit_intercept: centre X and Y and leave the intercept unpenalised.
-        target_batch_size: targets per batch (None: automatic, ~64 MB working arrays).
-        dtype: float type of the per-α products (``"float32"`` halves memory and time).
     Returns:
-        best_alphas (v,) — the α with the smallest LOO error per target (first one on ties) — and
-        loo_mse (a, v), the mean squared LOO error of every target for every α.
+        best_alphas (v,) and loo_mse (a, v), the mean squared LOO error of every target for every α.
     """
-    where = "ridge_loo_alphas"
-    x, y, _ = _check_fit_inputs(X, Y, where)
-    a = _check_alphas(alphas, where)
-    bad = ~np.isfinite(y).all(axis=0)
-    if bad.any():
-        raise DataError(
-            f"{where}: targets {np.flatnonzero(bad)[:10].tolist()} contain NaN/inf; drop them "
-            "(RidgeEncoder masks them for you)"
-        )
-    svd = _RidgeSVD.from_design(x, fit_intercept)
-    mse = svd.loo_mse(y, a, _check_batch(target_batch_size, where), _check_dtype(dtype, where))
-    return a[np.argmin(mse, axis=0)], mse
+    return ridge_cv_alphas(
+        X, Y, alphas, cv="loo", fit_intercept=fit_intercept, target_batch_size=target_batch_size, dtype=dtype
+    )
 
 
 class RidgeEncoder(RegressorMixin, BaseEstimator):
-    """Linear encoding model Y ≈ X β + b with a ridge penalty per target chosen by exact leave-one-out.
+    """Linear encoding model Y ≈ X β + b with a ridge penalty per target chosen by GCV, exact LOO or K-fold CV.
 
     Parameters
     ----------
     alphas : sequence of float
         Candidate penalties (all > 0), stored as given.
+    cv : {"gcv", "loo"} or int
+        How α is chosen: generalised cross-validation (default, about one XᵀY-sized GEMM in all), exact leave-one-out
+        (what scikit-learn's RidgeCV computes; ~len(alphas)× dearer) or K contiguous folds (himalaya's protocol).
     fit_intercept : bool
         Fit an unpenalised intercept (X and Y are centred).
     alpha_per_target : bool
-        Choose α per target (voxel); if False, one α minimising the LOO error averaged over targets.
+        Choose α per target (voxel); if False, one α minimising the CV error averaged over targets.
     target_batch_size : int or None
-        Targets per batch in the LOO search and the solve (None: automatic, ~64 MB working arrays).
+        Targets per batch (None: automatic, ~64 MB working arrays on the CPU, ~512 MB on a GPU).
     dtype : {"float32", "float64"}
-        Float type of the heavy per-α products and of ``coef_``, ``intercept_`` and predictions. The SVD is always
-        computed in float64.
+        Float type of the products that touch Y and of ``coef_`` and predictions. The eigendecomposition of the Gram
+        matrix is always float64.
+    backend : {"auto", "numpy", "torch"}
+        ``"auto"``: torch on CUDA when a GPU is present, else numpy.
+    device : str or None
+        torch device for ``backend="torch"`` (None: CUDA when present, else CPU).
+    form : {"auto", "primal", "kernel"}
+        Eigendecompose XᵀX (primal) or XXᵀ (kernel); ``"auto"`` picks kernel when p > n.
 
     Attributes
     ----------
@@ -248,84 +750,76 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         intercept).
     best_alphas_ : (v,) chosen α per target (NaN for masked targets).
     alpha_ : float, the shared α (only with ``alpha_per_target=False``).
-    loo_mse_ : (a, v) mean squared LOO error per α and target (NaN for masked targets).
+    cv_mse_ : (a, v) CV mean squared error per α and target (NaN for masked targets).
     valid_targets_ : (v,) bool, targets that were fitted (finite and not constant in the training data).
+    form_ : "primal" or "kernel"; backend_ : "numpy" or "torch".
     n_features_in_ : int, p.
 
     Targets (columns of Y) holding NaN/inf or constant over samples are masked out of the fit with a warning.
     ``score`` is R² of each target averaged uniformly over targets (like scikit-learn's ``uniform_average``).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((200, 10)); Y = X @ rng.standard_normal((10, 3)) + rng.standard_normal((200, 3))
+    >>> model = RidgeEncoder(alphas=(0.1, 1.0, 10.0)).fit(X, Y)
+    >>> model.coef_.shape, model.best_alphas_.shape
+    ((10, 3), (3,))
     """
 
     def __init__(
         self,
         alphas: Sequence[float] | np.ndarray = DEFAULT_ALPHAS,
+        cv: CV = "gcv",
         fit_intercept: bool = True,
         alpha_per_target: bool = True,
         target_batch_size: int | None = None,
         dtype: str = "float32",
+        backend: str = "auto",
+        device: str | None = None,
+        form: Form = "auto",
     ) -> None:
         self.alphas = alphas
+        self.cv = cv
         self.fit_intercept = fit_intercept
         self.alpha_per_target = alpha_per_target
         self.target_batch_size = target_batch_size
         self.dtype = dtype
+        self.backend = backend
+        self.device = device
+        self.form = form
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> RidgeEncoder:
-        """Choose α per target by LOO and solve for the weights.
+        """Choose α per target and solve for the weights.
 
         Args:
-            X: (n, p) features, finite, n ≥ 3.
-            Y: (n, v) or (n,) responses; columns with NaN/inf or constant values are masked out.
+            X: (n, p) features, finite, n ≥ 3 (n ≥ 2K for K-fold).
+            Y: (n, v) or (n,) responses (float32 stays float32: Y is never copied whole); columns with NaN/inf or
+                constant values are masked out.
         Returns:
             self.
         """
         where = "RidgeEncoder.fit"
         x, y, one_d = _check_fit_inputs(X, Y, where)
         alphas = _check_alphas(self.alphas, where)
+        cv = _check_cv(self.cv, x.shape[0], where)
         dtype = _check_dtype(self.dtype, where)
-        batch = _check_batch(self.target_batch_size, where)
-        n_targets = y.shape[1]
-
-        finite = np.isfinite(y).all(axis=0)
-        valid = finite & (np.ptp(np.where(finite, y, 0.0), axis=0) > 0)
-        n_bad = int((~valid).sum())
-        if n_bad == n_targets:
-            raise DataError(f"{where}: all {n_targets} targets contain NaN/inf or are constant; nothing to fit")
-        if n_bad:
-            warnings.warn(
-                f"{where}: {n_bad} of {n_targets} targets contain NaN/inf or are constant and are left out of the "
-                "fit (coef 0, prediction = mean of their finite values); see valid_targets_",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        yv = y[:, valid]
-
-        svd = _RidgeSVD.from_design(x, self.fit_intercept)
-        mse = svd.loo_mse(yv, alphas, batch, dtype)
-        if self.alpha_per_target:
-            best = alphas[np.argmin(mse, axis=0)]
-        else:
-            self.alpha_ = float(alphas[int(np.argmin(mse.mean(axis=1)))])
-            best = np.full(yv.shape[1], self.alpha_)
-        coef_valid = svd.coef(yv, best, batch)
-
-        coef = np.zeros((x.shape[1], n_targets))
-        coef[:, valid] = coef_valid
-        intercept = np.zeros(n_targets)
-        if self.fit_intercept:
-            intercept[valid] = yv.mean(axis=0) - svd.x_mean @ coef_valid
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: mean of nothing
-                y_finite = np.where(np.isfinite(y), y, np.nan)
-                means = np.nanmean(y_finite[:, ~valid], axis=0)
-            intercept[~valid] = np.nan_to_num(means, nan=0.0)
-        self.coef_ = coef.astype(dtype)
-        self.intercept_ = intercept.astype(dtype)
-        self.best_alphas_ = np.full(n_targets, np.nan)
-        self.best_alphas_[valid] = best
-        self.loo_mse_ = np.full((alphas.size, n_targets), np.nan)
-        self.loo_mse_[:, valid] = mse
-        self.valid_targets_ = valid
+        be = _Backend.create(self.backend, self.device, dtype, where)
+        fit = _fit_ridge(
+            x, y, alphas, cv=cv, fit_intercept=self.fit_intercept, alpha_per_target=self.alpha_per_target,
+            batch=_check_batch(self.target_batch_size, where), be=be, form=_check_form(self.form, where),
+            compute_coef=True, where=where,
+        )  # fmt: skip
+        assert fit.coef is not None
+        self.coef_ = fit.coef.astype(dtype, copy=False)
+        self.intercept_ = fit.intercept.astype(dtype)
+        self.best_alphas_ = fit.best_alphas
+        if fit.alpha is not None:
+            self.alpha_ = fit.alpha
+        self.cv_mse_ = fit.cv_mse
+        self.valid_targets_ = fit.valid
+        self.form_ = fit.form
+        self.backend_ = fit.backend
         self.n_features_in_ = x.shape[1]
         self._fitted_1d = one_d
         return self

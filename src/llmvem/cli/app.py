@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from llmvem.config import ExperimentConfig
@@ -40,13 +41,31 @@ FLAG_KEYS: dict[str, str] = {
     "--model": "describe.model",
     "--prompt": "describe.prompt",
     "--source": "describe.source",
+    "--labels": "describe.labels",
+    "--samples": "describe.n_samples",
+    "--temperature": "describe.temperature",
+    "--max-tokens": "describe.max_tokens",
+    "--base-url": "describe.base_url",
+    "--api-key-env": "describe.api_key_env",
+    "--revision": "describe.revision",
+    "--concurrency": "describe.concurrency",
+    "--batch-size": "describe.batch_size",
+    "--dtype": "describe.dtype",
+    "--timeout": "describe.timeout_s",
+    "--max-retries": "describe.max_retries",
+    "--max-side": "describe.max_side",
     "--encoder": "embed.encoder",
     "--policy": "embed.policy",
+    "--aggregate": "embed.aggregate",
+    "--select-model": "embed.select_model",
+    "--select-prompt": "embed.select_prompt",
+    "--normalize/--no-normalize": "embed.normalize",
     "--backbone": "features.backbone",
     "--epochs": "train.epochs",
     "--lambda-align": "train.lambda_align",
     "--loss": "train.loss",
     "--progress/--no-progress": "progress",
+    "--cv": "evaluate.encoding.cv",
 }
 
 #: Per-command exceptions to FLAG_KEYS (the same flag name configuring another stage's key).
@@ -168,14 +187,66 @@ def demo(
     _run(go)
 
 
-@app.command()
+class _DescribeGroup(TyperGroup):
+    """``llmvem describe IMAGES ...`` runs the ``run`` subcommand; ``llmvem describe export ...`` exports."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] != "--help":
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+describe_app = typer.Typer(cls=_DescribeGroup, no_args_is_help=True, rich_markup_mode="rich")
+app.add_typer(describe_app, name="describe")
+
+
+@describe_app.callback()
+def describe_group() -> None:
+    """Describe images with a multimodal LLM (served, local or imported); cached, resumable, exportable.
+
+    [bold]llmvem describe IMAGES[/bold] is short for [bold]llmvem describe run IMAGES[/bold] (see its --help for
+    every option); [bold]llmvem describe export OUT[/bold] writes the stored descriptions to JSONL or Parquet.
+
+    Examples:
+      llmvem describe images/ --backend openai --base-url http://localhost:11434/v1 --model qwen2.5vl:7b
+      llmvem describe images/ --backend transformers --model HuggingFaceTB/SmolVLM-256M-Instruct --prompt detailed
+      llmvem describe export all.parquet --model qwen2.5vl:7b
+    """
+
+
+@describe_app.command("run")
 def describe(
     images: Annotated[Path, typer.Argument(help="folder of images")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="descriptions JSONL to write")] = Path("descriptions.jsonl"),
-    backend: Annotated[str | None, typer.Option("--backend", help="describer backend")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="model name")] = None,
-    prompt: Annotated[str | None, typer.Option("--prompt", help="prompt name or free text")] = None,
-    source: Annotated[Path | None, typer.Option("--source", help="import backend: JSONL/CSV of texts")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="descriptions to write (.jsonl or .parquet)")] = Path(
+        "descriptions.jsonl"
+    ),
+    backend: Annotated[str | None, typer.Option("--backend", help="openai, transformers or import")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="served model name, hub id/folder, or label")] = None,
+    prompt: Annotated[
+        list[str] | None,
+        typer.Option("--prompt", help="prompt name (caption, detailed, class_conditioned) or text; repeatable"),
+    ] = None,
+    source: Annotated[Path | None, typer.Option("--source", help="import: JSONL/CSV/COCO JSON of texts")] = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="CSV/JSONL of image,label for class_conditioned prompts")
+    ] = None,
+    samples: Annotated[int | None, typer.Option("--samples", help="descriptions per image and prompt")] = None,
+    temperature: Annotated[float | None, typer.Option("--temperature", help="sampling temperature")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="longest description (tokens)")] = None,
+    seed: SeedOpt = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="openai: API root, e.g. .../v1")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="openai: env variable holding the API key")
+    ] = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="model revision or weights tag")] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", help="openai: requests in flight")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="transformers: images per batch")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="transformers: auto, float32, bfloat16, float16")] = None,
+    device: DeviceOpt = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="seconds allowed per request")] = None,
+    max_retries: Annotated[int | None, typer.Option("--max-retries", help="retries per request")] = None,
+    max_side: Annotated[int | None, typer.Option("--max-side", help="downscale images to this side (0: never)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only say how many requests remain")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -183,93 +254,215 @@ def describe(
 ) -> None:
     """Describe every image with a describer backend; results are cached and the job resumes if interrupted.
 
+    Failed requests are listed at the end and the exit code is 1 (a re-run retries only them); 0 means every
+    image was described. The API key is read from the environment (--api-key-env), never from a flag.
+
     Examples:
-      llmvem describe images/ --backend import --source captions.jsonl --model coco -o desc.jsonl
-      llmvem describe $LLMVEM_DATA/objects92/images --source $LLMVEM_DATA/objects92/descriptions.jsonl
+      llmvem describe images/ --backend openai --base-url http://localhost:8000/v1 --model Qwen/Qwen2.5-VL-7B-Instruct
+      llmvem describe images/ --backend openai --model gpt-4o-mini --base-url https://api.openai.com/v1 --dry-run
+      llmvem describe images/ --backend transformers --model ./smolvlm --device cuda --dtype bfloat16
+      llmvem describe images/ --backend import --source captions.jsonl --model coco -o desc.parquet
     """
     flags = {
         "--backend": backend,
         "--model": model,
-        "--prompt": prompt,
+        "--prompt": list(prompt) if prompt else None,
         "--source": source,
+        "--labels": labels,
+        "--samples": samples,
+        "--temperature": temperature,
+        "--max-tokens": max_tokens,
+        "--seed": seed,
+        "--base-url": base_url,
+        "--api-key-env": api_key_env,
+        "--revision": revision,
+        "--concurrency": concurrency,
+        "--batch-size": batch_size,
+        "--dtype": dtype,
+        "--device": device,
+        "--timeout": timeout,
+        "--max-retries": max_retries,
+        "--max-side": max_side,
         "--cache-dir": cache_dir,
         "--progress/--no-progress": progress,
     }
 
     def go() -> None:
-        from llmvem.data.stimuli import StimulusSet
-        from llmvem.describe import DESCRIBERS, describe_stimuli
-        from llmvem.errors import ConfigError
+        from llmvem.describe import build_describer, describe_stimuli, generation_params, plan_descriptions
+        from llmvem.describe.run import stimuli_from_folder
         from llmvem.store import ArtifactStore
 
         cfg = _resolve(config, set_, flags)
         d = cfg.describe
-        if d.backend == "import" and d.source is None:
-            raise ConfigError("describe.source (--source FILE) is required by the import backend")
-        stim = StimulusSet.from_folder(images)
-        describer = DESCRIBERS.get(d.backend)(source=d.source, model=d.model)
+        describer = build_describer(d, device=cfg.device)
+        stim = stimuli_from_folder(images, d.labels)
+        params = generation_params(d, cfg.seed)
+        store = ArtifactStore(cfg.cache_dir)
+        if d.n_samples > 1 and d.backend != "import" and d.temperature == 0:
+            typer.echo("warning: --samples > 1 with temperature 0 gives identical samples", err=True)
+        if dry_run:
+            plan = plan_descriptions(stim, describer, d.prompt, params, d.n_samples, store)
+            typer.echo(
+                f"{len(plan.todo)} of {plan.n_requests} requests remain ({plan.n_done} finished"
+                + (f", {plan.n_failed_before} failed before and will be retried" if plan.n_failed_before else "")
+                + f"); log {plan.log_path}"
+            )
+            return
+        conc = d.concurrency if d.backend == "openai" else 1
         desc = describe_stimuli(
-            stim, describer, prompt=d.prompt, store=ArtifactStore(cfg.cache_dir), progress=cfg.progress
+            stim,
+            describer,
+            prompt=d.prompt,
+            params=params,
+            n_samples=d.n_samples,
+            store=store,
+            progress=cfg.progress,
+            concurrency=conc,
+            raise_on_failure=False,
+            max_consecutive_failures=d.max_consecutive_failures,
         )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        desc.to_frame().to_json(out, orient="records", lines=True, force_ascii=False)
+        desc.write(out)
         typer.echo(f"{len(desc)} descriptions of {len(stim)} images → {out}")
+        if desc.failures:
+            from rich.console import Console
+
+            con = Console(stderr=True, highlight=False)
+            con.print(f"[bold red]{len(desc.failures)} request(s) failed[/bold red] (a re-run retries them):")
+            for f in desc.failures[:50]:
+                con.print(f"  - {f}", markup=False)
+            if len(desc.failures) > 50:
+                con.print(f"  ... and {len(desc.failures) - 50} more (llmvem describe export --failures)")
+            raise typer.Exit(1)
+
+    _run(go)
+
+
+@describe_app.command("export")
+def describe_export(
+    out: Annotated[Path, typer.Argument(help="file to write: .jsonl or .parquet")],
+    format: Annotated[str | None, typer.Option("--format", help="jsonl or parquet (default: from suffix)")] = None,
+    images: Annotated[
+        Path | None, typer.Option("--images", help="only these images (matched by content), named by their ids")
+    ] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="only this backend")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="only this model")] = None,
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", help="only these prompts (name or text)")] = None,
+    cache_dir: CacheDirOpt = None,
+) -> None:
+    """Export the descriptions stored in the artifact store (every run) to JSONL or Parquet.
+
+    Rows have image, model, prompt, text, backend, prompt_name, sample, params, image_hash, timings, token counts
+    and image notes.
+
+    Examples:
+      llmvem describe export descriptions.parquet
+      llmvem describe export qwen.jsonl --model qwen2.5vl:7b --images ../shared/data/objects92/images
+    """
+
+    def go() -> None:
+        from llmvem.describe import export_descriptions
+        from llmvem.store import ArtifactStore
+
+        n = export_descriptions(
+            out, ArtifactStore(cache_dir), format=format, backend=backend, model=model, prompt=prompt, images=images
+        )
+        typer.echo(f"{n} descriptions → {out}")
 
     _run(go)
 
 
 @app.command()
 def embed(
-    texts: Annotated[Path, typer.Argument(help="JSONL/CSV with an image (or id) column and a text column")],
+    texts: Annotated[
+        Path | None,
+        typer.Argument(
+            help="JSONL/CSV with an image (or id) column and a text column (optional model, prompt columns); "
+            "default: every description in the artifact store (from llmvem describe)",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="embeddings .npy (ids go to <out>.ids.txt)")] = Path(
         "embeddings.npy"
     ),
     encoder: Annotated[
-        str | None, typer.Option("--encoder", help="text encoder (minilm, sentence-transformers:ID)")
+        str | None,
+        typer.Option(
+            "--encoder",
+            help="text encoder: minilm, mpnet, sentence-transformers:ID|PATH, clip, clip:ID|PATH, "
+            "open_clip:PATH|hf-hub:ID|ARCH:TAG, glove, glove-nouns|verbs|adjectives|adverbs|prepositions",
+        ),
     ] = None,
     policy: Annotated[str | None, typer.Option("--policy", help="long texts: chunk or truncate")] = None,
+    aggregate: Annotated[
+        str | None, typer.Option("--aggregate", help="several texts per image: mean (one row per image) or all")
+    ] = None,
+    select_model: Annotated[str | None, typer.Option("--select-model", help="only texts by this model")] = None,
+    select_prompt: Annotated[str | None, typer.Option("--select-prompt", help="only texts of this prompt")] = None,
+    normalize: Annotated[
+        bool | None, typer.Option("--normalize/--no-normalize", help="unit-length rows (default: on)")
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     cache_dir: CacheDirOpt = None,
     device: DeviceOpt = None,
     progress: ProgressOpt = None,
 ) -> None:
-    """Embed texts (one per row) with a text encoder; cached by text content and encoder identity.
+    """Embed texts with a text encoder; cached by text content, encoder identity and long-text policy.
+
+    Several texts of one image (captions, samples) are averaged (--aggregate mean) or kept (--aggregate all).
+    Writes OUT (.npy, float32, one row per image or text) and OUT.ids.txt (the image id of each row).
 
     Examples:
       llmvem embed desc.jsonl --encoder minilm -o desc.npy
+      llmvem embed captions.jsonl --encoder mpnet --aggregate mean -o coco_mpnet.npy
+      llmvem embed --select-model qwen2.5vl:7b --select-prompt detailed -o desc.npy   # from the describe store
+      llmvem embed captions.csv --encoder glove-nouns -o nouns.npy                     # a Doerig control
     """
     flags = {
         "--encoder": encoder,
         "--policy": policy,
+        "--aggregate": aggregate,
+        "--select-model": select_model,
+        "--select-prompt": select_prompt,
+        "--normalize/--no-normalize": normalize,
         "--cache-dir": cache_dir,
         "--device": device,
         "--progress/--no-progress": progress,
     }
 
     def go() -> None:
-        import numpy as np
-
         from llmvem.describe.imported import read_text_table
-        from llmvem.store import ArtifactStore, atomic_write_text
-        from llmvem.text import embed_texts
+        from llmvem.store import ArtifactStore
+        from llmvem.text import embed_per_image, read_describe_store
 
         cfg = _resolve(config, set_, flags)
-        df = read_text_table(texts)
-        emb = embed_texts(
-            list(df["text"]),
-            encoder=cfg.embed.encoder,
-            normalize=cfg.embed.normalize,
-            policy=cfg.embed.policy,
-            batch_size=cfg.embed.batch_size,
+        store = ArtifactStore(cfg.cache_dir)
+        table = read_describe_store(store) if texts is None else read_text_table(texts)
+        e = cfg.embed
+        emb = embed_per_image(
+            table,
+            model=e.select_model,
+            prompt=e.select_prompt,
+            aggregate=e.aggregate,
+            encoder=e.encoder,
+            normalize=e.normalize,
+            policy=e.policy,
+            batch_size=e.batch_size,
             device=cfg.device,
-            store=ArtifactStore(cfg.cache_dir),
+            store=store,
             progress=cfg.progress,
         )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, emb)
-        atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(map(str, df["image"])) + "\n")
-        typer.echo(f"{emb.shape[0]} × {emb.shape[1]} embeddings → {out}")
+        npy, ids = emb.save(out)
+        st = emb.stats
+        if st.get("n_truncated") and e.policy == "truncate":
+            typer.echo(
+                f"{st['n_truncated']} of {st['n_texts']} texts were truncated to the encoder's window "
+                f"({st['n_tokens_dropped']} tokens dropped, at most {st['max_dropped']} of one text)"
+            )
+        if st.get("n_fallback"):
+            typer.echo(f"{st['n_fallback']} texts had no word of the kind and were embedded as the fallback word")
+        shape = f"{emb.values.shape[0]} × {emb.values.shape[1]}"
+        typer.echo(f"{shape} embeddings ({e.encoder}, {e.aggregate}) → {npy}, {ids}")
 
     _run(go)
 
@@ -395,6 +588,9 @@ def train(
 def evaluate(
     config: Annotated[Path, typer.Argument(help="experiment YAML config")],
     set_: SetOpt = None,
+    cv: Annotated[
+        str | None, typer.Option("--cv", help="ridge α per voxel: gcv (fast), loo (exact) or K for K-fold")
+    ] = None,
     data_dir: DataDirOpt = None,
     cache_dir: CacheDirOpt = None,
     output_dir: OutputDirOpt = None,
@@ -407,6 +603,7 @@ def evaluate(
       llmvem evaluate experiment.yaml --set evaluate.rsa.method=pearson
     """
     flags = {
+        "--cv": cv,
         "--data-dir": data_dir,
         "--cache-dir": cache_dir,
         "--output-dir": output_dir,

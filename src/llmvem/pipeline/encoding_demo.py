@@ -20,13 +20,14 @@ from llmvem.runs import RunDir, seed_everything
 
 
 def _encoding_rows(
-    name: str, feats: np.ndarray, brain: Any, train_idx: np.ndarray, test_idx: np.ndarray, alphas: list[float]
+    name: str, feats: np.ndarray, brain: Any, train_idx: np.ndarray, test_idx: np.ndarray, enc: Any
 ) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Fit a per-voxel-α ridge on the training stimuli; score held-out Pearson r per voxel and per ROI."""
     from llmvem.brain import RidgeEncoder, pearson_r, roi_summary
 
     y = brain.responses
-    model = RidgeEncoder(alphas=tuple(alphas)).fit(feats[train_idx], y[train_idx])
+    model = RidgeEncoder(alphas=tuple(enc.alphas), cv=enc.cv, backend=enc.ridge_backend, dtype=enc.ridge_dtype)
+    model.fit(feats[train_idx], y[train_idx])
     r = pearson_r(y[test_idx], model.predict(feats[test_idx]))
     nc = brain.noise_ceiling
     summary = roi_summary(r, list(brain.voxels["roi"].astype(str)), noise_ceiling=nc)
@@ -55,7 +56,8 @@ def run_encoding_demo(
     With ``until="train"`` it stops after training the twins (their final losses go to ``metrics.json``).
     """
     from llmvem.data.synthetic import generate_demo_set
-    from llmvem.describe import DESCRIBERS, describe_stimuli
+    from llmvem.describe import describe_stimuli
+    from llmvem.describe.from_config import build_describer, generation_params
     from llmvem.text import embed_texts
     from llmvem.vision import extract_features
 
@@ -86,10 +88,20 @@ def run_encoding_demo(
 
     # 2. describe
     t0 = time.perf_counter()
-    source = cfg.describe.source or (set_dir / "captions.jsonl")
-    describer = DESCRIBERS.get(cfg.describe.backend)(source=source, model=cfg.describe.model)
+    # the generator's ground-truth captions by default; any describer backend (a served VLM ...) works the same way
+    dcfg = cfg.describe
+    if dcfg.backend == "import" and dcfg.source is None:
+        dcfg = dcfg.model_copy(update={"source": set_dir / "captions.jsonl"})
+    describer = build_describer(dcfg, cfg.device)
     descriptions = describe_stimuli(
-        demo.stimuli, describer, prompt=cfg.describe.prompt, store=store, progress=cfg.progress
+        demo.stimuli,
+        describer,
+        prompt=dcfg.prompt,
+        params=generation_params(dcfg, cfg.seed),
+        n_samples=dcfg.n_samples,
+        store=store,
+        progress=cfg.progress,
+        concurrency=dcfg.concurrency,
     )
     texts = descriptions.texts_for(demo.stimuli.ids)
     descriptions.to_frame().to_json(run.file("descriptions.jsonl"), orient="records", lines=True)
@@ -172,7 +184,7 @@ def run_encoding_demo(
     rows: list[dict[str, Any]] = []
     r_by_model: dict[str, np.ndarray] = {}
     for name, x in reps.items():
-        rr, r = _encoding_rows(name, x, brain, train_idx, test_idx, cfg.evaluate.encoding.alphas)
+        rr, r = _encoding_rows(name, x, brain, train_idx, test_idx, cfg.evaluate.encoding)
         rows.extend(rr)
         r_by_model[name] = r
     table = pd.DataFrame(rows)

@@ -89,7 +89,9 @@ def run_objects92_rsa(
     nsd_stim = nsd.stimuli.subset(nsd_ids)
     nsd_text = embed_texts([nsd_desc[i] for i in nsd_ids], **emb_kw)
     nsd_img = extract_features(nsd_stim, **feat_kw).values
-    mapper = RidgeEncoder(alphas=tuple(cfg.evaluate.encoding.alphas)).fit(nsd_img, nsd_text)
+    enc = cfg.evaluate.encoding
+    mapper = RidgeEncoder(alphas=tuple(enc.alphas), cv=enc.cv, backend=enc.ridge_backend, dtype=enc.ridge_dtype)
+    mapper.fit(nsd_img, nsd_text)
     aligned = mapper.predict(obj_img)
     log(
         f"3/5 image→text map: ridge on {len(nsd_ids)} NSD images × {rsa_cfg.align_model}/{rsa_cfg.align_prompt} "

@@ -9,22 +9,31 @@ re-embedding the same list, a subset, a superset or a reordering costs nothing f
 holds each text once per (encoder, policy). A call whose texts were all computed together by one earlier call finds
 its shard by key directly, without listing the store.
 
-The shard key is the hash of the encoder identity (name, model, file hashes, window), the policy and the ordered
-text hashes. ``normalize`` is applied after reading, so normalised and raw embeddings share the cache.
+The shard key is the hash of the encoder identity (name, model, file hashes, window), the policy (for models with
+a token window) and the ordered text hashes. ``normalize`` is applied after reading, so normalised and raw embeddings
+share the cache.
+
+Many texts (:func:`embed_to_file`) are embedded in blocks written into a memory-mapped ``.npy``, so memory stays
+bounded by the block size whatever the number of texts; each block is one shard, so a re-run is one lookup per block.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llmvem.errors import BackendError, ConfigError, DataError, IdMismatchError
 from llmvem.hashing import artifact_key, hash_many, hash_text
 from llmvem.store import ArtifactStore
-from llmvem.text.encoders import POLICIES, Policy, TextEncoder, load_text_encoder
+from llmvem.text.encoders import POLICIES, EmbedStats, Policy, TextEncoder, load_text_encoder
+
+if TYPE_CHECKING:
+    from llmvem.text.multi import TextEmbeddings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +69,7 @@ def embed_texts(
     """
     items = check_texts(texts)
     labels = [str(k) for k in range(len(items))]
-    return _embed(items, labels, encoder, normalize, policy, batch_size, device, store, progress)
+    return _embed(items, labels, encoder, normalize, policy, batch_size, device, store, progress)[0]
 
 
 def embed_descriptions(
@@ -89,7 +98,78 @@ def embed_descriptions(
         )
     texts = [descriptions[i] for i in ids]
     items = check_texts(texts, labels=ids)
-    return _embed(items, ids, encoder, normalize, policy, batch_size, device, store, progress)
+    return _embed(items, ids, encoder, normalize, policy, batch_size, device, store, progress)[0]
+
+
+def embed_to_file(
+    texts: Sequence[str],
+    out: str | Path,
+    ids: Sequence[str] | None = None,
+    encoder: str | TextEncoder = "minilm",
+    normalize: bool = True,
+    policy: Policy = "chunk",
+    batch_size: int = 64,
+    device: str = "cpu",
+    store: ArtifactStore | None = None,
+    progress: bool = True,
+    block_size: int = 8192,
+) -> TextEmbeddings:
+    """Embed many texts straight into ``out`` (.npy, (n, d) float32) and ``<out>.ids.txt``, in bounded memory.
+
+    Texts are embedded ``block_size`` at a time (each block cached like :func:`embed_texts`) and written into the
+    ``.npy`` file, which is renamed into place when complete, so memory use does not grow with ``len(texts)``.
+
+    Args:
+        ids: one id per text for the ``.ids.txt`` index (default: ``"0"``, ``"1"`` ...).
+
+    Returns:
+        The embeddings, memory-mapped read-only from ``out``, with their ids.
+
+    Raises:
+        DataError: bad texts (named by id or position); ``ids`` of the wrong length.
+    """
+    from llmvem.store import atomic_write_text
+    from llmvem.text.multi import TextEmbeddings
+
+    if block_size < 1:
+        raise ConfigError(f"block_size must be >= 1, got {block_size}")
+    labels = [str(k) for k in range(len(texts))] if ids is None else [str(i) for i in ids]
+    if len(labels) != len(texts):
+        raise DataError(f"{len(labels)} ids for {len(texts)} texts; give one id per text")
+    check_texts(texts, labels=labels if ids is not None else None)
+    enc = load_text_encoder(encoder, device=device) if isinstance(encoder, str) else encoder
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    fh = None
+    offset = 0
+    try:
+        for start in range(0, len(texts), block_size):
+            block = list(texts[start : start + block_size])
+            emb, _ = _embed(
+                block, labels[start : start + block_size], enc, normalize, policy, batch_size, device, store, progress
+            )
+            if fh is None:  # the .npy header, then rows written with plain writes (no dirty mapped pages in RSS)
+                header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(texts), emb.shape[1]))
+                offset = int(header.offset)
+                del header
+                fh = open(tmp, "r+b")  # noqa: SIM115  # closed in finally
+            fh.seek(offset + start * emb.shape[1] * 4)
+            fh.write(np.ascontiguousarray(emb, dtype="<f4").tobytes())
+            del emb
+        assert fh is not None
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        fh = None
+        os.replace(tmp, out)
+    finally:
+        if fh is not None:
+            fh.close()
+        if tmp.exists():
+            tmp.unlink()
+    atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(labels) + "\n")
+    return TextEmbeddings(values=np.load(out, mmap_mode="r"), ids=labels, encoder=enc.name)
 
 
 def check_texts(texts: Sequence[Any], labels: Sequence[str] | None = None) -> list[str]:
@@ -134,7 +214,8 @@ def _embed(
     device: str,
     store: ArtifactStore | None,
     progress: bool,
-) -> np.ndarray:
+) -> tuple[np.ndarray, EmbedStats]:
+    """(n, d) float32 embeddings of ``texts`` (checked already) and what happened to the texts computed now."""
     if policy not in POLICIES:
         raise ConfigError(f"unknown long-text policy {policy!r}; use one of {', '.join(POLICIES)}")
     if batch_size < 1:
@@ -144,9 +225,11 @@ def _embed(
 
     hashes = [hash_text(t) for t in texts]
     unique = dict(zip(hashes, texts, strict=True))  # first occurrence order, duplicates once
-    config = {"version": _SPEC_VERSION, "encoder": enc.identity, "policy": policy}
+    # the policy matters only to models with a token window
+    config = {"version": _SPEC_VERSION, "encoder": enc.identity, "policy": policy if enc.windowed else None}
     found = _cached_rows(store, config, list(unique))
     todo = [h for h in unique if h not in found]
+    stats = EmbedStats(n_texts=0)
     if todo:
         log.info("text embeddings (%s, %s): %d cached, %d to compute", enc.name, policy, len(found), len(todo))
         emb, stats = enc.embed([unique[h] for h in todo], policy=policy, batch_size=batch_size, progress=progress)
@@ -166,7 +249,7 @@ def _embed(
     if normalize:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out = (out / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-    return out
+    return out, stats
 
 
 def _shard_spec(config: Mapping[str, Any], hashes: Sequence[str]) -> dict[str, Any]:

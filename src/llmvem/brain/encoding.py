@@ -1,0 +1,86 @@
+"""Voxelwise encoding of :class:`~llmvem.data.brain.BrainData` from a stimulus feature matrix, in one call."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llmvem.brain.metrics import algonauts_score, pearson_r, roi_summary
+from llmvem.brain.ridge import DEFAULT_ALPHAS, RidgeEncoder
+from llmvem.data.brain import BrainData
+from llmvem.data.stimuli import align_ids
+from llmvem.errors import DataError
+
+
+@dataclass
+class EncodingResult:
+    """An encoding model scored on held-out stimuli.
+
+    Attributes:
+        model: the fitted :class:`RidgeEncoder`.
+        r: (v,) Pearson r per voxel on the test stimuli (NaN for masked voxels).
+        score: (v,) Algonauts noise-normalised score (NaN without a noise ceiling).
+        summary: one row per ROI (:func:`~llmvem.brain.metrics.roi_summary`).
+        train_ids, test_ids: the stimuli used.
+    """
+
+    model: RidgeEncoder
+    r: np.ndarray
+    score: np.ndarray
+    summary: pd.DataFrame
+    train_ids: list[str]
+    test_ids: list[str]
+
+
+def fit_encoding_model(
+    features: np.ndarray,
+    feature_ids: Sequence[str],
+    brain: BrainData,
+    *,
+    train_split: str = "train",
+    test_split: str = "test",
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    **ridge_kwargs: Any,
+) -> EncodingResult:
+    """Fit voxelwise ridge on ``brain.splits[train_split]`` and score per voxel and ROI on ``test_split``.
+
+    Args:
+        features: (n_features_rows, p) one feature vector per stimulus.
+        feature_ids: stimulus id of each feature row; every id of both splits must be present (order free).
+        brain: responses with ``splits`` holding ``train_split`` and ``test_split``.
+        alphas: candidate penalties.
+        ridge_kwargs: more :class:`RidgeEncoder` parameters (``cv``, ``dtype``, ``backend`` ...).
+    Returns:
+        :class:`EncodingResult`.
+    """
+    f = np.asarray(features)
+    ids = [str(i) for i in feature_ids]
+    if f.ndim != 2:
+        raise DataError(f"fit_encoding_model: features must be 2-D (stimuli, dims), got shape {f.shape}")
+    if len(ids) != f.shape[0]:
+        raise DataError(f"fit_encoding_model: {len(ids)} feature ids for {f.shape[0]} feature rows")
+    tr = brain.split_indices(train_split)
+    te = brain.split_indices(test_split)
+    if len(tr) < 3 or len(te) < 3:
+        raise DataError(
+            f"fit_encoding_model: need ≥ 3 stimuli in each split, got {len(tr)} in {train_split!r} and {len(te)} in "
+            f"{test_split!r}"
+        )
+    train_ids = [brain.stimulus_ids[i] for i in tr]
+    test_ids = [brain.stimulus_ids[i] for i in te]
+    f_tr = f[align_ids(train_ids, ids, f"{brain.name} {train_split}", "features")]
+    f_te = f[align_ids(test_ids, ids, f"{brain.name} {test_split}", "features")]
+    model = RidgeEncoder(alphas=tuple(alphas), **ridge_kwargs).fit(f_tr, brain.responses[tr])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r = np.asarray(pearson_r(brain.responses[te], model.predict(f_te)), dtype=np.float64)
+    r[~model.valid_targets_] = np.nan
+    nc = brain.noise_ceiling
+    score = algonauts_score(r, nc) if nc is not None else np.full(r.shape, np.nan)
+    summary = roi_summary(r, list(brain.voxels["roi"].astype(str)), noise_ceiling=nc)
+    return EncodingResult(model, r, score, summary, train_ids, test_ids)
