@@ -178,7 +178,8 @@ def finetune(
     if len(train_idx) < cfg.batch_size and len(train_idx) < 4:
         raise DataError(f"too few training images ({len(train_idx)})")
     run_spec = {
-        "cfg": cfg.model_dump(mode="json", exclude={"seeds", "n_images"}),
+        # λ and the task actually used are keyed below: a twin (λ = 0) is the same run whatever the aligned λ
+        "cfg": cfg.model_dump(mode="json", exclude={"seeds", "n_images", "lambda_align", "aligned_task"}),
         "lambda": lambda_align,
         "task": task,
         "seed": seed,

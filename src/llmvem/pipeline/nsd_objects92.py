@@ -124,10 +124,11 @@ def run_nsd_objects92(
     feats: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
     hed_rows = []
     (run.path / "models").mkdir(exist_ok=True)
+    # λ and the task are keyed as used, so a twin (λ = 0) is shared by every aligned λ and task variant
+    shared_cfg = ft.model_dump(mode="json", exclude={"seeds", "lambda_align", "aligned_task"})
     for seed in ft.seeds:
         for cond, (lam, task) in conditions.items():
-            key = artifact_key({"data": data_key, "cfg": ft.model_dump(mode="json", exclude={"seeds"}), "lambda": lam,
-                                "task": task, "seed": seed})  # fmt: skip
+            key = artifact_key({"data": data_key, "cfg": shared_cfg, "lambda": lam, "task": task, "seed": seed})
             res = finetune(split, data, train_idx, val_idx, ft, lam, task, seed,
                            ckpt_dir=store.root / "finetune" / key[:32], device=cfg.device, progress=cfg.progress,
                            label=f"{cond} seed {seed}")  # fmt: skip
