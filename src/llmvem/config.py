@@ -145,7 +145,9 @@ class EncodingConfig(_Section):
 
     alphas: list[float] = Field(default_factory=lambda: [10.0**k for k in range(-2, 7)])
     cv: Literal["gcv", "loo"] | int = Field(
-        "gcv", description="α per voxel by GCV (fast), exact leave-one-out, or K-fold CV (an int ≥ 2)"
+        "loo",
+        description="α per voxel by exact leave-one-out (default), GCV (~n_alphas× faster: for NSD-scale data), "
+        "or K-fold CV (an int ≥ 2)",
     )
     ridge_backend: Literal["auto", "numpy", "torch"] = Field("auto", description="ridge arrays: torch on CUDA if auto")
     ridge_dtype: Literal["float32", "float64"] = "float32"
