@@ -354,283 +354,55 @@ def demo() -> dict[str, Any]:
 
 @benchmark
 def finetune_step() -> dict[str, Any]:
-    """Fine-tuning step time of the top 3 EfficientNet-Lite0 blocks (batch 64, cached activations) with and without
-    the InfoNCE alignment loss and projection head (target overhead ≤ 10 %), and training images/s on this CPU."""
+    """One optimizer step of the top 3 EfficientNet-Lite0 blocks (batch 64, cached activations, HED-style multilabel
+    task) with and without the projection head + InfoNCE alignment loss (target overhead ≤ 10 %); the two variants
+    are timed alternately, best of 10 each, after warm-up; training images/s on this CPU."""
     import torch
 
-    from llmvem.align.finetune import FinetuneData, finetune
+    from llmvem.align.finetune import build_model
+    from llmvem.align.heads import task_loss
+    from llmvem.align.losses import infonce
     from llmvem.config import FinetuneConfig
     from llmvem.vision.trainable import split_backbone
 
     split = split_backbone("efficientnet_lite0", trainable_blocks=3)
     rng = np.random.default_rng(0)
-    with torch.inference_mode():
-        acts = split.bottom(torch.from_numpy(rng.normal(size=(256, 3, 224, 224)).astype(np.float32))).numpy()
-    data = FinetuneData(
-        acts, rng.normal(size=(256, 384)).astype(np.float32), (rng.random((256, 30)) < 0.3).astype(np.float32)
-    )
-    cfg = FinetuneConfig(epochs=2, batch_size=64, warmup_epochs=0)
-    idx, none = np.arange(256), np.arange(0)
-    times = {}
-    with tempfile.TemporaryDirectory() as d:
-        for name, lam in (("task_only", 0.0), ("task_plus_align", 1.0)):
-            counter = iter(range(100))
-            t = best_of(
-                lambda lam=lam, name=name, counter=counter: finetune(
-                    split, data, idx, none, cfg, lam, "multilabel", 0, Path(d) / f"{name}{next(counter)}"
-                ),
-                3,
-            )
-            times[name] = t / (2 * 256 / 64)  # per optimizer step
+    with torch.no_grad():
+        acts = split.bottom(torch.from_numpy(rng.normal(size=(64, 3, 224, 224)).astype(np.float32)))
+    text = torch.from_numpy(rng.normal(size=(64, 384)).astype(np.float32))
+    labels = torch.from_numpy((rng.random((64, 30)) < 0.3).astype(np.float32))
+    cfg = FinetuneConfig()
+    models = {"task_only": build_model(split, cfg, None, 30, "multilabel"),
+              "task_plus_align": build_model(split, cfg, 384, 30, "multilabel")}  # fmt: skip
+    opts = {k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4) for k, m in models.items()}
+
+    def step(name: str) -> None:
+        m, opt = models[name], opts[name]
+        m.train()
+        out = m(acts)
+        loss = task_loss("multilabel", out["task"], labels)
+        if "projection" in out:
+            loss = loss + infonce(out["projection"], text, temperature=0.1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for name in models:  # warm-up
+        step(name)
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(10):
+        for name in models:
+            t0 = time.perf_counter()
+            step(name)
+            times[name].append(time.perf_counter() - t0)
+    t_task, t_align = min(times["task_only"]), min(times["task_plus_align"])
     return {
         "batch": 64,
-        "step_s_task_only": times["task_only"],
-        "step_s_with_alignment": times["task_plus_align"],
-        "alignment_overhead": times["task_plus_align"] / times["task_only"] - 1,
-        "train_images_per_s": 64 / times["task_plus_align"],
+        "step_s_task_only": t_task,
+        "step_s_with_alignment": t_align,
+        "alignment_overhead": t_align / t_task - 1,
+        "train_images_per_s": 64 / t_align,
     }
-
-
-def _caption_texts(n: int) -> list[str]:
-    """``n`` distinct real captions: the special100 COCO captions, numbered so repeats differ."""
-    items = json.loads((_data_dir() / "nsd_shared1000" / "special100_captions.json").read_text(encoding="utf-8"))
-    caps = [c for it in items for c in it["coco_captions"]]
-    m = len(caps)
-    return [caps[k] if k < m else f"{caps[k % m]} (view {k // m})" for k in range(n)]
-
-
-_STREAM_SCRIPT = """
-import sys, threading, time
-from pathlib import Path
-sys.path.insert(0, {bench!r})
-from run import _caption_texts
-from llmvem.store import ArtifactStore
-from llmvem.text import embed_texts, embed_to_file, load_text_encoder
-
-def rss_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-n, mode, store_dir, out, encoder = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
-texts = _caption_texts(n)
-enc = load_text_encoder(encoder)
-enc.embed(texts[:256])  # load and warm up the model outside the measurement
-base = rss_mb()
-peak = [base]
-done = threading.Event()
-def sample():
-    while not done.is_set():
-        peak[0] = max(peak[0], rss_mb())
-        time.sleep(0.02)
-threading.Thread(target=sample, daemon=True).start()
-t0 = time.perf_counter()
-if mode == "stream":
-    embed_to_file(texts, out, encoder=enc, store=ArtifactStore(store_dir), batch_size=64, progress=False)
-else:
-    embed_texts(texts, encoder=enc, store=ArtifactStore(store_dir), batch_size=64, progress=False)
-secs = time.perf_counter() - t0
-done.set()
-print(base, max(peak[0], rss_mb()), secs)
-"""
-
-
-def _stream_run(n: int, mode: str, store_dir: str, out: str, encoder: str) -> dict[str, float]:
-    """Embed ``n`` captions in a fresh process: RSS (MB) before and at peak during the call, and seconds."""
-    import subprocess
-
-    script = _STREAM_SCRIPT.format(bench=str(Path(__file__).resolve().parent))
-    res = subprocess.run(
-        [sys.executable, "-c", script, str(n), mode, store_dir, out, encoder],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if res.returncode != 0:
-        raise SystemExit(f"embed subprocess failed:\n{res.stderr[-3000:]}")
-    base, peak, secs = (float(x) for x in res.stdout.split()[-3:])
-    return {"rss_before_mb": base, "peak_rss_mb": peak, "growth_mb": peak - base, "seconds": secs}
-
-
-@benchmark
-def embed() -> dict[str, Any]:
-    """embed_texts (MiniLM, cold store: hash, token count, chunk check, encode, store write) vs
-    SentenceTransformer.encode on the same 2,000 real captions and batch size; the cached re-run; and 100,000 texts
-    streamed to disk by embed_to_file (peak RSS, in a fresh process) vs embed_texts holding them all in memory."""
-    import torch
-
-    from llmvem.store import ArtifactStore
-    from llmvem.text import embed_texts, load_text_encoder
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 2)))
-    texts = _caption_texts(2000)
-    enc = load_text_encoder("minilm")
-    st = enc.model  # the very SentenceTransformer our encoder wraps
-    st.encode(texts[:128], batch_size=64)  # warm-up
-    counter = iter(range(100))
-    with tempfile.TemporaryDirectory() as d:
-        peer, ours = [], []
-        for _ in range(3):  # interleaved, so load from other processes hits both alike
-            t0 = time.perf_counter()
-            st.encode(texts, batch_size=64, normalize_embeddings=True)
-            peer.append(time.perf_counter() - t0)
-            store = ArtifactStore(Path(d) / str(next(counter)))
-            t0 = time.perf_counter()
-            embed_texts(texts, encoder=enc, batch_size=64, store=store, progress=False)
-            ours.append(time.perf_counter() - t0)
-        hit = best_of(lambda: embed_texts(texts, encoder=enc, batch_size=64, store=store, progress=False), 5)
-        n_big = int(os.environ.get("LLMVEM_BENCH_EMBED_N", "100000"))
-        stream_enc = os.environ.get("LLMVEM_BENCH_EMBED_ENCODER", "minilm")
-        big_store = str(Path(d) / "big")
-        stream = _stream_run(n_big, "stream", big_store, str(Path(d) / "big.npy"), stream_enc)
-        small = _stream_run(n_big // 10, "stream", str(Path(d) / "small"), str(Path(d) / "small.npy"), stream_enc)
-        in_memory = _stream_run(n_big, "memory", big_store, "", stream_enc)  # cached by the stream run: lookup + hold
-    return {
-        "n_texts": len(texts),
-        "batch_size": 64,
-        "sentence_transformers_s": min(peer),
-        "ours_cold_s": min(ours),
-        "throughput_ratio": min(peer) / min(ours),
-        "texts_per_s": len(texts) / min(ours),
-        "cache_hit_s": hit,
-        "cold_over_hit": min(ours) / hit,
-        "stream_encoder": stream_enc,
-        "stream_n": n_big,
-        "stream_s": stream["seconds"],
-        "stream_texts_per_s": n_big / stream["seconds"],
-        "stream_rss_before_mb": stream["rss_before_mb"],
-        "stream_rss_growth_mb": stream["growth_mb"],
-        "stream_rss_growth_mb_at_n_over_10": small["growth_mb"],
-        "output_array_mb": n_big * enc.dim * 4 / 2**20 if stream_enc == "minilm" else None,
-        "in_memory_rss_growth_mb": in_memory["growth_mb"],
-        "in_memory_lookup_s": in_memory["seconds"],
-    }
-
-
-def _loopback_subprocess() -> tuple[Any, str]:
-    """The loopback chat-completions server in its own process (so it does not share the client's GIL)."""
-    import subprocess
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmvem.describe.loopback", "--lifetime", "600"], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
-
-
-@benchmark
-def describe_throughput() -> dict[str, Any]:
-    """describe_stimuli (openai backend: read + check image, base64, JSON, HTTP keep-alive, parse, validate, log
-    append) against the loopback server answering at once, at concurrency 1, 8 and 32, vs a bare httpx POST loop
-    of the same prepared request body (the floor of a Python HTTP client). Server in a separate process."""
-    import httpx
-    from PIL import Image
-
-    from llmvem.data.stimuli import StimulusSet
-    from llmvem.describe import describe_stimuli
-    from llmvem.describe.images import prepare_image
-    from llmvem.describe.openai_compat import OpenAICompatibleDescriber
-    from llmvem.store import ArtifactStore
-
-    proc, url = _loopback_subprocess()
-    out: dict[str, Any] = {"server": "loopback, separate process, answers at once", "image": "32x32 PNG"}
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            rng = np.random.default_rng(0)
-            img_dir = Path(d) / "imgs"
-            img_dir.mkdir()
-            n = 2000
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(img_dir / f"{i:05d}.png")
-            stim = StimulusSet.from_paths(sorted(img_dir.iterdir()), verify=False)
-            _ = stim.content_hashes  # hashing the files is not part of the request path
-            # the floor: one prepared body, posted in a loop with the same client settings
-            describer = OpenAICompatibleDescriber("bench", base_url=url)
-            body = json.dumps(describer.request_body(prepare_image(stim.paths[0]).data_url(), "caption", {}, 0))
-            with httpx.Client() as client:
-                for _ in range(50):
-                    client.post(url + "/chat/completions", content=body)
-                m = 1000
-                t0, c0 = time.perf_counter(), time.process_time()
-                for _ in range(m):
-                    client.post(url + "/chat/completions", content=body).json()
-                floor_wall, floor_cpu = time.perf_counter() - t0, time.process_time() - c0
-            out["bare_httpx_c1_req_per_s"] = m / floor_wall
-            out["bare_httpx_cpu_ms_per_req"] = 1000 * floor_cpu / m
-            for conc, count in ((1, 1000), (8, 2000), (32, 2000)):
-                sub = stim.subset(stim.ids[:count])
-                desc = OpenAICompatibleDescriber("bench", base_url=url)
-                store = ArtifactStore(Path(d) / f"store{conc}")
-                t0, c0 = time.perf_counter(), time.process_time()
-                res = describe_stimuli(sub, desc, store=store, progress=False, concurrency=conc)
-                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-                desc.close()
-                assert len(res) == count and not res.failures
-                out[f"c{conc}_req_per_s"] = count / wall
-                out[f"c{conc}_client_cpu_ms_per_req"] = 1000 * cpu / count
-            out["c1_client_overhead_ms_per_req_over_bare"] = (
-                out["c1_client_cpu_ms_per_req"] - out["bare_httpx_cpu_ms_per_req"]
-            )
-            out["c1_ratio_vs_bare_httpx"] = out["bare_httpx_c1_req_per_s"] / out["c1_req_per_s"]
-            out["target_c32_req_per_s"] = 300
-    finally:
-        proc.kill()
-        proc.wait()
-    return out
-
-
-@benchmark
-def describe_resume() -> dict[str, Any]:
-    """Planning a resumed describe job with 100,000 finished requests (index the log, key every request, find what
-    remains) vs reading the log's bytes alone (the floor). Records carry 1 kB texts, like paragraph descriptions."""
-    from collections.abc import Mapping
-
-    from llmvem.data.stimuli import StimulusSet
-    from llmvem.describe import plan_descriptions
-    from llmvem.describe.base import ImageRequest
-    from llmvem.describe.log import DescriptionLog
-    from llmvem.describe.run import item_key, job_key, log_path_for, resolve_prompt
-    from llmvem.store import ArtifactStore
-
-    class Instant:
-        backend, model = "bench", "instant"
-
-        def identity(self) -> dict[str, Any]:
-            return {"backend": "bench"}
-
-        def describe(self, image: ImageRequest, prompt: str, params: Mapping[str, Any], sample: int) -> str:
-            return "x"
-
-    n = 100_000
-    hashes = [f"{x:064x}" for x in np.random.default_rng(0).integers(0, 2**62, n)]
-    ids = [f"img{i:06d}" for i in range(n)]
-    stim = StimulusSet(ids, [Path(f"/nonexistent/{i}.jpg") for i in range(n)], _hashes=hashes)
-    text = "A busy street market under a clear sky, stalls with carrots and peppers, people walking. " * 11
-    with tempfile.TemporaryDirectory() as d:
-        store = ArtifactStore(d)
-        job = job_key(Instant().identity(), {})
-        prompt = resolve_prompt("caption")
-        t0 = time.perf_counter()
-        with DescriptionLog(log_path_for(store, job)) as log:
-            for i in range(n):
-                rec = {"image": ids[i], "prompt": prompt, "text": text, "params": {}, "sample": 0}
-                log.append(item_key(job, hashes[i], prompt, 0), True, rec)
-        write = time.perf_counter() - t0
-        path = log_path_for(store, job)
-        plans: list[Any] = []
-        ours = best_of(lambda: plans.append(plan_descriptions(stim, Instant(), store=store)), 3)
-        assert len(plans[-1].todo) == 0 and plans[-1].n_done == n
-        floor = best_of(lambda: path.read_bytes(), 3)
-        return {
-            "n_finished": n,
-            "log_mb": path.stat().st_size / 1e6,
-            "plan_resume_s": ours,
-            "read_log_bytes_s": floor,
-            "ratio_vs_read": ours / floor,
-            "append_us_per_record": 1e6 * write / n,
-            "target_s": 1.0,
-        }
 
 
 def main(argv: list[str] | None = None) -> int:
