@@ -15,19 +15,27 @@ import numpy as np
 import pandas as pd
 
 from llmvem.config import ExperimentConfig
-from llmvem.pipeline.common import Log, cached_twin, console_log, make_store
+from llmvem.pipeline.common import (
+    Log,
+    cached_twin,
+    console_log,
+    embed_kwargs,
+    feature_kwargs,
+    make_store,
+    print_table,
+    ridge_from_config,
+)
 from llmvem.runs import RunDir, seed_everything
 
 
 def _encoding_rows(
-    name: str, feats: np.ndarray, brain: Any, train_idx: np.ndarray, test_idx: np.ndarray, enc: Any
+    name: str, feats: np.ndarray, brain: Any, train_idx: np.ndarray, test_idx: np.ndarray, cfg: ExperimentConfig
 ) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Fit a per-voxel-α ridge on the training stimuli; score held-out Pearson r per voxel and per ROI."""
-    from llmvem.brain import RidgeEncoder, pearson_r, roi_summary
+    from llmvem.brain import pearson_r, roi_summary
 
     y = brain.responses
-    model = RidgeEncoder(alphas=tuple(enc.alphas), cv=enc.cv, backend=enc.ridge_backend, dtype=enc.ridge_dtype)
-    model.fit(feats[train_idx], y[train_idx])
+    model = ridge_from_config(cfg).fit(feats[train_idx], y[train_idx])
     r = pearson_r(y[test_idx], model.predict(feats[test_idx]))
     nc = brain.noise_ceiling
     summary = roi_summary(r, list(brain.voxels["roi"].astype(str)), noise_ceiling=nc)
@@ -113,29 +121,13 @@ def run_encoding_demo(
 
     # 3. embed
     t0 = time.perf_counter()
-    text_emb = embed_texts(
-        texts,
-        encoder=cfg.embed.encoder,
-        normalize=cfg.embed.normalize,
-        policy=cfg.embed.policy,
-        batch_size=cfg.embed.batch_size,
-        device=cfg.device,
-        store=store,
-        progress=cfg.progress,
-    )
+    text_emb = embed_texts(texts, **embed_kwargs(cfg, store))
     lap("embed", t0)
     log(f"3/6 embed: {text_emb.shape[0]} × {text_emb.shape[1]} {cfg.embed.encoder} embeddings")
 
     # 4. image features
     t0 = time.perf_counter()
-    fm = extract_features(
-        demo.stimuli,
-        backbone=cfg.features.backbone,
-        batch_size=cfg.features.batch_size,
-        device=cfg.device,
-        store=store,
-        progress=cfg.progress,
-    )
+    fm = extract_features(demo.stimuli, **feature_kwargs(cfg, store))
     feats = fm.values
     lap("features", t0)
     log(f"4/6 features: {feats.shape[0]} × {feats.shape[1]} {cfg.features.backbone} features")
@@ -184,7 +176,7 @@ def run_encoding_demo(
     rows: list[dict[str, Any]] = []
     r_by_model: dict[str, np.ndarray] = {}
     for name, x in reps.items():
-        rr, r = _encoding_rows(name, x, brain, train_idx, test_idx, cfg.evaluate.encoding)
+        rr, r = _encoding_rows(name, x, brain, train_idx, test_idx, cfg)
         rows.extend(rr)
         r_by_model[name] = r
     table = pd.DataFrame(rows)
@@ -213,8 +205,6 @@ def run_encoding_demo(
     metrics["total_s"] = round(time.perf_counter() - t_start, 1)
     run.log_metrics(**metrics)
     build_report(run.path)
-    from llmvem.pipeline.common import print_table
-
     print_table(format_encoding_table(table))
     log(
         f"[green]done[/green] in {metrics['total_s']} s: {run.file('encoding.csv')}, {run.file('encoding.png')}, "

@@ -19,7 +19,7 @@ import pandas as pd
 
 from llmvem.config import ExperimentConfig
 from llmvem.hashing import artifact_key, hash_array
-from llmvem.pipeline.common import Log, console_log, make_store, print_table
+from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, print_table
 from llmvem.runs import RunDir, seed_everything
 from llmvem.store import ArtifactStore
 
@@ -100,9 +100,7 @@ def run_nsd_objects92(
 
     desc = nsd.descriptions_for(rsa_cfg.align_model, rsa_cfg.align_prompt)
     ids = [i for i in nsd.stimuli.ids if i in desc][: ft.n_images]
-    emb_kw: dict[str, Any] = dict(encoder=cfg.embed.encoder, normalize=cfg.embed.normalize, policy=cfg.embed.policy,
-                                  batch_size=cfg.embed.batch_size, device=cfg.device, store=store,
-                                  progress=cfg.progress)  # fmt: skip
+    emb_kw = embed_kwargs(cfg, store)
     text = embed_texts([desc[i] for i in ids], **emb_kw)
     labels, vocab = hed_labels(list(nsd.hed.loc[ids, "HED_short"]))
     split = split_backbone(ft.backbone, ft.trainable_blocks, device=cfg.device)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from llmvem.config import ExperimentConfig
-from llmvem.pipeline.common import Log, console_log, make_store
+from llmvem.pipeline.common import Log, console_log, embed_kwargs, feature_kwargs, make_store, ridge_from_config
 from llmvem.runs import RunDir, seed_everything
 
 
@@ -27,7 +26,7 @@ def run_objects92_rsa(
 
     With ``until="train"`` it stops after learning the image→text map (its fit quality goes to ``metrics.json``).
     """
-    from llmvem.brain import RidgeEncoder, compute_rdm, rsa_scores
+    from llmvem.brain import compute_rdm, rsa_scores
     from llmvem.data.datasets import load_dataset
     from llmvem.text import embed_texts
     from llmvem.vision import extract_features
@@ -53,22 +52,8 @@ def run_objects92_rsa(
         f"NSD shared images for the image→text map ({rsa_cfg.align_images} of {len(nsd.stimuli)})"
     )
 
-    emb_kw: dict[str, Any] = dict(
-        encoder=cfg.embed.encoder,
-        normalize=cfg.embed.normalize,
-        policy=cfg.embed.policy,
-        batch_size=cfg.embed.batch_size,
-        device=cfg.device,
-        store=store,
-        progress=cfg.progress,
-    )
-    feat_kw: dict[str, Any] = dict(
-        backbone=cfg.features.backbone,
-        batch_size=cfg.features.batch_size,
-        device=cfg.device,
-        store=store,
-        progress=cfg.progress,
-    )
+    emb_kw = embed_kwargs(cfg, store)
+    feat_kw = feature_kwargs(cfg, store)
 
     obj_texts = [obj.descriptions[i] for i in ids]
     obj_text = embed_texts(obj_texts, **emb_kw)
@@ -89,9 +74,7 @@ def run_objects92_rsa(
     nsd_stim = nsd.stimuli.subset(nsd_ids)
     nsd_text = embed_texts([nsd_desc[i] for i in nsd_ids], **emb_kw)
     nsd_img = extract_features(nsd_stim, **feat_kw).values
-    enc = cfg.evaluate.encoding
-    mapper = RidgeEncoder(alphas=tuple(enc.alphas), cv=enc.cv, backend=enc.ridge_backend, dtype=enc.ridge_dtype)
-    mapper.fit(nsd_img, nsd_text)
+    mapper = ridge_from_config(cfg).fit(nsd_img, nsd_text)
     aligned = mapper.predict(obj_img)
     log(
         f"3/5 image→text map: ridge on {len(nsd_ids)} NSD images × {rsa_cfg.align_model}/{rsa_cfg.align_prompt} "
