@@ -151,6 +151,12 @@ class EncodingConfig(_Section):
     )
     ridge_backend: Literal["auto", "numpy", "torch"] = Field("auto", description="ridge arrays: torch on CUDA if auto")
     ridge_dtype: Literal["float32", "float64"] = "float32"
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="held-out share when the brain data has no 'test' split (seeded by `seed`)"
+    )
+    permutations: int = Field(
+        0, ge=0, description="permutations per voxel for p-values (ROI fraction significant, FDR); 0: off"
+    )
 
 
 class RSAConfig(_Section):
@@ -166,9 +172,38 @@ class RSAConfig(_Section):
     align_prompt: str = "general_description"
 
 
+class DecodeConfig(_Section):
+    """Brain → embedding decoding (``llmvem evaluate decode``)."""
+
+    metric: Literal["correlation", "cosine"] = Field(
+        "correlation", description="similarity for identification and caption retrieval"
+    )
+    top_k: int = Field(5, ge=1, description="captions retrieved per test stimulus")
+
+
+class EvaluateInputs(_Section):
+    """Files scored by ``llmvem evaluate encoding|rsa|decode`` (formats: :mod:`llmvem.data.files`)."""
+
+    features: list[str] = Field(
+        default_factory=list, description="feature matrices, 'NAME=path.npy' or 'path.npy' (+ path.ids.txt)"
+    )
+    brain: list[str] = Field(
+        default_factory=list, description="brain data: .npz (save_brain), Algonauts subject folders or an NSD root"
+    )
+    subject: int = Field(1, ge=1, le=8, description="NSD subject when a brain source is an NSD root")
+    rois: list[str] = Field(default_factory=list, description="ROIs to keep (empty: all)")
+    rdms: list[str] = Field(
+        default_factory=list, description="target RDMs: DATASET:TARGET (objects92:cichy_it) or .npz/.npy files"
+    )
+    embeddings: str | None = Field(None, description="decode: the stimuli's text embeddings (.npy + .ids.txt)")
+    captions: Path | None = Field(None, description="decode: caption corpus for retrieval (.jsonl/.csv/.txt)")
+
+
 class EvaluateConfig(_Section):
     encoding: EncodingConfig = Field(default_factory=EncodingConfig)
     rsa: RSAConfig = Field(default_factory=RSAConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    inputs: EvaluateInputs = Field(default_factory=EvaluateInputs)
 
 
 class ExperimentConfig(_Section):

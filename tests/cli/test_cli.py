@@ -128,16 +128,21 @@ def test_describe_import_without_source_is_an_error(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "--source" in res.output
 
 
-@pytest.mark.parametrize("command", ["demo", "train", "evaluate", "describe", "embed", "features"])
+@pytest.mark.parametrize(
+    "command",
+    ["demo", "train", "evaluate", "evaluate encoding", "evaluate rsa", "evaluate decode", "describe", "embed",
+     "features"],
+)  # fmt: skip
 def test_every_run_flag_is_a_config_key(command: str) -> None:
     """Each option of a command that configures a run appears in FLAG_KEYS (and so maps to a config key)."""
     import typer.main
 
     from llmvem.cli.app import COMMAND_FLAG_KEYS, FLAG_KEYS
 
-    click_cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
-    if command == "describe":  # a group: `llmvem describe IMAGES` runs its `run` subcommand
-        click_cmd = click_cmd.commands["run"]
+    group, _, sub = command.partition(" ")
+    click_cmd = typer.main.get_command(app).commands[group]  # type: ignore[attr-defined]
+    if group in ("describe", "evaluate"):  # groups: `llmvem describe IMAGES` runs their `run` subcommand
+        click_cmd = click_cmd.commands[sub or "run"]
     # --out names the command's output file and --dry-run only reports: neither is a setting of the run
     not_config = {"--config", "--set", "--help", "--out", "--dry-run"}
     for param in click_cmd.params:

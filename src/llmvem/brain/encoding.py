@@ -84,3 +84,32 @@ def fit_encoding_model(
     score = algonauts_score(r, nc) if nc is not None else np.full(r.shape, np.nan)
     summary = roi_summary(r, list(brain.voxels["roi"].astype(str)), noise_ceiling=nc)
     return EncodingResult(model, r, score, summary, train_ids, test_ids)
+
+
+def encoding_rows(
+    model_name: str, r: np.ndarray, brain: BrainData, p_values: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """Rows of an encoding table (one per ROI) for per-voxel held-out ``r`` (v,) of ``model_name`` on ``brain``.
+
+    Columns: ``model, roi, n_voxels, mean_r, median_r, noise_ceiling_r`` (mean √NC over the ROI's voxels; NaN
+    without a ceiling), ``mean_score`` (% of ceiling, NaN without) and, with ``p_values``, ``frac_significant``.
+    """
+    nc = brain.noise_ceiling
+    rois = list(brain.voxels["roi"].astype(str))
+    summary = roi_summary(r, rois, noise_ceiling=nc, p_values=p_values)
+    rows = []
+    for _, s in summary.iterrows():
+        mask = brain.roi_mask(str(s["roi"]))
+        row = {
+            "model": model_name,
+            "roi": s["roi"],
+            "n_voxels": int(s["n_voxels"]),
+            "mean_r": float(s["mean"]),
+            "median_r": float(s["median"]),
+            "noise_ceiling_r": float(np.mean(np.sqrt(np.clip(nc[mask], 0, None)))) if nc is not None else float("nan"),
+            "mean_score": float(s["mean_score"]) if "mean_score" in s else float("nan"),
+        }
+        if p_values is not None:
+            row["frac_significant"] = float(s["frac_significant"])
+        rows.append(row)
+    return rows

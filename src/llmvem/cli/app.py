@@ -66,6 +66,18 @@ FLAG_KEYS: dict[str, str] = {
     "--loss": "train.loss",
     "--progress/--no-progress": "progress",
     "--cv": "evaluate.encoding.cv",
+    "--test-fraction": "evaluate.encoding.test_fraction",
+    "--permutations": "evaluate.encoding.permutations",
+    "--features": "evaluate.inputs.features",
+    "--brain": "evaluate.inputs.brain",
+    "--roi": "evaluate.inputs.rois",
+    "--subject": "evaluate.inputs.subject",
+    "--rdms": "evaluate.inputs.rdms",
+    "--embeddings": "evaluate.inputs.embeddings",
+    "--captions": "evaluate.inputs.captions",
+    "--metric": "evaluate.rsa.metric",
+    "--method": "evaluate.rsa.method",
+    "--top-k": "evaluate.decode.top_k",
 }
 
 #: Per-command exceptions to FLAG_KEYS (the same flag name configuring another stage's key).
@@ -89,6 +101,7 @@ OutputDirOpt = Annotated[Path | None, typer.Option("--output-dir", help="where r
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="random seed")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="torch device (cpu, cuda, cuda:1)")]
 ProgressOpt = Annotated[bool | None, typer.Option("--progress/--no-progress", help="show progress bars")]
+NameOpt = Annotated[str | None, typer.Option("--name", help="run name (the run directory's prefix)")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -584,13 +597,54 @@ def train(
     _run(lambda: _experiment(config, set_, flags, until="train"))
 
 
-@app.command()
+class _EvaluateGroup(TyperGroup):
+    """``llmvem evaluate CONFIG`` runs the ``run`` subcommand; ``encoding`` / ``rsa`` / ``decode`` score files."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] != "--help":
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+evaluate_app = typer.Typer(cls=_EvaluateGroup, no_args_is_help=True, rich_markup_mode="rich")
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.callback()
+def evaluate_group() -> None:
+    """Score representations against the brain: an experiment config, or your own feature files.
+
+    [bold]llmvem evaluate CONFIG[/bold] (= [bold]evaluate run CONFIG[/bold]) evaluates an experiment;
+    [bold]evaluate encoding[/bold], [bold]evaluate rsa[/bold] and [bold]evaluate decode[/bold] score .npy feature or
+    embedding files (with their .ids.txt, as `llmvem features` / `llmvem embed` write them) against brain data
+    (.npz from llmvem.data.files.save_brain, an Algonauts 2023 subject folder or an NSD root) or RDMs.
+
+    Examples:
+      llmvem evaluate configs/demo.yaml --cv loo
+      llmvem evaluate encoding --features clip=clip.npy --features effnet=eff.npy --brain subj01.npz
+      llmvem evaluate rsa --features desc.npy --rdms objects92:cichy_it --rdms objects92:kriegeskorte_hit
+      llmvem evaluate decode --brain subj01.npz --embeddings captions.npy --captions corpus.jsonl
+    """
+
+
+FeaturesOpt = Annotated[
+    list[str] | None,
+    typer.Option("--features", "-f", help="feature matrix NAME=path.npy or path.npy (+ path.ids.txt); repeatable"),
+]
+BrainOpt = Annotated[
+    list[str] | None,
+    typer.Option("--brain", "-b", help="brain data: .npz, Algonauts subject folder or NSD root; repeatable"),
+]
+RoisOpt = Annotated[list[str] | None, typer.Option("--roi", help="keep only these ROIs; repeatable")]
+SubjectOpt = Annotated[int | None, typer.Option("--subject", help="NSD subject (1–8) for an NSD root")]
+CvOpt = Annotated[str | None, typer.Option("--cv", help="ridge α per voxel: gcv (fast), loo (exact) or K for K-fold")]
+
+
+@evaluate_app.command("run")
 def evaluate(
     config: Annotated[Path, typer.Argument(help="experiment YAML config")],
     set_: SetOpt = None,
-    cv: Annotated[
-        str | None, typer.Option("--cv", help="ridge α per voxel: gcv (fast), loo (exact) or K for K-fold")
-    ] = None,
+    cv: CvOpt = None,
     data_dir: DataDirOpt = None,
     cache_dir: CacheDirOpt = None,
     output_dir: OutputDirOpt = None,
@@ -611,6 +665,125 @@ def evaluate(
         "--progress/--no-progress": progress,
     }
     _run(lambda: _experiment(config, set_, flags, until="evaluate"))
+
+
+def _evaluate_files(kind: str, config: Path | None, set_: list[str] | None, flags: dict[str, Any]) -> None:
+    cfg = _resolve(config, set_, flags)
+    if "name" not in cfg.model_fields_set:
+        cfg.name = f"evaluate-{kind}"
+    from llmvem.pipeline.evaluate_files import run_evaluate_decode, run_evaluate_encoding, run_evaluate_rsa
+
+    {"encoding": run_evaluate_encoding, "rsa": run_evaluate_rsa, "decode": run_evaluate_decode}[kind](cfg)
+
+
+@evaluate_app.command("encoding")
+def evaluate_encoding(
+    features: FeaturesOpt = None,
+    brain: BrainOpt = None,
+    roi: RoisOpt = None,
+    subject: SubjectOpt = None,
+    cv: CvOpt = None,
+    test_fraction: Annotated[
+        float | None, typer.Option("--test-fraction", help="held-out share when the data has no test split")
+    ] = None,
+    permutations: Annotated[
+        int | None, typer.Option("--permutations", help="permutations for per-voxel p-values (0: off)")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    seed: SeedOpt = None,
+    name: NameOpt = None,
+    output_dir: OutputDirOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Voxelwise ridge encoding of feature files on brain data: r per voxel and ROI, noise ceilings, plots, report.
+
+    Fits on the data's 'train' split and scores on 'test' (or a seeded --test-fraction hold-out). Writes
+    encoding.csv (mean over subjects), encoding_subjects.csv, voxel_r.npz, encoding.png, r_histograms.png,
+    metrics.json and report.html into a new run directory.
+
+    Examples:
+      llmvem evaluate encoding -f effnet=eff.npy -f minilm=desc.npy -b subj01.npz -b subj02.npz --permutations 1000
+      llmvem evaluate encoding -f feats.npy -b algonauts/subj01 --roi FFA-1 --roi PPA --cv 5
+    """
+    flags = {"--features": features, "--brain": brain, "--roi": roi, "--subject": subject, "--cv": cv,
+             "--test-fraction": test_fraction, "--permutations": permutations, "--seed": seed, "--name": name,
+             "--output-dir": output_dir, "--progress/--no-progress": progress}  # fmt: skip
+    _run(lambda: _evaluate_files("encoding", config, set_, flags))
+
+
+@evaluate_app.command("rsa")
+def evaluate_rsa(
+    features: FeaturesOpt = None,
+    rdms: Annotated[
+        list[str] | None,
+        typer.Option("--rdms", help="target RDMs: DATASET:TARGET (objects92:cichy_it) or .npz/.npy; repeatable"),
+    ] = None,
+    brain: BrainOpt = None,
+    roi: RoisOpt = None,
+    subject: SubjectOpt = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="RDM: correlation, euclidean, cosine")] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", help="comparison: spearman, pearson, kendall_tau_a, cosine")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    seed: SeedOpt = None,
+    name: NameOpt = None,
+    data_dir: DataDirOpt = None,
+    output_dir: OutputDirOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """RSA of feature files against target RDMs (per-subject scores, noise ceilings, bootstrap CI, plots, report).
+
+    Targets: dataset RDM sets, RDM files, and/or the ROIs of several --brain sources (each source a subject).
+
+    Examples:
+      llmvem evaluate rsa -f desc=desc.npy -f eff=eff.npy --rdms objects92:cichy_it --data-dir ../shared/data
+      llmvem evaluate rsa -f feats.npy -b subj01.npz -b subj02.npz -b subj03.npz --roi IT --method pearson
+    """
+    flags = {"--features": features, "--rdms": rdms, "--brain": brain, "--roi": roi, "--subject": subject,
+             "--metric": metric, "--method": method, "--seed": seed, "--name": name, "--data-dir": data_dir,
+             "--output-dir": output_dir, "--progress/--no-progress": progress}  # fmt: skip
+    _run(lambda: _evaluate_files("rsa", config, set_, flags))
+
+
+@evaluate_app.command("decode")
+def evaluate_decode(
+    brain: BrainOpt = None,
+    embeddings: Annotated[
+        str | None, typer.Option("--embeddings", "-e", help="the stimuli's text embeddings (.npy + .ids.txt)")
+    ] = None,
+    captions: Annotated[
+        Path | None, typer.Option("--captions", help="caption corpus for retrieval (.jsonl/.csv/.txt)")
+    ] = None,
+    encoder: Annotated[str | None, typer.Option("--encoder", help="text encoder for the caption corpus")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="captions retrieved per test stimulus")] = None,
+    roi: RoisOpt = None,
+    subject: SubjectOpt = None,
+    cv: CvOpt = None,
+    test_fraction: Annotated[
+        float | None, typer.Option("--test-fraction", help="held-out share when the data has no test split")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    seed: SeedOpt = None,
+    name: NameOpt = None,
+    cache_dir: CacheDirOpt = None,
+    output_dir: OutputDirOpt = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Decode text embeddings from brain data: identification accuracy and nearest-caption retrieval.
+
+    Examples:
+      llmvem evaluate decode -b subj01.npz -e captions.npy --captions corpus.jsonl --encoder minilm --top-k 5
+    """
+    flags = {"--brain": brain, "--embeddings": embeddings, "--captions": captions, "--encoder": encoder,
+             "--top-k": top_k, "--roi": roi, "--subject": subject, "--cv": cv, "--test-fraction": test_fraction,
+             "--seed": seed, "--name": name, "--cache-dir": cache_dir, "--output-dir": output_dir,
+             "--device": device, "--progress/--no-progress": progress}  # fmt: skip
+    _run(lambda: _evaluate_files("decode", config, set_, flags))
 
 
 @app.command()

@@ -32,27 +32,13 @@ def _encoding_rows(
     name: str, feats: np.ndarray, brain: Any, train_idx: np.ndarray, test_idx: np.ndarray, cfg: ExperimentConfig
 ) -> tuple[list[dict[str, Any]], np.ndarray]:
     """Fit a per-voxel-α ridge on the training stimuli; score held-out Pearson r per voxel and per ROI."""
-    from llmvem.brain import pearson_r, roi_summary
+    from llmvem.brain import pearson_r
+    from llmvem.brain.encoding import encoding_rows
 
     y = brain.responses
     model = ridge_from_config(cfg).fit(feats[train_idx], y[train_idx])
     r = pearson_r(y[test_idx], model.predict(feats[test_idx]))
-    nc = brain.noise_ceiling
-    summary = roi_summary(r, list(brain.voxels["roi"].astype(str)), noise_ceiling=nc)
-    rows = []
-    for _, s in summary.iterrows():
-        mask = brain.roi_mask(str(s["roi"]))
-        rows.append(
-            {
-                "model": name,
-                "roi": s["roi"],
-                "n_voxels": int(s["n_voxels"]),
-                "mean_r": float(s["mean"]),
-                "median_r": float(s["median"]),
-                "noise_ceiling_r": float(np.mean(np.sqrt(nc[mask]))) if nc is not None else float("nan"),
-                "mean_score": float(s["mean_score"]) if "mean_score" in s else float("nan"),
-            }
-        )
+    rows = encoding_rows(name, r, brain)
     return rows, r
 
 

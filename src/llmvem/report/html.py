@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 REPORT_NAME = "report.html"
-RUN_FILES = ("config.yaml", "environment.json", "metrics.json", "encoding.csv", "rsa.csv")
+RUN_FILES = ("config.yaml", "environment.json", "metrics.json", "encoding.csv", "rsa.csv", "decode.csv")
 _MIME = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -281,6 +281,24 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
                 table=rsa,
                 images=[png],
                 highlight=best_rows(rsa, "target", "mean"),
+            )
+        )
+    if "decode.csv" in have:
+        dec = _read_csv(have["decode.csv"])
+        png = run_dir / "decode.png"
+        if png.is_file():
+            drawn.add(png.name)
+        sections.append(
+            Section(
+                "Decoding (brain → embedding)",
+                [
+                    f"{len(dec)} brain source(s). identification_accuracy: mean fraction of other test stimuli whose "
+                    "embedding is less similar to the decoded one than the true embedding (chance 0.5); top1: "
+                    "fraction identified first (chance top1_chance); mean_r: Pearson r of decoded and true "
+                    "embeddings.",
+                ],
+                table=dec,
+                images=[png] if png.is_file() else [],
             )
         )
     others = [p for p in pngs if p.name not in drawn]

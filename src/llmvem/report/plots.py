@@ -343,3 +343,38 @@ def plot_r_histograms(
     ax.set_title(title or "Distribution of voxel-wise encoding accuracy", fontsize=11)
     ax.legend(**_LEGEND)
     return _save(fig, path)
+
+
+def plot_decoding(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
+    """Bars of pairwise identification accuracy per subject (chance 0.5 dashed) and top-1 accuracy beside its chance.
+
+    Args:
+        df: decoding table, one row per subject (columns ``subject``, ``identification_accuracy``, ``top1``,
+            ``top1_chance``).
+        path: PNG file to write (parent folders are created).
+        title: figure title.
+    """
+    check_columns(df, ("subject", "identification_accuracy", "top1", "top1_chance"), "decoding")
+    if df.empty:
+        raise DataError("decoding table is empty: nothing to plot")
+    n = len(df)
+    fig = _new_figure(3.6 + 1.4 * n, 3.8, constrained=True)
+    axes = fig.subplots(1, 2)
+    x = np.arange(n)
+    labels = [_wrap(str(s), 14) for s in df["subject"]]
+    for ax, col, chance, ylabel in (
+        (axes[0], "identification_accuracy", np.full(n, 0.5), "pairwise identification accuracy"),
+        (axes[1], "top1", df["top1_chance"].to_numpy(float), "top-1 identification accuracy"),
+    ):
+        _tidy_axes(ax)
+        colour, _ = _style(0)
+        ax.bar(x, df[col].to_numpy(float), width=0.6, color=colour, zorder=2)
+        for k, c in enumerate(chance):
+            label = "chance" if k == 0 else "_nolegend_"
+            ax.hlines(c, k - 0.4, k + 0.4, colors="0.1", linestyles=(0, (4, 2)), linewidth=1.4, zorder=3, label=label)
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.legend(loc="upper right", fontsize=8, frameon=True, framealpha=0.9)
+    fig.suptitle(title or "Brain → embedding decoding (held-out stimuli)", fontsize=11)
+    return _save(fig, path)

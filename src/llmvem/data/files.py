@@ -1,0 +1,260 @@
+"""User files for ``llmvem evaluate``: feature/embedding matrices, brain responses and RDM sets.
+
+Formats
+-------
+- **Matrix** (features, embeddings): ``X.npy`` (n, d) with ``X.ids.txt`` beside it (one stimulus id per line, the
+  row order), as ``llmvem features`` / ``llmvem embed`` write them; or ``X.npz`` with arrays ``values`` and ``ids``.
+- **Brain**: a ``.npz`` written by :func:`save_brain` (``responses`` (n, v), ``stimulus_ids``, ``roi`` and optional
+  ``ncsnr``, ``n_repeats``, ``noise_ceiling``, ``splits`` as JSON, other voxel columns as ``voxel_<name>``); an
+  Algonauts 2023 subject folder (``…/subj01`` holding ``training_split``); or an NSD root (holding ``nsddata`` and
+  ``nsddata_betas``; the subject comes from ``subject=``).
+- **RDMs**: ``DATASET:TARGET`` for a dataset's RDM set (``objects92:cichy_it``); a ``.npz`` with ``rdms``
+  ((s, n, n) or (n, n)), ``stimulus_ids`` and optional ``subjects``; or ``R.npy`` with ``R.ids.txt``.
+
+Every loader raises :class:`~llmvem.errors.DataError` naming the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llmvem.data.brain import BrainData, RDMSet
+from llmvem.errors import DataError
+from llmvem.store import atomic_write_bytes
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """A named matrix with one row per stimulus.
+
+    Attributes:
+        name: display name (``NAME=`` prefix of the spec, else the file stem).
+        values: (n, d) float32.
+        ids: n stimulus ids, the row order.
+        path: where it was read from.
+    """
+
+    name: str
+    values: np.ndarray
+    ids: list[str]
+    path: Path
+
+
+def split_spec(spec: str) -> tuple[str | None, str]:
+    """``"name=path"`` → ``("name", "path")``; ``"path"`` → ``(None, "path")``."""
+    if "=" in spec:
+        name, _, path = spec.partition("=")
+        if name and "/" not in name and not name.startswith("."):
+            return name.strip(), path.strip()
+    return None, spec
+
+
+def _read_ids(path: Path, n: int, what: str) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"{what}: no stimulus id file {path} (one id per line, the row order of the matrix)")
+    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(ids) != n:
+        raise DataError(f"{what}: {path} lists {len(ids)} ids for {n} rows")
+    seen: set[str] = set()
+    dup = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+    if dup:
+        raise DataError(f"{what}: duplicate stimulus ids in {path}: {dup[:5]}")
+    return ids
+
+
+def load_matrix(spec: str | Path) -> Matrix:
+    """Read a feature or embedding matrix (see the module docstring for the formats).
+
+    Args:
+        spec: ``"path.npy"``, ``"path.npz"`` or ``"name=path"``.
+    Returns:
+        :class:`Matrix` with float32 (n, d) values.
+    Raises:
+        DataError: missing file, not 2-D, non-finite values, id file missing or of the wrong length.
+    """
+    name, raw = split_spec(str(spec))
+    path = Path(raw).expanduser()
+    what = f"matrix {path}"
+    if not path.is_file():
+        raise DataError(f"{what}: file not found")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if "values" not in z or "ids" not in z:
+                    raise DataError(f"{what}: an .npz matrix needs arrays 'values' and 'ids', found {list(z.keys())}")
+                values, ids = np.asarray(z["values"]), [str(i) for i in z["ids"]]
+        else:
+            values = np.load(path, allow_pickle=False)
+            ids = _read_ids(path.with_suffix(".ids.txt"), len(values) if values.ndim else 0, what)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{what}: cannot read it ({exc})") from exc
+    if values.ndim != 2:
+        raise DataError(f"{what}: expected a 2-D (stimuli, dims) array, got shape {values.shape}")
+    if len(ids) != values.shape[0]:
+        raise DataError(f"{what}: {len(ids)} ids for {values.shape[0]} rows")
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        raise DataError(f"{what}: {int(bad.sum())} row(s) hold NaN/inf, e.g. stimulus {ids[int(np.argmax(bad))]!r}")
+    return Matrix(name or path.stem, values.astype(np.float32, copy=False), ids, path)
+
+
+# --------------------------------------------------------------------------- brain
+def save_brain(brain: BrainData, path: str | Path) -> Path:
+    """Write ``brain`` to ``path`` (.npz; see the module docstring), atomically. Returns the path."""
+    import io
+
+    path = Path(path)
+    arrays: dict[str, Any] = {
+        "responses": brain.responses,
+        "stimulus_ids": np.asarray(brain.stimulus_ids, dtype=str),
+        "roi": np.asarray(brain.voxels["roi"].astype(str).tolist(), dtype=str),
+        "splits": np.asarray(json.dumps(brain.splits)),
+        "name": np.asarray(brain.name),
+    }
+    for attr in ("ncsnr", "n_repeats", "noise_ceiling"):
+        if getattr(brain, attr) is not None:
+            arrays[attr] = np.asarray(getattr(brain, attr))
+    for col in brain.voxels.columns:
+        if col != "roi":
+            values = brain.voxels[col].to_numpy()
+            if values.dtype.kind not in "biuf":
+                values = np.asarray([str(v) for v in values], dtype=str)
+            arrays[f"voxel_{col}"] = values
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _load_brain_npz(path: Path) -> BrainData:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("responses", "stimulus_ids", "roi") if k not in z]
+            if missing:
+                raise DataError(f"brain file {path}: missing arrays {missing} (found {list(z.keys())})")
+            voxels = pd.DataFrame({"roi": z["roi"].astype(str)})
+            for key in z.files:
+                if key.startswith("voxel_"):
+                    voxels[key[len("voxel_") :]] = z[key]
+            splits = json.loads(str(z["splits"])) if "splits" in z else {}
+            return BrainData(
+                responses=z["responses"],
+                stimulus_ids=[str(s) for s in z["stimulus_ids"]],
+                voxels=voxels,
+                ncsnr=z.get("ncsnr"),
+                n_repeats=z.get("n_repeats"),
+                noise_ceiling=z.get("noise_ceiling"),
+                splits=splits,
+                name=str(z["name"]) if "name" in z else path.stem,
+            )
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise DataError(f"brain file {path}: cannot read it ({exc})") from exc
+
+
+def load_brain(source: str | Path, subject: int = 1) -> BrainData:
+    """Brain responses from a :func:`save_brain` ``.npz``, an Algonauts 2023 subject folder or an NSD root.
+
+    Args:
+        source: the file or folder.
+        subject: NSD subject (1–8), used only for an NSD root.
+    Raises:
+        DataError: the path does not exist or is none of the three layouts.
+    """
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix == ".npz":
+        return _load_brain_npz(path)
+    if path.is_dir() and (path / "training_split").is_dir():
+        from llmvem.data.algonauts import load_algonauts2023
+
+        return load_algonauts2023(path).brain
+    if path.is_dir() and (path / "nsddata").is_dir():
+        from llmvem.data.nsd import load_nsd
+
+        return load_nsd(path, subject=subject)
+    if not path.exists():
+        raise DataError(f"brain data {path}: not found")
+    raise DataError(
+        f"brain data {path}: not a brain .npz (llmvem.data.files.save_brain), an Algonauts 2023 subject folder "
+        "(with training_split/) or an NSD root (with nsddata/)"
+    )
+
+
+# --------------------------------------------------------------------------- RDMs
+def load_rdms(spec: str, data_dir: str | Path | None = None) -> tuple[str, RDMSet]:
+    """A target RDM set: ``DATASET:TARGET`` (from the data directory), or an ``.npz`` / ``.npy`` file.
+
+    Args:
+        spec: ``"objects92:cichy_it"``, ``"name=path.npz"``, ``"path.npy"`` (with ``path.ids.txt``).
+        data_dir: data directory for dataset targets.
+    Returns:
+        ``(name, RDMSet)``.
+    """
+    name, raw = split_spec(spec)
+    path = Path(raw).expanduser()
+    if not path.exists() and ":" in raw and "/" not in raw.split(":", 1)[0]:
+        from llmvem.data.datasets import load_dataset
+
+        dataset, _, target = raw.partition(":")
+        ds = load_dataset(dataset, data_dir)
+        rdms = getattr(ds, "rdms", None)
+        if not isinstance(rdms, dict):
+            raise DataError(f"dataset {dataset!r} has no RDM sets")
+        if target not in rdms:
+            raise DataError(f"dataset {dataset!r} has no RDM set {target!r}; choose from {sorted(rdms)}")
+        return name or target, rdms[target]
+    what = f"RDM file {path}"
+    if not path.is_file():
+        raise DataError(f"{what}: not found (pass a .npz/.npy file or DATASET:TARGET such as objects92:cichy_it)")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if "rdms" not in z or "stimulus_ids" not in z:
+                    raise DataError(f"{what}: needs arrays 'rdms' and 'stimulus_ids', found {list(z.keys())}")
+                rdms_arr, ids = np.asarray(z["rdms"], dtype=np.float64), [str(i) for i in z["stimulus_ids"]]
+                subjects = [str(s) for s in z["subjects"]] if "subjects" in z else None
+        else:
+            rdms_arr = np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
+            ids = _read_ids(path.with_suffix(".ids.txt"), rdms_arr.shape[-1] if rdms_arr.ndim else 0, what)
+            subjects = None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{what}: cannot read it ({exc})") from exc
+    if rdms_arr.ndim == 2:
+        rdms_arr = rdms_arr[None]
+    if rdms_arr.ndim != 3 or rdms_arr.shape[1] != rdms_arr.shape[2]:
+        raise DataError(f"{what}: expected (n, n) or (subjects, n, n) RDMs, got shape {rdms_arr.shape}")
+    if not np.isfinite(rdms_arr).all():
+        raise DataError(f"{what}: RDMs hold NaN/inf")
+    subjects = subjects or [f"s{k + 1:02d}" for k in range(rdms_arr.shape[0])]
+    return name or path.stem, RDMSet(rdms_arr, ids, subjects, name=name or path.stem)
+
+
+# --------------------------------------------------------------------------- captions
+def load_captions(path: str | Path) -> tuple[list[str], list[str]]:
+    """A caption corpus for retrieval: ``.jsonl`` (fields ``id`` / ``image`` and ``text``), ``.csv`` / ``.tsv``
+    (columns ``id`` or ``image``, and ``text``) or ``.txt`` (one caption per line). Returns ``(ids, texts)``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"caption corpus {path}: not found")
+    if path.suffix == ".txt":
+        texts = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+        return [str(k) for k in range(len(texts))], texts
+    try:
+        if path.suffix == ".jsonl":
+            df = pd.read_json(path, lines=True, dtype=False)
+        else:
+            df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str)
+    except ValueError as exc:
+        raise DataError(f"caption corpus {path}: cannot read it ({exc})") from exc
+    id_col = next((c for c in ("id", "image", "stimulus_id") if c in df.columns), None)
+    if "text" not in df.columns or id_col is None:
+        raise DataError(f"caption corpus {path}: needs columns 'text' and one of id/image, found {list(df.columns)}")
+    df = df[df["text"].astype(str).str.strip() != ""]
+    if df.empty:
+        raise DataError(f"caption corpus {path}: no non-empty captions")
+    return df[id_col].astype(str).tolist(), df["text"].astype(str).tolist()

@@ -1,0 +1,324 @@
+"""``llmvem evaluate encoding | rsa | decode``: score the user's own feature files against brain data.
+
+Inputs come from ``cfg.evaluate.inputs`` (file formats in :mod:`llmvem.data.files`); every run writes a run
+directory with tables (CSV), per-voxel arrays, plots, ``metrics.json`` and ``report.html``.
+
+- encoding: per feature matrix × brain source, a per-voxel-α ridge (``evaluate.encoding``) fitted on the ``train``
+  split and scored on ``test`` (or a seeded ``test_fraction`` hold-out when the data has no such splits); ROI
+  summaries with noise ceilings, optional permutation p-values with FDR; plots: ROI bars with ceilings, r
+  histograms.
+- rsa: per feature matrix × target RDM set (dataset RDMs, RDM files, or ROI RDMs of several brain sources used as
+  subjects): mean ± sem over subjects, leave-one-subject-out ceilings, a subject bootstrap interval; plots: bars
+  with ceiling bands, RDM images.
+- decode: brain → embedding ridge per brain source; identification accuracy among the test stimuli and, with a
+  caption corpus, nearest-caption retrieval.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from llmvem.config import ExperimentConfig
+from llmvem.data.brain import BrainData, RDMSet
+from llmvem.data.files import load_brain, load_captions, load_matrix, load_rdms
+from llmvem.data.stimuli import align_ids
+from llmvem.errors import ConfigError, DataError
+from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, print_table, ridge_from_config
+from llmvem.runs import RunDir, seed_everything
+from llmvem.store import atomic_write_text
+
+
+def _need(values: list[Any], flag: str, what: str) -> None:
+    if not values:
+        raise ConfigError(f"evaluate: no {what} given; pass {flag} (config key evaluate.inputs.{flag.lstrip('-')})")
+
+
+def _brains(cfg: ExperimentConfig) -> list[BrainData]:
+    inp = cfg.evaluate.inputs
+    out: list[BrainData] = []
+    for k, src in enumerate(inp.brain):
+        brain = load_brain(src, subject=inp.subject)
+        if inp.rois:
+            keep = np.isin(brain.voxels["roi"].astype(str).to_numpy(), inp.rois)
+            if not keep.any():
+                raise DataError(f"brain {src}: none of the ROIs {inp.rois}; it has {brain.rois}")
+            brain = _select_voxels(brain, keep)
+        names = [b.name for b in out]
+        if brain.name in names:
+            brain = replace(brain, name=f"{brain.name}-{k + 1}")
+        out.append(brain)
+    return out
+
+
+def _select_voxels(brain: BrainData, keep: np.ndarray) -> BrainData:
+    return replace(
+        brain,
+        responses=brain.responses[:, keep],
+        voxels=brain.voxels.loc[keep].reset_index(drop=True),
+        ncsnr=None if brain.ncsnr is None else brain.ncsnr[keep],
+        noise_ceiling=None if brain.noise_ceiling is None else brain.noise_ceiling[keep],
+    )
+
+
+def with_splits(brain: BrainData, test_fraction: float, seed: int) -> tuple[BrainData, bool]:
+    """``brain`` with ``train``/``test`` splits: its own when it has both, else a seeded random hold-out.
+
+    Returns:
+        ``(brain, own)``; ``own`` says whether the data's own splits were used.
+    """
+    if "train" in brain.splits and "test" in brain.splits:
+        return brain, True
+    ids = list(brain.stimulus_ids)
+    n_test = round(test_fraction * len(ids))
+    if n_test < 3 or len(ids) - n_test < 3:
+        raise DataError(
+            f"brain {brain.name!r}: {len(ids)} stimuli are too few for a {test_fraction:g} hold-out (need ≥ 3 "
+            "on each side)"
+        )
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    test = sorted(ids[k] for k in perm[:n_test])
+    train = sorted(ids[k] for k in perm[n_test:])
+    return replace(brain, splits={**brain.splits, "train": train, "test": test}), False
+
+
+# --------------------------------------------------------------------------- encoding
+def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
+    """Voxelwise encoding of every feature matrix on every brain source (see the module docstring)."""
+    from llmvem.brain import permutation_pvalues
+    from llmvem.brain.encoding import encoding_rows
+    from llmvem.brain.metrics import pearson_r
+
+    log = log or console_log(cfg.progress)
+    t_start = time.perf_counter()
+    seed_everything(cfg.seed)
+    inp, enc = cfg.evaluate.inputs, cfg.evaluate.encoding
+    _need(inp.features, "--features", "feature matrices")
+    _need(inp.brain, "--brain", "brain data")
+    mats = [load_matrix(s) for s in inp.features]
+    brains = [with_splits(b, enc.test_fraction, cfg.seed) for b in _brains(cfg)]
+    for brain, _ in brains:
+        for m in mats:
+            align_ids(brain.stimulus_ids, m.ids, f"brain {brain.name!r}", f"features {m.name!r}")
+    run = RunDir(cfg, run_dir)
+    log(f"[bold]evaluate encoding[/bold]: {len(mats)} feature set(s) × {len(brains)} brain source(s) → {run.path}")
+
+    rows: list[dict[str, Any]] = []
+    r_by: dict[str, np.ndarray] = {}
+    splits_info: dict[str, Any] = {}
+    for brain, own in brains:
+        tr, te = brain.split_indices("train"), brain.split_indices("test")
+        splits_info[brain.name] = {"n_train": len(tr), "n_test": len(te), "splits": "own" if own else "random"}
+        y_tr, y_te = brain.responses[tr], brain.responses[te]
+        for m in mats:
+            x = m.values
+            x_tr = x[align_ids([brain.stimulus_ids[i] for i in tr], m.ids, f"{brain.name} train", m.name)]
+            x_te = x[align_ids([brain.stimulus_ids[i] for i in te], m.ids, f"{brain.name} test", m.name)]
+            model = ridge_from_config(cfg).fit(x_tr, y_tr)
+            pred = model.predict(x_te)
+            p_values = None
+            if enc.permutations:
+                r, p_values = permutation_pvalues(y_te, pred, enc.permutations, seed=cfg.seed)
+            else:
+                r = pearson_r(y_te, pred)
+            r = np.asarray(r, dtype=np.float64)
+            r[~model.valid_targets_] = np.nan
+            r_by[f"{m.name} | {brain.name}"] = r
+            for row in encoding_rows(m.name, r, brain, p_values):
+                rows.append({"subject": brain.name, **row})
+            log(f"  {m.name} on {brain.name}: {len(tr)} train / {len(te)} test, median r {np.nanmedian(r):.3f}")
+    per_subject = pd.DataFrame(rows)
+    per_subject.to_csv(run.file("encoding_subjects.csv"), index=False)
+    voxel_r: dict[str, Any] = {k.replace(" | ", "__"): v for k, v in r_by.items()}
+    np.savez_compressed(run.file("voxel_r.npz"), **voxel_r)
+    value_cols = [c for c in ("n_voxels", "mean_r", "median_r", "noise_ceiling_r", "mean_score", "frac_significant")
+                  if c in per_subject.columns]  # fmt: skip
+    grouped = per_subject.groupby(["model", "roi"], sort=False)
+    table = grouped[value_cols].mean().reset_index()
+    table["n_voxels"] = table["n_voxels"].round().astype(int)
+    table.insert(2, "n_subjects", grouped.size().to_numpy())
+    table["sem_r"] = grouped["mean_r"].sem().to_numpy() if len(brains) > 1 else np.nan
+    table.to_csv(run.file("encoding.csv"), index=False)
+
+    from llmvem.report import build_report, format_encoding_table, plot_encoding, plot_r_histograms
+
+    plot_encoding(table, run.file("encoding.png"))
+    by_model: dict[str, list[np.ndarray]] = {}
+    for key, r in r_by.items():
+        by_model.setdefault(key.split(" | ")[0], []).append(r)
+    plot_r_histograms({k: np.concatenate(v) for k, v in by_model.items()}, run.file("r_histograms.png"))
+    metrics = {
+        "encoding": {
+            m: {str(r["roi"]): {k: r[k] for k in ("mean_r", "median_r", "noise_ceiling_r", "mean_score")}
+                for _, r in g.iterrows()}
+            for m, g in table.groupby("model", sort=False)
+        },
+        "subjects": splits_info,
+        "total_s": round(time.perf_counter() - t_start, 1),
+    }  # fmt: skip
+    run.log_metrics(**metrics)
+    build_report(run.path)
+    print_table(format_encoding_table(table))
+    log(f"[green]done[/green] in {metrics['total_s']} s: {run.file('encoding.csv')}, {run.file('report.html')}")
+    return run
+
+
+# --------------------------------------------------------------------------- RSA
+def _roi_rdm_sets(brains: list[BrainData], metric: str) -> dict[str, RDMSet]:
+    """One RDM set per ROI present in every brain source (the sources are the subjects), over their common stimuli."""
+    from llmvem.brain import compute_rdm
+
+    common = [i for i in brains[0].stimulus_ids if all(i in set(b.stimulus_ids) for b in brains[1:])]
+    if len(common) < 4:
+        raise DataError(f"RSA on brain ROIs: the brain sources share {len(common)} stimuli; need ≥ 4")
+    rois = [r for r in brains[0].rois if all(r in b.rois for b in brains[1:])]
+    if not rois:
+        raise DataError("RSA on brain ROIs: no ROI is present in every brain source")
+    out = {}
+    for roi in rois:
+        rdms = []
+        for b in brains:
+            mask = b.roi_mask(roi) & b.check_finite()
+            if mask.sum() < 2:
+                raise DataError(f"brain {b.name!r} ROI {roi!r}: fewer than 2 finite, non-constant voxels")
+            rows = np.asarray(align_ids(common, b.stimulus_ids, "common stimuli", f"brain {b.name!r}"))
+            rdms.append(compute_rdm(b.responses[np.ix_(rows, np.flatnonzero(mask))], metric))
+        out[roi] = RDMSet(np.stack(rdms), common, [b.name for b in brains], name=roi, measure=metric)
+    return out
+
+
+def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
+    """RSA of every feature matrix against every target RDM set (see the module docstring)."""
+    from llmvem.brain import bootstrap_rsa, compute_rdm, rsa_scores
+
+    log = log or console_log(cfg.progress)
+    t_start = time.perf_counter()
+    inp, rsa_cfg = cfg.evaluate.inputs, cfg.evaluate.rsa
+    _need(inp.features, "--features", "feature matrices")
+    if not inp.rdms and not inp.brain:
+        raise ConfigError("evaluate rsa: no targets; pass --rdms (DATASET:TARGET or a file) and/or --brain sources")
+    mats = [load_matrix(s) for s in inp.features]
+    targets: dict[str, RDMSet] = dict(load_rdms(s, cfg.data_dir) for s in inp.rdms)
+    if inp.brain:
+        targets.update(_roi_rdm_sets(_brains(cfg), rsa_cfg.metric))
+    orders = {(t, m.name): align_ids(rset.stimulus_ids, m.ids, f"target {t!r}", f"features {m.name!r}")
+              for t, rset in targets.items() for m in mats}  # fmt: skip
+    run = RunDir(cfg, run_dir)
+    log(f"[bold]evaluate rsa[/bold]: {len(mats)} feature set(s) × {len(targets)} target(s) → {run.path}")
+    rows: list[dict[str, Any]] = []
+    shown: dict[str, np.ndarray] = {}
+    for tname, rset in targets.items():
+        if tname not in shown and len(shown) < 3:
+            shown[f"target: {tname}"] = rset.mean()
+        for m in mats:
+            model_rdm = compute_rdm(m.values[orders[(tname, m.name)]], rsa_cfg.metric)
+            if len(shown) < 6 and m.name not in shown:
+                shown[m.name] = model_rdm
+            res = rsa_scores(model_rdm, rset.rdms, rsa_cfg.method)
+            lo = hi = float("nan")
+            if rset.n_subjects >= 3:
+                ci = bootstrap_rsa(model_rdm, rset.rdms, rsa_cfg.method, over="subjects", seed=cfg.seed)
+                lo, hi = ci.low, ci.high
+            rows.append({"model": m.name, "target": tname, "n_subjects": rset.n_subjects, "mean": res.mean,
+                         "sem": res.sem, "noise_lower": res.noise_lower, "noise_upper": res.noise_upper,
+                         "method": rsa_cfg.method, "ci95_low": lo, "ci95_high": hi,
+                         "n_stimuli": rset.n_stimuli})  # fmt: skip
+    table = pd.DataFrame(rows)
+    table.to_csv(run.file("rsa.csv"), index=False)
+
+    from llmvem.report import build_report, format_rsa_table, plot_rdms, plot_rsa
+
+    plot_rsa(table, run.file("rsa.png"))
+    if len({v.shape for v in shown.values()}) == 1:
+        plot_rdms(shown, run.file("rdms.png"))
+    rsa_json = {m: {str(r["target"]): {"mean": r["mean"], "se": r["sem"]} for _, r in g.iterrows()}
+                for m, g in table.groupby("model", sort=False)}  # fmt: skip
+    run.log_metrics(rsa=rsa_json, total_s=round(time.perf_counter() - t_start, 1))
+    build_report(run.path)
+    print_table(format_rsa_table(table))
+    log(f"[green]done[/green]: {run.file('rsa.csv')}, {run.file('report.html')}")
+    return run
+
+
+# --------------------------------------------------------------------------- decoding
+def run_evaluate_decode(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
+    """Brain → embedding decoding on every brain source (see the module docstring)."""
+    from llmvem.brain import fit_decoder, retrieve_captions
+
+    log = log or console_log(cfg.progress)
+    t_start = time.perf_counter()
+    seed_everything(cfg.seed)
+    inp, dec, enc = cfg.evaluate.inputs, cfg.evaluate.decode, cfg.evaluate.encoding
+    _need(inp.brain, "--brain", "brain data")
+    if not inp.embeddings:
+        raise ConfigError("evaluate decode: no --embeddings (the stimuli's text embeddings, .npy + .ids.txt)")
+    emb = load_matrix(inp.embeddings)
+    brains = [with_splits(b, enc.test_fraction, cfg.seed) for b in _brains(cfg)]
+    corpus: tuple[list[str], list[str], np.ndarray] | None = None
+    if inp.captions is not None:
+        from llmvem.text import embed_texts
+
+        cap_ids, cap_texts = load_captions(inp.captions)
+        cap_emb = embed_texts(cap_texts, **embed_kwargs(cfg, make_store(cfg)))
+        if cap_emb.shape[1] != emb.values.shape[1]:
+            raise DataError(
+                f"decode: caption corpus embedded by {cfg.embed.encoder!r} has {cap_emb.shape[1]} dims but "
+                f"--embeddings has {emb.values.shape[1]}; embed both with the same encoder (--encoder)"
+            )
+        corpus = (cap_ids, cap_texts, cap_emb)
+    for brain, _ in brains:
+        align_ids(brain.stimulus_ids, emb.ids, f"brain {brain.name!r}", f"embeddings {emb.name!r}")
+    run = RunDir(cfg, run_dir)
+    log(f"[bold]evaluate decode[/bold]: {emb.name} ({emb.values.shape[1]}-d) from {len(brains)} brain source(s)")
+    rows: list[dict[str, Any]] = []
+    retrieved: list[dict[str, Any]] = []
+    for brain, own in brains:
+        tr, te = brain.split_indices("train"), brain.split_indices("test")
+        keep = brain.check_finite()
+        if not keep.all():
+            log(f"  [yellow]{brain.name}: {int((~keep).sum())} voxel(s) with NaN/inf or constant responses left out")
+        ids_tr = [brain.stimulus_ids[i] for i in tr]
+        ids_te = [brain.stimulus_ids[i] for i in te]
+        e_tr = emb.values[align_ids(ids_tr, emb.ids, f"{brain.name} train", f"embeddings {emb.name!r}")]
+        e_te = emb.values[align_ids(ids_te, emb.ids, f"{brain.name} test", f"embeddings {emb.name!r}")]
+        y = brain.responses[:, keep]
+        res = fit_decoder(y[tr], e_tr, y[te], e_te, alphas=tuple(enc.alphas), cv=enc.cv, dtype=enc.ridge_dtype)
+        ident = res.identification
+        row: dict[str, Any] = {"subject": brain.name, "n_train": len(tr), "n_test": len(te),
+                               "splits": "own" if own else "random", "identification_accuracy": ident.accuracy,
+                               "top1": ident.top1, "top1_chance": 1.0 / len(te),
+                               "mean_r": float(np.nanmean(res.r))}  # fmt: skip
+        if corpus is not None:
+            cap_ids, cap_texts, cap_emb = corpus
+            ret = retrieve_captions(res.predicted, cap_emb, cap_texts, k=dec.top_k, metric=dec.metric)
+            hits = [any(cap_ids[j] == sid for j in idx) for sid, idx in zip(ids_te, ret.indices, strict=True)]
+            has_own = [sid in set(cap_ids) for sid in ids_te]
+            if any(has_own):
+                row[f"retrieval_top{dec.top_k}"] = float(np.mean([h for h, o in zip(hits, has_own, strict=True) if o]))
+            for sid, texts, scores in zip(ids_te, ret.texts, ret.scores, strict=True):
+                retrieved.append({"subject": brain.name, "stimulus": sid, "captions": texts,
+                                  "scores": [round(float(s), 4) for s in scores]})  # fmt: skip
+        rows.append(row)
+        log(f"  {brain.name}: identification {ident.accuracy:.3f} (chance 0.5), top-1 {ident.top1:.3f}")
+    table = pd.DataFrame(rows)
+    table.to_csv(run.file("decode.csv"), index=False)
+    if retrieved:
+        atomic_write_text(run.file("retrieved_captions.jsonl"), "".join(json.dumps(r) + "\n" for r in retrieved))
+
+    from llmvem.report import build_report, plot_decoding
+
+    plot_decoding(table, run.file("decode.png"))
+    run.log_metrics(
+        decode={r["subject"]: {k: v for k, v in r.items() if k != "subject"} for r in rows},
+        embeddings=str(emb.path),
+        total_s=round(time.perf_counter() - t_start, 1),
+    )
+    build_report(run.path)
+    log(f"[green]done[/green]: {run.file('decode.csv')}, {run.file('report.html')}")
+    return run
