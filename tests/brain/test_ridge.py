@@ -346,3 +346,36 @@ def test_float32_gcv_close_to_float64_with_offset_targets() -> None:
     f32 = RidgeEncoder(alphas=ALPHAS, dtype="float32", backend="numpy").fit(x, y.astype(np.float32))
     np.testing.assert_allclose(f32.cv_mse_, f64.cv_mse_, rtol=2e-3)
     assert (f32.best_alphas_ == f64.best_alphas_).mean() >= 0.9
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_float32_gcv_with_offsets_on_some_targets_only(backend: str) -> None:
+    """Targets whose offset dwarfs their spread are centred and projected again, column by column."""
+    x, y = _data(300, 20, 30, seed=16)
+    y[:, ::3] += 1e4  # a third of the targets: mean² ≫ variance
+    y[4, 7] = np.nan  # and an invalid one among them
+    with pytest.warns(RuntimeWarning, match="1 of 30 targets"):
+        f64 = RidgeEncoder(alphas=ALPHAS, dtype="float64").fit(x, y)
+    with pytest.warns(RuntimeWarning, match="1 of 30 targets"):
+        f32 = RidgeEncoder(alphas=ALPHAS, dtype="float32", backend=backend, target_batch_size=11).fit(
+            x, y.astype(np.float32)
+        )
+    good = f64.valid_targets_
+    np.testing.assert_allclose(f32.cv_mse_[:, good], f64.cv_mse_[:, good], rtol=5e-3)
+    assert (f32.best_alphas_[good] == f64.best_alphas_[good]).mean() >= 0.9
+    # float32 resolution at 1e4 is 1e-3
+    np.testing.assert_allclose(f32.predict(x)[:, good], f64.predict(x)[:, good], rtol=1e-5, atol=1e-2)
+
+
+def test_gcv_auto_batches_keep_memory_near_y() -> None:
+    """Large GCV batches (few GEMMs) still keep the working arrays well below Y."""
+    import tracemalloc
+
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((600, 64)).astype(np.float32)
+    y = (x @ rng.standard_normal((64, 4000)) + rng.standard_normal((600, 4000))).astype(np.float32)
+    tracemalloc.start()
+    RidgeEncoder(alphas=ALPHAS, backend="numpy").fit(x, y)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1.0 * y.nbytes

@@ -37,8 +37,9 @@ from llmvem.brain.metrics import r2_score_columns
 from llmvem.errors import ConfigError, DataError
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-2, 6, 20))
-_BATCH_ELEMENTS = 1 << 26  # auto target batch: n × batch ≈ this (Y is only viewed; the copies are r × batch)
+_BATCH_ELEMENTS = 1 << 26  # auto target batch when batch copies of Y are made (LOO, K-fold): n × batch ≈ this
 _BATCH_ELEMENTS_GPU = 1 << 27
+_GCV_WORK_ELEMENTS = 1 << 25  # GCV on numpy: Y is only viewed, the working arrays are r × batch ≈ this
 
 CV = Literal["gcv", "loo"] | int
 Form = Literal["auto", "primal", "kernel"]
@@ -282,15 +283,16 @@ def _n_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _column_stats(a: np.ndarray, pool: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def _column_stats(a: np.ndarray, pool: Any = None, sums: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Column sums and sums of squares of an (n, b) array (any strides) → float64 (b,), (b,).
 
-    Sums: one BLAS GEMV (multi-threaded). Squares: one ``einsum`` per block of ≤ 2,048 rows, blocks in parallel
-    threads (numpy releases the GIL), partial sums added in float64. numpy's own axis-0 reductions are single-threaded
-    and would cost half the GEMM on a 16-core machine; this costs ~7 % of it.
+    Sums: one BLAS GEMV (multi-threaded), unless ``sums`` are given (the solver gets them from its projection GEMM).
+    Squares: one ``einsum`` per block of ≤ 2,048 rows, blocks in parallel threads (numpy releases the GIL), partial
+    sums added in float64. numpy's own axis-0 reductions are single-threaded and would cost half the GEMM on a
+    16-core machine; this costs ~7 % of it.
     """
     n, b = a.shape
-    s1 = np.asarray(np.ones(n, dtype=a.dtype) @ a, dtype=np.float64)
+    s1 = np.asarray(np.ones(n, dtype=a.dtype) @ a if sums is None else sums, dtype=np.float64)
     threads = _n_threads() if n * b >= 1 << 20 else 1
     n_blocks = max(threads, -(-n // 2048))
     bounds = np.linspace(0, n, n_blocks + 1).astype(int)
@@ -316,9 +318,17 @@ def _column_stats(a: np.ndarray, pool: Any = None) -> tuple[np.ndarray, np.ndarr
 
 # ---------------------------------------------------------------------------------------------------- basis
 def _eigh(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric eigendecomposition; single-threaded below 2,048 (OpenBLAS threads only contend there: 5× slower
-    on a loaded 2-core machine, no faster on an idle one)."""
-    if gram.shape[0] > 2048:
+    """Symmetric eigendecomposition; multi-threaded for large matrices or on a machine with idle cores to spare,
+    else single-threaded (threads only contend there: 5× slower on a loaded 2-core machine; on an idle 16-core one
+    threads halve the 768 × 768 case, 0.10 → 0.045 s)."""
+    import os
+
+    n_threads = _n_threads()
+    try:
+        idle = n_threads >= 8 and os.getloadavg()[0] < n_threads / 2
+    except OSError:  # pragma: no cover - no load average
+        idle = False
+    if gram.shape[0] > 2048 or (idle and gram.shape[0] > 256):
         return np.linalg.eigh(gram)
     from threadpoolctl import threadpool_limits
 
@@ -472,31 +482,48 @@ class _Batch:
     cols: np.ndarray  # (b',) global indices of the valid targets
     valid: np.ndarray  # (b,) bool over the batch
     fill: np.ndarray  # (b,) the nan-mean of each invalid target (0 for valid ones)
-    y: Any  # (n, b') raw valid targets on the backend
+    y: Any  # (n, b') raw valid targets on the backend (None unless asked for)
     proj: Any  # (r, b') UᵀY_c on the backend
     ss: np.ndarray  # (b',) ‖Y_c‖² float64
     mean: np.ndarray  # (b',) float64 target means (0 without intercept)
 
 
-def _batches(v: int, n: int, batch: int | None, be: _Backend) -> Iterator[slice]:
-    # automatic: ~64 MB (CPU) / 512 MB (GPU) working arrays, and at most ~1/8 of the targets so that peak memory
-    # stays near Y even when Y is small
-    size = batch or max(
-        1, min((_BATCH_ELEMENTS_GPU if be.is_gpu else _BATCH_ELEMENTS) // max(n, 1), max(512, -(-v // 8)))
-    )
+def _batches(v: int, n: int, r: int, batch: int | None, be: _Backend, views_only: bool) -> Iterator[slice]:
+    """Slices of the targets, one batch at a time.
+
+    ``views_only`` (GCV and the weight pass on numpy): Y is only viewed, the batch's own arrays are r × batch, so a
+    batch holds up to ``_GCV_WORK_ELEMENTS`` / r targets, capped so that those arrays (about four of them) stay
+    within half of Y — few, large GEMMs run closest to one XᵀY GEMM. Otherwise (LOO and K-fold copy the batch, and
+    torch moves it to the device): ~256 MB (CPU) / 512 MB (GPU) batch copies, and at most ~1/8 of the targets so
+    that peak memory stays near Y even when Y is small.
+    """
+    if batch:
+        size = batch
+    elif views_only and be.name == "numpy":
+        size = max(512, min(_GCV_WORK_ELEMENTS // max(r, 1), (n * v) // (8 * max(r, 1))))
+    else:
+        size = max(1, min((_BATCH_ELEMENTS_GPU if be.is_gpu else _BATCH_ELEMENTS) // max(n, 1), max(512, -(-v // 8))))
     for start in range(0, v, size):
         yield slice(start, min(v, start + size))
 
 
-def _read_batch(y: np.ndarray, sl: slice, ua: Any, usum: np.ndarray, fit_intercept: bool, be: _Backend) -> _Batch:
-    """Project one batch of targets: a single GEMM [U, 1]ᵀ Y gives P and the column sums, one pass ‖Y‖².
+def _read_batch(
+    y: np.ndarray, sl: slice, ua: Any, usum: np.ndarray, fit_intercept: bool, be: _Backend, keep_y: bool = False
+) -> _Batch:
+    """Project one batch of targets: one GEMM UᵀY gives P, one pass the column sums and ‖Y‖².
 
     NaN/inf stay confined to their own columns in the GEMM; they and constant targets are dropped afterwards.
+    ``keep_y``: also return the batch's valid raw targets (K-fold needs them; a copy when some are invalid).
     """
     n = y.shape[0]
     yb = be.put_view(y[:, sl])
-    proj = ua.T @ yb  # (r, b)
-    s1, s2 = be.col_stats(yb)
+    if be.name == "numpy":  # ua = [U, 1]: one GEMM gives P and the column sums; one threaded pass the squares
+        full = ua.T @ yb  # (r + 1, b)
+        proj = full[:-1]
+        s1, s2 = _column_stats(yb, be.pool, sums=full[-1])
+    else:
+        proj = ua.T @ yb  # (r, b)
+        s1, s2 = be.col_stats(yb)
     finite = np.isfinite(s1) & np.isfinite(s2)
     mean = np.where(finite, s1, 0.0) / n if fit_intercept else np.zeros(s1.size)
     ss = np.where(finite, s2, 0.0) - (n * mean**2 if fit_intercept else 0.0)
@@ -513,19 +540,27 @@ def _read_batch(y: np.ndarray, sl: slice, ua: Any, usum: np.ndarray, fit_interce
             fill[~valid] = np.nan_to_num(np.nanmean(np.where(np.isfinite(bad), bad, np.nan), axis=0), nan=0.0)
     idx = np.flatnonzero(valid)
     all_valid = idx.size == valid.size
-    yv = yb if all_valid else be.cols(yb, idx)
-    mean, ss = mean[idx], ss[idx]
-    if fit_intercept and np.any(mean**2 > ss / n):
-        # offsets larger than the spread: sums and a GEMM on uncentred data would lose the signal to rounding
-        yc = yv - be.put(mean)
-        proj = ua.T @ yc
-        ss = be.col_stats(yc)[1]
-    elif fit_intercept:  # P = UᵀY − (1ᵀU)ᵀ ȳ: exact centring with the U actually used in the GEMM
-        if not all_valid:
-            proj = be.cols(proj, idx)
-        proj -= be.put(usum)[:, None] * be.put(mean)[None, :]
-    elif not all_valid:
+    if not all_valid:
         proj = be.cols(proj, idx)
+    mean, ss = mean[idx], ss[idx]
+    if fit_intercept:  # P = UᵀY − (1ᵀU)ᵀ ȳ: exact centring with the U actually used in the GEMM
+        proj -= be.put(usum)[:, None] * be.put(mean)[None, :]
+        # offsets larger than the spread: sums and a GEMM on uncentred data lose the signal to rounding, so those
+        # targets are centred first and projected again, in column chunks of bounded size
+        off = np.flatnonzero(mean**2 > ss / n)
+        chunk = max(1, _BATCH_ELEMENTS // max(n, 1))
+        for start in range(0, off.size, chunk):
+            pos = off[start : start + chunk]
+            yc = be.put(np.asarray(y[:, sl][:, idx[pos]])) - be.put(mean[pos])
+            new_proj = (ua.T @ yc)[: proj.shape[0]]
+            if be.name == "numpy":
+                proj[:, pos] = new_proj
+            else:
+                proj[:, be.torch.from_numpy(pos).to(proj.device)] = new_proj
+            ss[pos] = be.col_stats(yc)[1]
+    yv = None
+    if keep_y:
+        yv = yb if all_valid else be.cols(yb, idx)
     return _Batch(
         cols=np.arange(sl.start, sl.stop)[idx],
         valid=valid,
@@ -556,7 +591,8 @@ def _fit_ridge_impl(
     v = y.shape[1]
     basis = _RidgeBasis.from_design(x, fit_intercept, form)
     u32 = basis.u.astype(be.np_dtype)
-    ua = be.put(u32)
+    # numpy: a column of ones rides along in the projection GEMM and yields the targets' column sums
+    ua = be.put(np.column_stack([u32, np.ones(n, dtype=be.np_dtype)]) if be.name == "numpy" else u32)
     usum = u32.sum(axis=0, dtype=np.float64)
     u64 = _Backend(be.name, be.device, np.dtype(np.float64)) if cv == "loo" else None
     folds = _folds(x, cv, fit_intercept, form, be) if isinstance(cv, int) else []
@@ -588,8 +624,9 @@ def _fit_ridge_impl(
         if fit_intercept:
             intercept[b.cols] = b.mean - x_mean_d @ w
 
-    for sl in _batches(v, n, batch, be):
-        b = _read_batch(y, sl, ua, usum, fit_intercept, be)
+    r = basis.s.size
+    for sl in _batches(v, n, r, batch, be, views_only=cv == "gcv"):
+        b = _read_batch(y, sl, ua, usum, fit_intercept, be, keep_y=isinstance(cv, int))
         valid_all[sl] = b.valid
         intercept[sl] = b.fill if fit_intercept else 0.0
         if b.cols.size == 0:
@@ -618,7 +655,7 @@ def _fit_ridge_impl(
         shared = float(alphas[shared_idx])
         best[valid_all] = shared
         if compute_coef:  # a second pass: the shared α is known only now
-            for sl in _batches(v, n, batch, be):
+            for sl in _batches(v, n, r, batch, be, views_only=True):
                 b = _read_batch(y, sl, ua, usum, fit_intercept, be)
                 if b.cols.size:
                     solve(b, np.full(b.cols.size, shared_idx))
