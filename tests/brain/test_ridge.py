@@ -379,3 +379,29 @@ def test_gcv_auto_batches_keep_memory_near_y() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1.0 * y.nbytes
+
+
+@pytest.mark.parametrize("alpha_per_target", [True, False])
+def test_torch_row_streamed_gcv_matches_numpy(monkeypatch: pytest.MonkeyPatch, alpha_per_target: bool) -> None:
+    """The torch GCV path streams Y by row blocks (here 7 blocks); it equals the numpy column-batch path."""
+    pytest.importorskip("torch")
+    import llmvem.brain.ridge as ridge_mod
+
+    x, y = _data(70, 12, 40, seed=18)
+    y[:, ::4] += 1e3  # offsets on some targets
+    y[5, 9] = np.nan
+    y[:, 11] = -3.0
+    monkeypatch.setattr(ridge_mod, "_BATCH_ELEMENTS_GPU", 10 * 40)  # 10 rows per block
+    calls: list[int] = []
+    orig = ridge_mod._row_streamed_batch
+    monkeypatch.setattr(ridge_mod, "_row_streamed_batch", lambda *a: calls.append(1) or orig(*a))
+    kw = dict(alphas=ALPHAS, dtype="float64", alpha_per_target=alpha_per_target)
+    with pytest.warns(RuntimeWarning, match="2 of 40"):
+        ref = RidgeEncoder(backend="numpy", **kw).fit(x, y)  # type: ignore[arg-type]
+    with pytest.warns(RuntimeWarning, match="2 of 40"):
+        tch = RidgeEncoder(backend="torch", device="cpu", **kw).fit(x, y)  # type: ignore[arg-type]
+    assert calls, "the row-streamed path was not used"
+    np.testing.assert_array_equal(tch.valid_targets_, ref.valid_targets_)
+    np.testing.assert_allclose(tch.cv_mse_, ref.cv_mse_, rtol=1e-9)
+    np.testing.assert_array_equal(tch.best_alphas_, ref.best_alphas_)
+    np.testing.assert_allclose(tch.predict(x), ref.predict(x), rtol=1e-9, atol=1e-8)

@@ -515,7 +515,6 @@ def _read_batch(
     NaN/inf stay confined to their own columns in the GEMM; they and constant targets are dropped afterwards.
     ``keep_y``: also return the batch's valid raw targets (K-fold needs them; a copy when some are invalid).
     """
-    n = y.shape[0]
     yb = be.put_view(y[:, sl])
     if be.name == "numpy":  # ua = [U, 1]: one GEMM gives P and the column sums; one threaded pass the squares
         full = ua.T @ yb  # (r + 1, b)
@@ -524,6 +523,56 @@ def _read_batch(
     else:
         proj = ua.T @ yb  # (r, b)
         s1, s2 = be.col_stats(yb)
+    return _finish_batch(y, sl, proj, s1, s2, ua, usum, fit_intercept, be, yb if keep_y else None)
+
+
+def _row_streamed_batch(y: np.ndarray, ua: Any, usum: np.ndarray, fit_intercept: bool, be: _Backend) -> _Batch:
+    """All targets as one batch, torch backend: Y streamed to the device in contiguous row blocks.
+
+    P = Σ_blocks U_blockᵀ Y_block and the column sums / sums of squares accumulate on the device, so no strided
+    column slab is gathered on the host (that copy, not the arithmetic, dominated the column-batch path on a GPU).
+    """
+    torch = be.torch
+    n, v = y.shape
+    rows = max(1, _BATCH_ELEMENTS_GPU // max(v, 1))
+    proj = torch.zeros((ua.shape[1], v), dtype=be.t_dtype, device=be.dev)
+    s1 = torch.zeros(v, dtype=torch.float64, device=be.dev)
+    s2 = torch.zeros(v, dtype=torch.float64, device=be.dev)
+    for start in range(0, n, rows):
+        yb = be.put(y[start : start + rows])
+        proj.addmm_(ua[start : start + rows].T, yb)
+        s1 += yb.sum(0, dtype=torch.float64)
+        s2 += (yb * yb).sum(0, dtype=torch.float64)
+        del yb
+    return _finish_batch(y, slice(0, v), proj, be.get(s1), be.get(s2), ua, usum, fit_intercept, be, None)
+
+
+def _stream_fits(r: int, v: int, n: int, be: _Backend) -> bool:
+    """Whether the row-streamed path's device arrays (about six r × v, one row block) fit in free GPU memory."""
+    if not be.is_gpu:
+        return True
+    free, _ = be.torch.cuda.mem_get_info(be.dev)
+    item = 4 if be.np_dtype == np.float32 else 8
+    return 6 * (r + 1) * v * item + _BATCH_ELEMENTS_GPU * item < 0.8 * free
+
+
+def _finish_batch(
+    y: np.ndarray,
+    sl: slice,
+    proj: Any,
+    s1: np.ndarray,
+    s2: np.ndarray,
+    ua: Any,
+    usum: np.ndarray,
+    fit_intercept: bool,
+    be: _Backend,
+    yb: Any,
+) -> _Batch:
+    """From raw UᵀY (r, b) and column sums / sums of squares of Y[:, sl]: mask bad targets, centre, build the batch.
+
+    ``yb``: the batch's raw targets on the backend, kept (valid columns only) when given.
+    """
+    n = y.shape[0]
     finite = np.isfinite(s1) & np.isfinite(s2)
     mean = np.where(finite, s1, 0.0) / n if fit_intercept else np.zeros(s1.size)
     ss = np.where(finite, s2, 0.0) - (n * mean**2 if fit_intercept else 0.0)
@@ -559,7 +608,7 @@ def _read_batch(
                 proj[:, be.torch.from_numpy(pos).to(proj.device)] = new_proj
             ss[pos] = be.col_stats(yc)[1]
     yv = None
-    if keep_y:
+    if yb is not None:
         yv = yb if all_valid else be.cols(yb, idx)
     return _Batch(
         cols=np.arange(sl.start, sl.stop)[idx],
@@ -625,8 +674,16 @@ def _fit_ridge_impl(
             intercept[b.cols] = b.mean - x_mean_d @ w
 
     r = basis.s.size
-    for sl in _batches(v, n, r, batch, be, views_only=cv == "gcv"):
-        b = _read_batch(y, sl, ua, usum, fit_intercept, be, keep_y=isinstance(cv, int))
+    stream = cv == "gcv" and be.name == "torch" and batch is None and _stream_fits(r, v, n, be)
+
+    def read_batches(views_only: bool, keep_y: bool) -> Iterator[tuple[slice, _Batch]]:
+        if stream:
+            yield slice(0, v), _row_streamed_batch(y, ua, usum, fit_intercept, be)
+            return
+        for sl in _batches(v, n, r, batch, be, views_only=views_only):
+            yield sl, _read_batch(y, sl, ua, usum, fit_intercept, be, keep_y=keep_y)
+
+    for sl, b in read_batches(views_only=cv == "gcv", keep_y=isinstance(cv, int)):
         valid_all[sl] = b.valid
         intercept[sl] = b.fill if fit_intercept else 0.0
         if b.cols.size == 0:
@@ -655,8 +712,7 @@ def _fit_ridge_impl(
         shared = float(alphas[shared_idx])
         best[valid_all] = shared
         if compute_coef:  # a second pass: the shared α is known only now
-            for sl in _batches(v, n, r, batch, be, views_only=True):
-                b = _read_batch(y, sl, ua, usum, fit_intercept, be)
+            for _, b in read_batches(views_only=True, keep_y=False):
                 if b.cols.size:
                     solve(b, np.full(b.cols.size, shared_idx))
     n_bad = int((~valid_all).sum())
