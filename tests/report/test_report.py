@@ -259,3 +259,27 @@ def test_build_report_errors(tmp_path: Path, encoding_df: pd.DataFrame) -> None:
     encoding_df.drop(columns="noise_ceiling_r").to_csv(cols / "encoding.csv", index=False)
     with pytest.raises(DataError, match="noise_ceiling_r"):
         build_report(cols)
+
+
+def test_plot_training_curves_and_decoding(tmp_path: Path) -> None:
+    from llmvem.errors import DataError
+    from llmvem.report import plot_decoding, plot_training_curves
+
+    epochs = np.arange(6)
+    hist = {
+        f"{cond} seed {s}": pd.DataFrame({"epoch": epochs, "lambda": 1.0, "lr": 1e-3,
+                                          "train_total": np.exp(-epochs / (3 + s)),
+                                          "val_label_accuracy": 0.5 + epochs / 20})
+        for cond in ("aligned", "twin") for s in (0, 1)
+    }  # fmt: skip
+    png = plot_training_curves(hist, tmp_path / "curves.png")
+    assert png.stat().st_size > 5000
+    with pytest.raises(DataError, match="no metric columns"):
+        plot_training_curves({"a": pd.DataFrame({"epoch": epochs, "lr": 1.0})}, tmp_path / "x.png")
+    with pytest.raises(DataError, match="epoch"):
+        plot_training_curves({"a": pd.DataFrame({"loss": epochs})}, tmp_path / "x.png")
+    dec = pd.DataFrame({"subject": ["s1", "s2"], "identification_accuracy": [0.9, 0.7], "top1": [0.4, 0.2],
+                        "top1_chance": [0.1, 0.1]})  # fmt: skip
+    assert plot_decoding(dec, tmp_path / "dec.png").stat().st_size > 5000
+    with pytest.raises(DataError, match="decoding"):
+        plot_decoding(dec.drop(columns="top1"), tmp_path / "dec2.png")

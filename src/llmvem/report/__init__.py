@@ -2,14 +2,21 @@
 
 - :mod:`llmvem.report.tables`: :func:`format_encoding_table`, :func:`format_rsa_table`, :func:`to_markdown`;
 - :mod:`llmvem.report.plots`: :func:`plot_encoding`, :func:`plot_rsa`, :func:`plot_decoding`, :func:`plot_rdms`,
-  :func:`plot_r_histograms`;
+  :func:`plot_r_histograms`, :func:`plot_training_curves`;
 - :mod:`llmvem.report.html`: :class:`Section`, :func:`write_html_report`, :func:`build_report`.
 
 matplotlib, pandas and rich are imported only inside the functions that use them.
 """
 
 from llmvem.report.html import Section, build_report, write_html_report
-from llmvem.report.plots import plot_decoding, plot_encoding, plot_r_histograms, plot_rdms, plot_rsa
+from llmvem.report.plots import (
+    plot_decoding,
+    plot_encoding,
+    plot_r_histograms,
+    plot_rdms,
+    plot_rsa,
+    plot_training_curves,
+)
 from llmvem.report.tables import format_encoding_table, format_rsa_table, to_markdown
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
     "plot_r_histograms",
     "plot_rdms",
     "plot_rsa",
+    "plot_training_curves",
     "to_markdown",
     "write_html_report",
 ]

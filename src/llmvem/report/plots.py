@@ -378,3 +378,46 @@ def plot_decoding(df: pd.DataFrame, path: str | Path, title: str | None = None) 
         ax.legend(loc="upper right", fontsize=8, frameon=True, framealpha=0.9)
     fig.suptitle(title or "Brain → embedding decoding (held-out stimuli)", fontsize=11)
     return _save(fig, path)
+
+
+def plot_training_curves(
+    histories: Mapping[str, pd.DataFrame], path: str | Path, title: str | None = None, max_panels: int = 6
+) -> Path:
+    """Small multiples of per-epoch training metrics, one line per run (e.g. ``aligned seed 0``, ``twin seed 0``).
+
+    Args:
+        histories: run label → per-epoch table with an ``epoch`` column and metric columns (``train_*``, ``val_*``;
+            ``lambda`` and ``lr`` are skipped). Runs of the same condition share a colour when labels are
+            ``"<condition> seed <k>"``.
+        path: PNG file to write (parent folders are created).
+        title: figure title.
+        max_panels: at most this many metrics (train metrics first, then validation).
+    """
+    if not histories:
+        raise DataError("plot_training_curves got no runs: pass a dict of label -> per-epoch DataFrame")
+    for label, df in histories.items():
+        check_columns(df, ("epoch",), f"training history {label!r}")
+    metrics = _unique(c for df in histories.values() for c in df.columns if c not in ("epoch", "lambda", "lr"))
+    metrics = sorted(metrics, key=lambda c: (not str(c).startswith("train_"), str(c)))[:max_panels]
+    if not metrics:
+        raise DataError("plot_training_curves: the histories hold no metric columns besides epoch/lambda/lr")
+    conditions = _unique(str(label).split(" seed ")[0] for label in histories)
+    cols = min(3, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig = _new_figure(3.4 * cols + 1.6, 2.6 * rows + 0.6, constrained=True)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, metric in zip(axes, metrics, strict=False):
+        _tidy_axes(ax)
+        for label, df in histories.items():
+            if metric not in df.columns:
+                continue
+            colour, _ = _style(conditions.index(str(label).split(" seed ")[0]))
+            ax.plot(df["epoch"], df[metric], color=colour, linewidth=1.4, alpha=0.85, label=str(label))
+        ax.set_title(str(metric).replace("_", " "), fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+    for ax in axes[len(metrics) :]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7, frameon=False)
+    fig.suptitle(title or "Training curves", fontsize=11)
+    return _save(fig, path)
