@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmvem.errors import ConfigError
 
@@ -63,6 +63,12 @@ class DescribeConfig(_Section):
     retry_base_s: float = Field(1.0, ge=0, description="first backoff (doubles per retry, with jitter)")
     max_side: int = Field(1536, ge=0, description="downscale images to this longer side before sending (0: never)")
     max_consecutive_failures: int = Field(50, ge=1, description="stop after this many backend failures in a row")
+    image_splitting: bool | None = Field(
+        None, description="transformers backend: tile large images (Idefics3/SmolVLM); None: the processor's default"
+    )
+    clean: str | list[str] = Field(
+        default_factory=list, description="cleaning steps for the output texts: preamble, closing (raw text kept)"
+    )
 
 
 class EmbedConfig(_Section):
@@ -80,10 +86,13 @@ class EmbedConfig(_Section):
 class FeaturesConfig(_Section):
     """Image features of the vision backbone."""
 
-    backbone: str = "efficientnet_lite0"
+    backbone: str = Field("efficientnet_lite0", description="efficientnet_lite0, timm:ARCH or hf_clip:ID|PATH")
+    layer: str | None = Field(None, description="tap this named module (layer3, blocks.9, encoder.layers.5 ...)")
+    pooling: Literal["avg", "cls", "max"] | None = Field(None, description="null: the backbone's (or layer's) default")
     batch_size: int = Field(32, ge=1)
     model: Path | None = Field(None, description="run directory of a fine-tuned model (else the pretrained backbone)")
     weights: str = Field("aligned-seed0", description="which of the run's models/<name>.safetensors to use")
+    pif: bool = Field(False, description="with a visual_words model: PIF features softmax(vocab head) @ embeddings")
 
 
 class TrainConfig(_Section):
@@ -115,12 +124,25 @@ class FinetuneConfig(_Section):
 
     backbone: str = "efficientnet_lite0"
     trainable_blocks: int | None = Field(3, ge=0, description="blocks at the top that train (null: all)")
+    augment: Literal["none", "flip", "crop_flip"] = Field(
+        "none", description="trainable_blocks null only: per-sample random resized crop and/or horizontal flip"
+    )
+    augment_min_scale: float = Field(0.25, gt=0, le=1, description="crop_flip: smallest crop, as a share of the area")
     projection: Literal["linear", "mlp", "mlp_bn"] = "mlp_bn"
     aligned_task: Literal["none", "multilabel"] = Field(
         "multilabel", description="task loss kept in the aligned model: none (alignment only) or HED labels"
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    loss: Literal["infonce", "infonce_one_way", "cosine", "byol"] = "infonce"
+    loss: Literal["infonce", "infonce_one_way", "cosine", "byol", "visual_words"] = Field(
+        "infonce", description="visual_words: a vocabulary head fit to the descriptions' bag of words (VW-LMM)"
+    )
+    vocabulary: str = Field("minilm", description="visual_words: tokenizer/model whose vocabulary the head predicts")
+    vocab_head_init: Literal["random", "embeddings"] = Field(
+        "embeddings", description="visual_words: head rows from the token embeddings, or random"
+    )
+    bow_weighting: Literal["tf", "tfidf"] = Field(
+        "tfidf", description="visual_words: description word counts (tf) or tf-idf over the training descriptions"
+    )
     temperature: float = Field(0.1, gt=0)
     learn_temperature: bool = False
     lambda_align: float = Field(1.0, ge=0)
@@ -135,9 +157,20 @@ class FinetuneConfig(_Section):
     grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
     amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU)")
     early_stopping_patience: int = Field(0, ge=0, description="epochs without validation improvement (0: off)")
+    tensorboard: bool = Field(True, description="also log the metrics as TensorBoard scalars in <checkpoints>/tb")
     val_fraction: float = Field(0.15, gt=0, lt=0.9, description="held-out share of the training images")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     n_images: int = Field(1000, ge=20, le=1000, description="NSD images used (first n)")
+
+    @model_validator(mode="after")
+    def _augment_needs_images(self) -> FinetuneConfig:
+        # With a frozen bottom the inputs are cached activations, which cannot be cropped or flipped.
+        if self.augment != "none" and self.trainable_blocks is not None:
+            raise ValueError(
+                f"augment={self.augment!r} needs trainable_blocks: null (the whole network trains on images); "
+                f"with trainable_blocks={self.trainable_blocks} the inputs are cached activations"
+            )
+        return self
 
 
 class EncodingConfig(_Section):
@@ -199,6 +232,13 @@ class EvaluateInputs(_Section):
     captions: Path | None = Field(None, description="decode: caption corpus for retrieval (.jsonl/.csv/.txt)")
 
 
+class WordsConfig(_Section):
+    """Visual-word readouts (``llmvem words``, the visual-words sections of reports)."""
+
+    top_k: int = Field(10, ge=1, le=1000, description="words per image, voxel or ROI")
+    n_shuffles: int = Field(1000, ge=10, description="permutations of the shuffled-description baseline")
+
+
 class EvaluateConfig(_Section):
     encoding: EncodingConfig = Field(default_factory=EncodingConfig)
     rsa: RSAConfig = Field(default_factory=RSAConfig)
@@ -223,6 +263,7 @@ class ExperimentConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    words: WordsConfig = Field(default_factory=WordsConfig)
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, list[str]]:

@@ -73,3 +73,50 @@ def test_resume_index_of_100k_records_is_fast(tmp_path: Path) -> None:
     log = DescriptionLog(p, writable=False)
     assert len(log) == 100_000
     assert time.perf_counter() - t0 < 3.0  # about 0.1 s idle; generous for loaded CI cores
+
+
+def test_short_writes_are_completed_and_failed_writes_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import llmvem.describe.log as log_module
+
+    p = tmp_path / "job.jsonl"
+    real_write = os.write
+    log = DescriptionLog(p)
+    log.append(_k(0), True, {"text": "first"})
+    good = p.read_bytes()
+    monkeypatch.setattr(log_module.os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))  # 7 bytes a call
+    log.append(_k(1), True, {"text": "written in pieces"})
+    calls = []
+
+    def half_then_full_disk(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log_module.os, "write", half_then_full_disk)
+    with pytest.raises(StoreError, match="disk full"):
+        log.append(_k(2), True, {"text": "never stored"})
+    monkeypatch.undo()
+    assert len(calls) == 2
+    log.append(_k(3), True, {"text": "after the failure"})  # no torn line in the middle to glue it onto
+    log.close()
+    lines = p.read_bytes().splitlines()
+    assert p.read_bytes().startswith(good) and [json.loads(x)["key"] for x in lines] == [_k(0), _k(1), _k(3)]
+    again = DescriptionLog(p, writable=False)
+    assert [r["text"] for r in again.records()] == ["first", "written in pieces", "after the failure"]
+
+
+def test_a_log_that_cannot_be_read_is_not_left_locked(tmp_path: Path) -> None:
+    p = tmp_path / "job.jsonl"
+    p.write_text("not json\n")
+    with pytest.raises(StoreError, match="not a description record") as first:
+        DescriptionLog(p)
+    # the caller keeps the error (its traceback holds the half-built log): the lock must be released anyway,
+    # so a second attempt reports the bad line again instead of "another describe run is writing"
+    with pytest.raises(StoreError, match="not a description record"):
+        DescriptionLog(p)
+    assert first.value is not None

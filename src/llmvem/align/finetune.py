@@ -5,19 +5,27 @@ Inputs are the cached activations of the frozen bottom (see :mod:`llmvem.vision.
 order comes from a generator seeded by ``(seed, epoch)`` and the global torch RNG state (dropout, drop-connect) is
 checkpointed, so a run killed after epoch k and resumed reproduces the uninterrupted run.
 
+When the whole network trains (``trainable_blocks: null``) the inputs are the preprocessed images and
+``cfg.augment`` (``flip`` / ``crop_flip``) crops and flips each training sample on the fly; the sample keeps its own
+text embedding and labels, and the crops come from a generator seeded by ``(seed, epoch)``, so resuming stays exact.
+With a frozen bottom the cached activations cannot be augmented: asking for it is a configuration error.
+
 Checkpoints: ``<ckpt_dir>/epoch-NNNN/`` (``model.safetensors``, ``optim.pt``, ``state.json``) published by an
-atomic rename, then ``latest.json`` points at it; ``metrics.csv`` logs every epoch.
+atomic rename, then ``latest.json`` points at it; ``metrics.csv`` logs every epoch, and (``cfg.tensorboard``, when
+the ``tensorboard`` package is installed) ``<ckpt_dir>/tb/`` holds the same metrics as TensorBoard scalars
+(``train/total``, ``train/task``, ``train/align``, ``val/*``, ``lambda``, ``lr``; step = epoch).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +36,7 @@ from llmvem.align.distributed import dist_info, gather_with_grad
 from llmvem.align.heads import projection_head, task_head, task_loss
 from llmvem.align.losses import ALIGN_LOSSES
 from llmvem.config import FinetuneConfig
-from llmvem.errors import DataError, LlmvemError
+from llmvem.errors import ConfigError, DataError, LlmvemError
 from llmvem.hashing import artifact_key
 from llmvem.store import atomic_write_text
 
@@ -43,7 +51,8 @@ class FinetuneData:
 
     Attributes:
         activations: (n, C, h, w) float32 outputs of the frozen bottom.
-        text: (n, t) description embeddings, or ``None`` (no alignment possible).
+        text: (n, t) description embeddings (for ``loss: visual_words``: (n, V) visual-word target distributions),
+            or ``None`` (no alignment possible).
         targets: (n, L) multi-hot task labels, or ``None``.
     """
 
@@ -71,8 +80,20 @@ class FinetuneResult:
     ckpt_dir: Path | None = None
 
 
-def build_model(split: Any, cfg: FinetuneConfig, text_dim: int | None, n_labels: int | None, task: str) -> Any:
-    """The trainable model: the split network's top, a projection head (if aligning) and a task head."""
+def build_model(
+    split: Any,
+    cfg: FinetuneConfig,
+    text_dim: int | None,
+    n_labels: int | None,
+    task: str,
+    text_prior: np.ndarray | None = None,
+) -> Any:
+    """The trainable model: the split network's top, a projection head (if aligning) and a task head.
+
+    With ``cfg.loss == "visual_words"`` the projection head is a vocabulary head (``text_dim`` = V outputs, see
+    :func:`llmvem.visualwords.vocab_head`), its bias starting at ``log text_prior`` (the mean training target) when
+    given.
+    """
     import torch
     from torch import nn
 
@@ -80,7 +101,7 @@ def build_model(split: Any, cfg: FinetuneConfig, text_dim: int | None, n_labels:
         def __init__(self) -> None:
             super().__init__()
             self.top = copy.deepcopy(split.top)  # every run starts from the pretrained weights
-            self.project = projection_head(cfg.projection, split.feature_dim, text_dim) if text_dim else None
+            self.project = _projection(cfg, split.feature_dim, text_dim, text_prior) if text_dim else None
             self.task = task_head(task, split.feature_dim, n_labels or 0) if task != "none" else None
             self.log_temp = nn.Parameter(torch.tensor(math.log(cfg.temperature)), requires_grad=cfg.learn_temperature)
 
@@ -94,6 +115,24 @@ def build_model(split: Any, cfg: FinetuneConfig, text_dim: int | None, n_labels:
             return out
 
     return Aligned()
+
+
+#: settings that only the alignment term uses: a twin (λ = 0) is the same run whatever their values
+ALIGN_ONLY_KEYS = frozenset(
+    {"projection", "loss", "temperature", "learn_temperature", "lambda_schedule", "vocabulary", "vocab_head_init",
+     "bow_weighting"}
+)  # fmt: skip
+
+
+def _projection(cfg: FinetuneConfig, in_dim: int, out_dim: int, prior: np.ndarray | None) -> Any:
+    if cfg.loss != "visual_words":
+        return projection_head(cfg.projection, in_dim, out_dim)
+    from llmvem.visualwords import load_vocabulary, vocab_head
+
+    vocab = load_vocabulary(cfg.vocabulary)
+    vocab.check_size(out_dim, "the visual-word targets (text columns)")
+    emb = vocab.embeddings if cfg.vocab_head_init == "embeddings" else None
+    return vocab_head(in_dim, out_dim, cfg.vocab_head_init, embeddings=emb, prior=prior)
 
 
 def _lambda_at(cfg: FinetuneConfig, lambda_align: float, epoch: int) -> float:
@@ -177,15 +216,30 @@ def finetune(
         raise DataError("nothing to train: no task and lambda_align = 0")
     if len(train_idx) < cfg.batch_size and len(train_idx) < 4:
         raise DataError(f"too few training images ({len(train_idx)})")
+    augment = cfg.augment
+    if augment != "none" and not getattr(split, "trains_whole_network", False):
+        raise ConfigError(
+            f"finetune.augment={augment!r} needs the whole network to train (trainable_blocks: null): with a frozen "
+            "bottom the inputs are cached activations, which cannot be cropped or flipped"
+        )
+    if augment != "none" and data.activations.ndim != 4:
+        raise DataError(f"augmentation needs images (n, 3, H, W), got activations of shape {data.activations.shape}")
     run_spec = {
         # λ and the task actually used are keyed below: a twin (λ = 0) is the same run whatever the aligned λ
-        "cfg": cfg.model_dump(mode="json", exclude={"seeds", "n_images", "lambda_align", "aligned_task"}),
+        "cfg": cfg.model_dump(
+            mode="json",
+            # augmentation is keyed below only when it is on (older runs stay valid); logging changes no weight
+            exclude={"seeds", "n_images", "lambda_align", "aligned_task", "augment", "augment_min_scale", "tensorboard"}
+            | (ALIGN_ONLY_KEYS if lambda_align == 0 else set()),
+        ),
         "lambda": lambda_align,
         "task": task,
         "seed": seed,
         "n": len(data.activations),
         "split": split.identity,
     }
+    if augment != "none":
+        run_spec["augment"] = {"mode": augment, "min_scale": cfg.augment_min_scale}
     run_key = artifact_key(run_spec)
 
     torch.manual_seed(seed)
@@ -195,6 +249,11 @@ def finetune(
         data.text.shape[1] if (data.text is not None and lambda_align > 0) else None,
         data.targets.shape[1] if data.targets is not None else None,
         task,
+        text_prior=(
+            np.asarray(data.text[train_idx], dtype=np.float64).mean(0)
+            if data.text is not None and lambda_align > 0 and cfg.loss == "visual_words"
+            else None
+        ),
     ).to(device)
     rank, world = dist_info()
     train_model: Any = model
@@ -237,13 +296,15 @@ def finetune(
         elif rank == 0:  # a different configuration: start afresh, never mix
             shutil.rmtree(ckpt_dir)
 
-    def run_batch(idx: torch.Tensor, lam: float, train: bool) -> dict[str, torch.Tensor]:
+    def run_batch(idx: torch.Tensor, lam: float, train: bool, aug: np.ndarray | None = None) -> dict[str, torch.Tensor]:
         # In training under torchrun each rank takes every world-th sample of the global batch; the alignment loss
         # is computed on the projections gathered from all ranks (in rank order, hence `gathered` below).
         distributed = train and world > 1
         local = idx[rank::world] if distributed else idx
         gathered = torch.cat([idx[r::world] for r in range(world)]) if distributed else idx
         a = acts[local].to(device)
+        if aug is not None:  # crop/flip each sample in place in the batch: its text and labels stay its own
+            a = apply_augment(a, aug[rank::world] if distributed else aug)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             out = (train_model if train else model)(a)
         parts: dict[str, torch.Tensor] = {}
@@ -258,9 +319,14 @@ def finetune(
         return parts
 
     from llmvem.progress import progress_bar
+    from llmvem.vision.augment import apply_augment, sample_augment_params
 
     patience_left = cfg.early_stopping_patience
-    with progress_bar(f"train {label}", total=cfg.epochs, enabled=progress) as advance:
+    log_tb = cfg.tensorboard and rank == 0 and start_epoch < cfg.epochs
+    with (
+        progress_bar(f"train {label}", total=cfg.epochs, enabled=progress) as advance,
+        _tensorboard_writer(ckpt_dir / "tb", log_tb, start_epoch) as tb,
+    ):
         advance(start_epoch)
         for epoch in range(start_epoch, cfg.epochs):
             lam = _lambda_at(cfg, lambda_align, epoch)
@@ -268,12 +334,17 @@ def finetune(
             model.top.train()
             gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
             order = torch.from_numpy(np.asarray(train_idx))[torch.randperm(len(train_idx), generator=gen)]
+            aug_rng = np.random.default_rng([seed, epoch, 0xA06]) if augment != "none" else None
             sums: dict[str, float] = {}
             n_batches = 0
             opt.zero_grad(set_to_none=True)
             for b in range(steps_per_epoch * cfg.grad_accum):
                 idx = order[b * bs : (b + 1) * bs]
-                parts = run_batch(idx, lam, True)
+                aug = None
+                if aug_rng is not None:  # parameters for the global batch, so every rank count crops alike
+                    h, w = acts.shape[-2:]
+                    aug = sample_augment_params(aug_rng, len(idx), h, w, augment, cfg.augment_min_scale)
+                parts = run_batch(idx, lam, True, aug)
                 if not torch.isfinite(parts["total"]):
                     raise TrainingDivergedError(
                         f"{label}: loss became {float(parts['total'].detach())} at epoch {epoch}, batch {b}; "
@@ -305,6 +376,8 @@ def finetune(
                 "best_loss": best[0],
                 "best_epoch": best[1],
             }
+            if tb is not None:  # before the checkpoint: a resumed run purges steps >= its first epoch
+                _log_scalars(tb, row)
             if rank == 0:  # one writer; the other ranks wait for the checkpoint
                 path = _save_checkpoint(ckpt_dir, epoch, model, opt, state)
                 _prune_checkpoints(ckpt_dir, keep={path.name, f"epoch-{best[1]:04d}"})
@@ -383,6 +456,38 @@ def _prune_checkpoints(ckpt_dir: Path, keep: set[str]) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _tensorboard_writer(log_dir: Path, enabled: bool, start_epoch: int) -> Iterator[Any]:
+    """A TensorBoard ``SummaryWriter`` on ``log_dir`` (or ``None``: disabled, or tensorboard not installed).
+
+    A resumed run (``start_epoch > 0``) purges the events of steps ≥ ``start_epoch`` an interrupted run may have
+    left, so every epoch appears once.
+    """
+    writer: Any = None
+    if enabled:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional at run time: metrics.csv is always written
+            writer = None
+        else:
+            writer = SummaryWriter(log_dir=str(log_dir), purge_step=start_epoch if start_epoch > 0 else None)
+    try:
+        yield writer
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _log_scalars(writer: Any, row: dict[str, float]) -> None:
+    """One epoch's metrics as scalars at step = epoch: ``train_total`` → ``train/total``, ``lambda``, ``lr`` ..."""
+    epoch = int(row["epoch"])
+    for key, value in row.items():
+        if key != "epoch":
+            tag = key.replace("_", "/", 1) if key.startswith(("train_", "val_")) else key
+            writer.add_scalar(tag, float(value), global_step=epoch)
+    writer.flush()
+
+
 def _write_metrics_csv(path: Path, history: list[dict[str, float]]) -> None:
     cols = sorted({k for row in history for k in row}, key=lambda c: (c != "epoch", c))
     lines = [",".join(cols)] + [",".join(f"{row.get(c, '')}" for c in cols) for row in history]
@@ -414,12 +519,17 @@ def features_from_run(
     batch_size: int = 32,
     device: str = "cpu",
     progress: bool = False,
+    layer: str | None = None,
+    pooling: str | None = None,
 ) -> np.ndarray:
     """Pooled features (n, D) float32 of ``stimuli`` from a fine-tuned model saved in a run directory.
 
     Args:
         run_dir: a run directory of the ``nsd_objects92`` experiment (``config.yaml`` + ``models/*.safetensors``).
         weights: model file stem, e.g. ``"aligned-seed0"`` or ``"twin-seed1"``.
+        layer: tap this named module of the fine-tuned network (names of the backbone, e.g. ``"_blocks.14"``,
+            ``"layer4.0"``, ``"blocks.10"``) instead of its pooled output; ``pooling`` as in
+            :func:`llmvem.vision.taps.tap_layer`.
     """
     import torch
     import yaml
@@ -427,7 +537,7 @@ def features_from_run(
 
     from llmvem.config import ExperimentConfig
     from llmvem.progress import progress_bar
-    from llmvem.vision import load_backbone
+    from llmvem.vision.taps import tap_layer
     from llmvem.vision.trainable import split_backbone
 
     run_dir = Path(run_dir)
@@ -440,11 +550,15 @@ def features_from_run(
     state = load_file(str(path))
     split.top.load_state_dict({k[len("top.") :]: v for k, v in state.items() if k.startswith("top.")})
     split.top.eval()
-    bb = load_backbone(cfg.finetune.backbone, device="cpu")
+    bb = split.backbone  # shares its modules with bottom and top: it now holds the fine-tuned weights
+    tapped = tap_layer(bb, layer, pooling=pooling) if layer is not None else None
     out = []
     with progress_bar(f"features ({weights})", total=len(stimuli), enabled=progress) as advance, torch.inference_mode():
         for i in range(0, len(stimuli), batch_size):
             batch = torch.stack([bb.preprocess(stimuli.load(k)) for k in range(i, min(i + batch_size, len(stimuli)))])
-            out.append(split.top(split.bottom(batch.to(device))).cpu().numpy())
+            if tapped is not None:
+                out.append(tapped.features(batch).cpu().numpy())
+            else:
+                out.append(split.top(split.bottom(batch.to(device))).cpu().numpy())
             advance(len(batch))
     return np.concatenate(out).astype(np.float32)

@@ -51,3 +51,23 @@ def cosine_distance(image: Any, text: Any, temperature: float = 0.1) -> Any:
 def byol(image: Any, text: Any, temperature: float = 0.1) -> Any:
     """BYOL regression loss 2 − 2·cos(image, text)."""
     return (2.0 - 2.0 * (_normalise(image) * _normalise(text)).sum(-1)).mean()
+
+
+@ALIGN_LOSSES.register("visual_words")
+def visual_words(image: Any, text: Any, temperature: float = 0.1) -> Any:
+    """VW-LMM's visual-word loss: KL(text ‖ softmax(image)), mean over the batch.
+
+    Here ``image`` (B, V) are a vocabulary head's logits and ``text`` (B, V) each image's target distribution over
+    the same vocabulary (rows sum to 1: the description's bag of words, see :mod:`llmvem.visualwords.targets`).
+    ``temperature`` is ignored (a learnable linear head makes it redundant).
+    """
+    import torch.nn.functional as F
+
+    from llmvem.errors import DataError
+
+    if image.shape != text.shape:
+        raise DataError(
+            f"vocabulary mismatch: the vocabulary head gives {tuple(image.shape)} logits but the visual-word targets "
+            f"have shape {tuple(text.shape)}; head and targets must use the same tokenizer"
+        )
+    return F.kl_div(F.log_softmax(image.float(), dim=-1), text.float(), reduction="batchmean")

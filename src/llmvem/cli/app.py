@@ -54,6 +54,8 @@ FLAG_KEYS: dict[str, str] = {
     "--timeout": "describe.timeout_s",
     "--max-retries": "describe.max_retries",
     "--max-side": "describe.max_side",
+    "--image-splitting/--no-image-splitting": "describe.image_splitting",
+    "--clean": "describe.clean",
     "--encoder": "embed.encoder",
     "--policy": "embed.policy",
     "--aggregate": "embed.aggregate",
@@ -61,6 +63,8 @@ FLAG_KEYS: dict[str, str] = {
     "--select-prompt": "embed.select_prompt",
     "--normalize/--no-normalize": "embed.normalize",
     "--backbone": "features.backbone",
+    "--layer": "features.layer",
+    "--pooling": "features.pooling",
     "--epochs": "train.epochs",
     "--lambda-align": "train.lambda_align",
     "--loss": "train.loss",
@@ -82,7 +86,8 @@ FLAG_KEYS: dict[str, str] = {
 
 #: Per-command exceptions to FLAG_KEYS (the same flag name configuring another stage's key).
 COMMAND_FLAG_KEYS: dict[str, dict[str, str]] = {
-    "features": {"--model": "features.model", "--weights": "features.weights"},
+    "features": {"--model": "features.model", "--weights": "features.weights", "--pif/--no-pif": "features.pif"},
+    "words": {"--model": "features.model", "--weights": "features.weights", "--top": "words.top_k"},
 }
 
 
@@ -259,6 +264,17 @@ def describe(
     timeout: Annotated[float | None, typer.Option("--timeout", help="seconds allowed per request")] = None,
     max_retries: Annotated[int | None, typer.Option("--max-retries", help="retries per request")] = None,
     max_side: Annotated[int | None, typer.Option("--max-side", help="downscale images to this side (0: never)")] = None,
+    image_splitting: Annotated[
+        bool | None,
+        typer.Option(
+            "--image-splitting/--no-image-splitting",
+            help="transformers: tile large images (Idefics3/SmolVLM; off: faster). Default: the processor's",
+        ),
+    ] = None,
+    clean: Annotated[
+        list[str] | None,
+        typer.Option("--clean", help="clean the texts written to --out: preamble, closing (raw_text kept); repeatable"),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only say how many requests remain")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -275,6 +291,7 @@ def describe(
       llmvem describe images/ --backend openai --model gpt-4o-mini --base-url https://api.openai.com/v1 --dry-run
       llmvem describe images/ --backend transformers --model ./smolvlm --device cuda --dtype bfloat16
       llmvem describe images/ --backend import --source captions.jsonl --model coco -o desc.parquet
+      llmvem describe images/ --backend import --source gemma3_12b.jsonl --model gemma3_12b --clean preamble
     """
     flags = {
         "--backend": backend,
@@ -296,6 +313,8 @@ def describe(
         "--timeout": timeout,
         "--max-retries": max_retries,
         "--max-side": max_side,
+        "--image-splitting/--no-image-splitting": image_splitting,
+        "--clean": list(clean) if clean else None,
         "--cache-dir": cache_dir,
         "--progress/--no-progress": progress,
     }
@@ -333,6 +352,7 @@ def describe(
             concurrency=conc,
             raise_on_failure=False,
             max_consecutive_failures=d.max_consecutive_failures,
+            clean=d.clean,
         )
         desc.write(out)
         typer.echo(f"{len(desc)} descriptions of {len(stim)} images → {out}")
@@ -360,6 +380,9 @@ def describe_export(
     backend: Annotated[str | None, typer.Option("--backend", help="only this backend")] = None,
     model: Annotated[str | None, typer.Option("--model", help="only this model")] = None,
     prompt: Annotated[list[str] | None, typer.Option("--prompt", help="only these prompts (name or text)")] = None,
+    clean: Annotated[
+        list[str] | None, typer.Option("--clean", help="clean the texts: preamble, closing (raw_text kept); repeatable")
+    ] = None,
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Export the descriptions stored in the artifact store (every run) to JSONL or Parquet.
@@ -370,6 +393,7 @@ def describe_export(
     Examples:
       llmvem describe export descriptions.parquet
       llmvem describe export qwen.jsonl --model qwen2.5vl:7b --images ../shared/data/objects92/images
+      llmvem describe export gemma.jsonl --model gemma3_12b --clean preamble
     """
 
     def go() -> None:
@@ -377,7 +401,14 @@ def describe_export(
         from llmvem.store import ArtifactStore
 
         n = export_descriptions(
-            out, ArtifactStore(cache_dir), format=format, backend=backend, model=model, prompt=prompt, images=images
+            out,
+            ArtifactStore(cache_dir),
+            format=format,
+            backend=backend,
+            model=model,
+            prompt=prompt,
+            images=images,
+            clean=clean,
         )
         typer.echo(f"{n} descriptions → {out}")
 
@@ -487,13 +518,25 @@ def features(
         "features.npy"
     ),
     backbone: Annotated[
-        str | None, typer.Option("--backbone", help="vision backbone (efficientnet_lite0, timm:NAME)")
+        str | None,
+        typer.Option("--backbone", help="vision backbone: efficientnet_lite0, timm:ARCH, hf_clip:HUB_ID|FOLDER"),
+    ] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option("--layer", help="tap this named module (e.g. layer3, blocks.9, encoder.layers.5, _blocks.9)"),
+    ] = None,
+    pooling: Annotated[
+        str | None, typer.Option("--pooling", help="avg, max or cls (default: the backbone's or the layer's)")
     ] = None,
     model: Annotated[
         Path | None, typer.Option("--model", help="run directory of a fine-tuned model (llmvem train)")
     ] = None,
     weights: Annotated[
         str | None, typer.Option("--weights", help="with --model: which model, e.g. aligned-seed0, twin-seed1")
+    ] = None,
+    pif: Annotated[
+        bool | None,
+        typer.Option("--pif/--no-pif", help="with a visual_words --model: PIF features (visual words @ embeddings)"),
     ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -503,14 +546,22 @@ def features(
 ) -> None:
     """Extract pooled image features with a pretrained backbone or a fine-tuned model of a run directory.
 
+    --layer taps any named module (an unknown name lists the close and valid ones); features are cached per
+    backbone, layer and pooling.
+
     Examples:
       llmvem features ../shared/data/objects92/images -o obj92.npy
+      llmvem features images/ --backbone timm:resnet50 --layer layer3 -o layer3.npy
+      llmvem features images/ --backbone hf_clip:openai/clip-vit-base-patch32 --layer encoder.layers.5 --pooling avg
       llmvem features my_images/ --model runs/nsd-objects92-20261122-101500 --weights aligned-seed0 -o aligned.npy
     """
     flags = {
         "--backbone": backbone,
+        "--layer": layer,
+        "--pooling": pooling,
         "--model": model,
         "--weights": weights,
+        "--pif/--no-pif": pif,
         "--cache-dir": cache_dir,
         "--device": device,
         "--progress/--no-progress": progress,
@@ -524,12 +575,22 @@ def features(
         from llmvem.vision import extract_features
 
         cfg = _resolve(config, set_, flags, command="features")
+        if cfg.features.pif and cfg.features.model is None:
+            _fail("--pif needs --model RUN_DIR of a visual_words run (finetune.loss=visual_words)")
         stim = StimulusSet.from_folder(images)
         if cfg.features.model is not None:
             from llmvem.align.finetune import features_from_run
 
-            values = features_from_run(stim, cfg.features.model, cfg.features.weights, cfg.features.batch_size,
-                                       cfg.device, cfg.progress)  # fmt: skip
+            if cfg.features.pif:
+                from llmvem.visualwords.run import pif_from_run
+
+                f, run_dir = cfg.features, cfg.features.model
+                values = pif_from_run(stim, run_dir, f.weights, batch_size=f.batch_size, device=cfg.device,
+                                      progress=cfg.progress)  # fmt: skip
+            else:
+                f, run_dir = cfg.features, cfg.features.model
+                values = features_from_run(stim, run_dir, f.weights, f.batch_size, cfg.device, cfg.progress, f.layer,
+                                           f.pooling)  # fmt: skip
             out.parent.mkdir(parents=True, exist_ok=True)
             np.save(out, values)
             atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(stim.ids) + "\n")
@@ -542,11 +603,73 @@ def features(
             device=cfg.device,
             store=ArtifactStore(cfg.cache_dir),
             progress=cfg.progress,
+            layer=cfg.features.layer,
+            pooling=cfg.features.pooling,
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, fm.values)
         atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(fm.ids) + "\n")
         typer.echo(f"{fm.values.shape[0]} × {fm.values.shape[1]} features → {out}")
+
+    _run(go)
+
+
+@app.command()
+def words(
+    images: Annotated[Path, typer.Argument(help="folder of images")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON file {image file name: [word, ...]}")] = Path(
+        "words.json"
+    ),
+    model: Annotated[
+        Path | None, typer.Option("--model", help="run directory of a visual_words fine-tuned model (llmvem train)")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", help="which model of the run, e.g. aligned-seed0 (default)")
+    ] = None,
+    top: Annotated[int | None, typer.Option("--top", help="words per image (default 10)")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    device: DeviceOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Which words does each image "say"? The top visual words of a visual_words model's vocabulary head.
+
+    The model must come from a run trained with --set finetune.loss=visual_words (VW-LMM's vocabulary head);
+    stop words, subword pieces and special tokens are never listed.
+
+    Examples:
+      llmvem train configs/nsd-objects92.yaml --data-dir ../shared/data --set finetune.loss=visual_words
+      llmvem words ../shared/data/objects92/images --model runs/nsd-objects92-20261122-101500 --top 10 --out w.json
+    """
+    flags = {
+        "--model": model,
+        "--weights": weights,
+        "--top": top,
+        "--device": device,
+        "--progress/--no-progress": progress,
+    }
+
+    def go() -> None:
+        import json
+
+        from llmvem.data.stimuli import StimulusSet
+        from llmvem.store import atomic_write_text
+
+        cfg = _resolve(config, set_, flags, command="words")
+        if cfg.features.model is None:
+            _fail("say which model: --model RUN_DIR (a run trained with --set finetune.loss=visual_words)")
+        from llmvem.visualwords.run import words_from_run
+
+        stim = StimulusSet.from_folder(images)
+        f = cfg.features
+        assert f.model is not None
+        result = words_from_run(stim, f.model, f.weights, cfg.words.top_k, batch_size=f.batch_size,
+                                device=cfg.device, progress=cfg.progress)  # fmt: skip
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        first = next(iter(result.items()))
+        typer.echo(f"{cfg.words.top_k} words for each of {len(result)} images → {out} (e.g. {first[0]}: "
+                   f"{', '.join(first[1][:5])} ...)")  # fmt: skip
 
     _run(go)
 

@@ -2,7 +2,8 @@
 
 Backends (``DESCRIBERS``): ``openai`` (any OpenAI-compatible chat-completions server), ``transformers`` (a local
 Hugging Face vision-language model) and ``import`` (existing captions). :func:`describe_stimuli` runs a resumable,
-concurrent job into the artifact store; :func:`export_descriptions` writes what is stored to JSONL or Parquet.
+concurrent job into the artifact store; :func:`export_descriptions` writes what is stored to JSONL or Parquet; both
+can clean boilerplate off the texts (``clean=["preamble"]``, steps in ``CLEANERS``) while keeping the raw text.
 """
 
 from llmvem.describe import imported as _imported  # noqa: F401  (registers the "import" backend)
@@ -18,6 +19,7 @@ from llmvem.describe.base import (
     Generation,
     ImageRequest,
 )
+from llmvem.describe.clean import CLEANERS, clean_text
 from llmvem.describe.export import export_descriptions, read_records
 from llmvem.describe.from_config import build_describer, generation_params
 from llmvem.describe.prompts import PROMPTS, resolve_prompt
@@ -30,8 +32,8 @@ from llmvem.describe.run import (
 )
 
 __all__ = [
-    "DESCRIBERS", "PROMPTS", "DescribeFailure", "DescribeFailuresError", "DescribePlan", "Describer", "Description",
-    "Descriptions", "Failure", "Generation", "ImageRequest", "build_describer", "describe_stimuli",
-    "export_descriptions", "generation_params", "plan_descriptions", "read_records", "resolve_prompt",
-    "stimuli_from_folder",
+    "CLEANERS", "DESCRIBERS", "PROMPTS", "DescribeFailure", "DescribeFailuresError", "DescribePlan", "Describer",
+    "Description", "Descriptions", "Failure", "Generation", "ImageRequest", "build_describer", "clean_text",
+    "describe_stimuli", "export_descriptions", "generation_params", "plan_descriptions", "read_records",
+    "resolve_prompt", "stimuli_from_folder",
 ]  # fmt: skip

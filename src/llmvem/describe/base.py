@@ -101,7 +101,9 @@ class Description:
     """One stored description with its provenance.
 
     ``seconds`` is the wall time of the request including retries; token counts are ``None`` when the backend
-    does not report them; ``image_notes`` lists conversions applied to the image before it was sent.
+    does not report them; ``image_notes`` lists conversions applied to the image before it was sent. When the
+    descriptions were read with cleaning (``describe_stimuli(clean=...)``), ``clean`` names the steps applied to
+    ``text`` and ``raw_text`` holds the text as generated; otherwise ``clean`` is empty, ``raw_text`` ``None``.
     """
 
     image: str
@@ -120,6 +122,8 @@ class Description:
     finish_reason: str | None = None
     image_notes: list[str] = field(default_factory=list)
     key: str = ""
+    raw_text: str | None = None
+    clean: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,15 @@ class Descriptions:
         """Write the descriptions to JSONL or Parquet (``format`` or the file suffix); returns the path."""
         from llmvem.describe.export import write_records
 
-        return write_records([asdict(r) for r in self.records], path, format)
+        return write_records([_row(r) for r in self.records], path, format)
+
+
+def _row(d: Description) -> dict[str, Any]:
+    """``d`` as a dict for writing; without ``raw_text`` and ``clean`` when no cleaning was applied."""
+    row = asdict(d)
+    if not d.clean:
+        del row["raw_text"], row["clean"]
+    return row
 
 
 def json_default(obj: Any) -> Any:

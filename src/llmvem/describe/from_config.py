@@ -35,6 +35,12 @@ def build_describer(d: DescribeConfig, device: str = "cpu") -> Describer:
         )
     if d.backend == "transformers":
         return factory(
-            d.model, device=device, dtype=d.dtype, batch_size=d.batch_size, max_side=max_side, revision=d.revision
+            d.model,
+            device=device,
+            dtype=d.dtype,
+            batch_size=d.batch_size,
+            max_side=max_side,
+            revision=d.revision,
+            image_splitting=d.image_splitting,
         )
     return factory(source=d.source, model=d.model)

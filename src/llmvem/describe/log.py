@@ -59,15 +59,26 @@ class DescriptionLog:
 
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                os.close(self._fd)
-                self._fd = None
+                self._release()
                 raise StoreError(
                     f"another describe run is writing {self.path}; wait for it to finish (two runs of the same job "
                     "would duplicate requests)"
                 ) from None
             except ImportError:  # pragma: no cover - not POSIX
                 pass
-        self._load()
+            except OSError as exc:  # pragma: no cover - a file system without locks
+                self._release()
+                raise StoreError(f"cannot lock {self.path} ({exc}); put the artifact store on a local disk") from None
+        try:
+            self._load()
+        except BaseException:
+            self._release()  # a log that cannot be read must not stay locked by this process
+            raise
+
+    def _release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
 
     # ------------------------------------------------------------------ reading
     def _load(self) -> None:
@@ -177,9 +188,7 @@ class DescriptionLog:
         body = dumps(record)
         line = f'{{"key":"{key}","ok":{"true" if ok else "false"}' + ("," + body[1:] if body != "{}" else "}") + "\n"
         data = line.encode("utf-8")
-        written = os.write(self._fd, data)
-        if written != len(data):  # pragma: no cover - only on a full disk
-            raise StoreError(f"short write to {self.path} ({written} of {len(data)} bytes); is the disk full?")
+        self._write_line(self._fd, data)
         loc = (self._size, len(data) - 1)
         self._size += len(data)
         if ok:
@@ -190,6 +199,26 @@ class DescriptionLog:
         self._dirty = True
         if time.monotonic() - self._last_sync >= self.sync_every_s:
             self.sync()
+
+    def _write_line(self, fd: int, data: bytes) -> None:
+        """Append ``data`` whole, or leave the file as it was.
+
+        One ``write`` normally takes the whole line. A short write (possible on some file systems when a signal
+        arrives) is completed by further writes — the lock makes this process the only writer, so ``O_APPEND``
+        puts the rest right after. If writing fails (a full disk), the partial line is cut off again: a torn line
+        must never stay in the middle of the log, where later records would be glued onto it.
+        """
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(fd, view)
+                if n <= 0:  # pragma: no cover - write(2) returns > 0 or raises
+                    raise OSError("write returned 0")
+                view = view[n:]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._size)
+            raise StoreError(f"cannot append to {self.path} ({exc}); is the disk full?") from None
 
     def sync(self) -> None:
         """Flush written records to the disk (``fdatasync``)."""
@@ -203,8 +232,7 @@ class DescriptionLog:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 self.sync()
-            os.close(self._fd)
-            self._fd = None
+            self._release()
 
     def __enter__(self) -> DescriptionLog:
         return self

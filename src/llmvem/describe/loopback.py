@@ -166,6 +166,13 @@ class LoopbackChatServer:
         request_queue_size = 128
         owner: LoopbackChatServer
 
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            import sys
+
+            if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+                return  # a client that went away (killed, timed out): expected, not worth a traceback
+            super().handle_error(request, client_address)
+
     def __init__(
         self,
         port: int = 0,

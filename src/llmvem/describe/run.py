@@ -30,6 +30,7 @@ from llmvem.describe.base import (
     ImageRequest,
     check_text,
 )
+from llmvem.describe.clean import clean_steps, clean_text
 from llmvem.describe.log import DescriptionLog
 from llmvem.describe.prompts import resolve_prompt
 from llmvem.errors import BackendError, DataError
@@ -247,6 +248,7 @@ def describe_stimuli(
     raise_on_failure: bool = True,
     max_consecutive_failures: int = 50,
     on_failure: Callable[[Failure], None] | None = None,
+    clean: str | Sequence[str] | None = None,
 ) -> Descriptions:
     """Describe each stimulus ``n_samples`` times with each prompt; returns the descriptions in stimulus order.
 
@@ -265,12 +267,16 @@ def describe_stimuli(
         max_consecutive_failures: stop the run (raising :class:`BackendError`) after this many backend failures in
             a row — a server that is down or a model that cannot run should not burn through a million requests.
         on_failure: called with each failure as it happens (the CLI prints them).
+        clean: cleaning steps of ``CLEANERS`` (``"preamble"``, ``"closing"``) applied to the returned texts; the
+            log keeps the raw texts (cleaning is not part of any key), and each cleaned description carries its
+            ``raw_text`` and the ``clean`` steps.
 
     The record key of each description hashes the image content, the describer identity, the resolved prompt
     text, ``params`` and the sample index; a different model, prompt or parameter never reuses a stale text.
     """
     if concurrency < 1:
         raise DataError(f"concurrency must be at least 1, got {concurrency}")
+    steps = clean_steps(clean)
     store = store or ArtifactStore()
     ident = describer.identity()
     path = log_path_for(store, job_key(ident, dict(params or {})))
@@ -278,14 +284,14 @@ def describe_stimuli(
         plan = plan_descriptions(stimuli, describer, prompt, params, n_samples, store, log=log)
         if plan.todo:
             _execute(plan, describer, log, concurrency, progress, max_consecutive_failures, on_failure)
-        result = collect(plan, log)
+        result = collect(plan, log, steps)
     if result.failures and raise_on_failure:
         raise DescribeFailuresError(result.failures, result)
     return result
 
 
-def collect(plan: DescribePlan, log: DescriptionLog) -> Descriptions:
-    """The descriptions (and failures) of ``plan``'s items from the log, in plan order."""
+def collect(plan: DescribePlan, log: DescriptionLog, clean: Sequence[str] = ()) -> Descriptions:
+    """The descriptions (and failures) of ``plan``'s items from the log, in plan order, cleaned by ``clean``."""
     recs = log.read_many(it.key for it in plan.items)
     out: list[Description] = []
     failures: list[Failure] = []
@@ -317,7 +323,7 @@ def collect(plan: DescribePlan, log: DescriptionLog) -> Descriptions:
                 backend=r["backend"],
                 model=r["model"],
                 prompt=r["prompt"],
-                text=r["text"],
+                text=clean_text(r["text"], clean) if clean else r["text"],
                 params=r.get("params", {}),
                 sample=int(r["sample"]),
                 seconds=float(r.get("seconds", 0.0)),
@@ -328,6 +334,8 @@ def collect(plan: DescribePlan, log: DescriptionLog) -> Descriptions:
                 finish_reason=r.get("finish_reason"),
                 image_notes=list(r.get("image_notes", [])),
                 key=it.key,
+                raw_text=r["text"] if clean else None,
+                clean=list(clean),
             )
         )
     return Descriptions(out, failures)
@@ -376,7 +384,13 @@ def _execute(
 
     params = plan.params
     bs = int(getattr(describer, "batch_size", 1) or 1) if hasattr(describer, "describe_batch") else 1
-    batches = [plan.todo[i : i + bs] for i in range(0, len(plan.todo), bs)]
+    todo = plan.todo
+    if bs > 1:  # batch requests of one prompt and sample together: equal prompt lengths, one seed per batch
+        group: dict[tuple[str, int], int] = {}
+        for it in todo:
+            group.setdefault((it.prompt, it.sample), len(group))
+        todo = sorted(todo, key=lambda it: group[(it.prompt, it.sample)])
+    batches = [todo[i : i + bs] for i in range(0, len(todo), bs)]
     consecutive = 0
     last_reason = ""
 

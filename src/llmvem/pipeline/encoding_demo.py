@@ -7,6 +7,7 @@ accuracy per ROI with noise ceilings → table, plots, HTML report.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from llmvem.pipeline.common import (
     ridge_from_config,
 )
 from llmvem.runs import RunDir, seed_everything
+from llmvem.store import atomic_write_text
 
 
 def _encoding_rows(
@@ -169,6 +171,16 @@ def run_encoding_demo(
     table.to_csv(run.file("encoding.csv"), index=False)
     lap("encoding", t0)
     log(f"6/6 encoding: ridge (per-voxel α) on {len(train_idx)} train / {len(test_idx)} test images")
+
+    # which words do the voxels and ROIs "say"? (the captions' visual words, as PIF features, through ridge)
+    t0 = time.perf_counter()
+    from llmvem.visualwords.readout import description_brain_words
+
+    vw = description_brain_words(texts, demo.stimuli.ids, brain.responses, list(brain.voxels["roi"].astype(str)),
+                                 train_idx, test_idx, k=cfg.words.top_k, encoder=ridge_from_config(cfg))  # fmt: skip
+    atomic_write_text(run.file("visual_words.json"), json.dumps(vw, indent=1))
+    lap("visual_words", t0)
+    log("  visual words: " + "; ".join(f"{roi}: {', '.join(v['words'][:5])}" for roi, v in vw["rois"].items()))
 
     # outputs
     from llmvem.report import build_report, format_encoding_table, plot_encoding, plot_r_histograms

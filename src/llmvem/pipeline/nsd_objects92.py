@@ -10,7 +10,9 @@ and paired tests; HED-label accuracy on held-out NSD images is reported for both
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from llmvem.config import ExperimentConfig
 from llmvem.hashing import artifact_key, hash_array
 from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, print_table
 from llmvem.runs import RunDir, seed_everything
-from llmvem.store import ArtifactStore
+from llmvem.store import ArtifactStore, atomic_write_text
 
 #: names used in metrics.json for our RDM sets
 BRAIN_SETS = {"cichy_it": "cichy_IT", "cichy_evc": "cichy_EVC", "kriegeskorte_hit": "kriegeskorte_hIT"}
@@ -47,6 +49,65 @@ def cached_activations(store: ArtifactStore, split: Any, stimuli: Any, device: s
         return {"activations": np.concatenate(out).astype(np.float32)}
 
     return store.cached("activations", spec, compute)["activations"]
+
+
+@dataclass
+class VisualWordsSetup:
+    """The visual-words variant (``finetune.loss: visual_words``): vocabulary, bag-of-words targets fitted on the
+    training descriptions, and each seed's vocabulary logits on the held-out NSD images and on the 92 objects."""
+
+    vocab: Any
+    bow: Any
+    seeds: list[int] = field(default_factory=list)
+    val_logits: list[np.ndarray] = field(default_factory=list)
+    obj_logits: list[np.ndarray] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, vocabulary: str, weighting: str, train_texts: list[str]) -> VisualWordsSetup:
+        from llmvem.visualwords import BagOfWordsTargets, load_vocabulary
+
+        vocab = load_vocabulary(vocabulary)
+        return cls(vocab, BagOfWordsTargets(vocab, weighting).fit(train_texts))  # type: ignore[arg-type]
+
+    def add_seed(self, seed: int, val_logits: np.ndarray, obj_logits: np.ndarray) -> None:
+        self.seeds.append(seed)
+        self.val_logits.append(val_logits)
+        self.obj_logits.append(obj_logits)
+
+    def readout(
+        self, val_texts: list[str], val_files: list[str], obj_files: list[str], prior: np.ndarray, k: int,
+        n_shuffles: int,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Held-out precision@k (per seed, and the mean) against shuffled descriptions and against the training
+        prior's top-k; example words of held-out images and the words of the 92 objects (first seed)."""
+        from llmvem.visualwords import precision_at_k, shuffled_precision, top_words
+        from llmvem.visualwords.vocab import content_word_sets
+
+        refs = content_word_sets(self.vocab, val_texts)
+        per_seed, first_words = {}, None
+        for seed, logits in zip(self.seeds, self.val_logits, strict=True):
+            w = top_words(logits, self.vocab, k)
+            first_words = first_words or w
+            per_seed[f"seed{seed}"] = shuffled_precision(w, refs, k, n_shuffles, seed=seed).as_dict()
+        keys = ("precision", "shuffled_mean", "shuffled_sd", "ratio", "p_value")
+        mean = {key: float(np.mean([r[key] for r in per_seed.values()])) for key in keys}
+        prior_words = top_words(prior[None], self.vocab, k)[0]
+        prior_p = float(precision_at_k([prior_words] * len(refs), refs, k).mean())
+        assert first_words is not None
+        heldout = [{"image": f, "words": w, "in_description": [x for x in w if x in r], "n_description_words": len(r)}
+                   for f, w, r in list(zip(val_files, first_words, refs, strict=True))[:25]]  # fmt: skip
+        return {
+            "vocabulary": self.vocab.name,
+            "vocabulary_size": self.vocab.size,
+            "weighting": self.bow.weighting,
+            "k": k,
+            "n_heldout": len(refs),
+            "precision": {**per_seed, "mean": mean},
+            "prior_words": prior_words,
+            "prior_precision": prior_p,
+            "heldout": heldout,
+            "images": dict(zip(obj_files, top_words(self.obj_logits[0], self.vocab, k), strict=True)),
+        }
 
 
 def _ci95(x: np.ndarray) -> tuple[float, float, float]:
@@ -81,12 +142,14 @@ def run_nsd_objects92(
     """
     from safetensors.torch import save_file
 
-    from llmvem.align.finetune import FinetuneData, finetune, pooled_features
+    from llmvem.align.finetune import ALIGN_ONLY_KEYS, FinetuneData, finetune, pooled_features
     from llmvem.brain import compute_rdm, rsa_scores
     from llmvem.data.datasets import load_dataset
     from llmvem.data.hed import hed_labels
     from llmvem.text import embed_texts
     from llmvem.vision.trainable import split_backbone
+    from llmvem.visualwords.pif import pif_features
+    from llmvem.visualwords.run import head_logits
 
     log = log or console_log(cfg.progress)
     t_start = time.perf_counter()
@@ -101,32 +164,44 @@ def run_nsd_objects92(
     desc = nsd.descriptions_for(rsa_cfg.align_model, rsa_cfg.align_prompt)
     ids = [i for i in nsd.stimuli.ids if i in desc][: ft.n_images]
     emb_kw = embed_kwargs(cfg, store)
-    text = embed_texts([desc[i] for i in ids], **emb_kw)
+    perm = np.random.default_rng(12345).permutation(len(ids))  # one held-out split shared by every condition
+    n_val = max(round(ft.val_fraction * len(ids)), 2)
+    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    texts = [desc[i] for i in ids]
+    words: VisualWordsSetup | None = None
+    if ft.loss == "visual_words":  # targets: the descriptions' bag of words over a vocabulary (VW-LMM)
+        words = VisualWordsSetup.create(ft.vocabulary, ft.bow_weighting, [texts[k] for k in train_idx])
+        text = words.bow.transform(texts, ids)
+        text_what = f"{text.shape[1]}-token {ft.vocabulary} bag of words ({ft.bow_weighting})"
+    else:
+        text = embed_texts(texts, **emb_kw)
+        text_what = f"{text.shape[1]}-d {cfg.embed.encoder}"
     labels, vocab = hed_labels(list(nsd.hed.loc[ids, "HED_short"]))
     split = split_backbone(ft.backbone, ft.trainable_blocks, device=cfg.device)
     acts = cached_activations(store, split, nsd.stimuli.subset(ids), cfg.device, cfg.progress)
     acts_obj = cached_activations(store, split, obj.stimuli, cfg.device, cfg.progress)
-    perm = np.random.default_rng(12345).permutation(len(ids))  # one held-out split shared by every condition
-    n_val = max(round(ft.val_fraction * len(ids)), 2)
-    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     data = FinetuneData(acts, text, labels)
     log(
         f"1/4 data: {len(ids)} NSD images ({len(train_idx)} train / {len(val_idx)} held out), "
-        f"{rsa_cfg.align_model}/{rsa_cfg.align_prompt} descriptions → {text.shape[1]}-d {cfg.embed.encoder}, "
+        f"{rsa_cfg.align_model}/{rsa_cfg.align_prompt} descriptions → {text_what}, "
         f"{len(vocab)} HED labels; top {split.identity['trainable_blocks']} block(s) of {ft.backbone} train"
     )
 
     data_key = {"acts": hash_array(acts), "text": hash_array(text), "labels": hash_array(labels),
                 "train": hash_array(train_idx), "split": split.identity}  # fmt: skip
+    # a twin (λ = 0) never sees the text nor the alignment settings: it is shared by every loss and target
+    twin_data_key = {k: v for k, v in data_key.items() if k != "text"}
     conditions = {"aligned": (ft.lambda_align, ft.aligned_task), "twin": (0.0, "multilabel")}
     feats: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
     hed_rows = []
     (run.path / "models").mkdir(exist_ok=True)
     # λ and the task are keyed as used, so a twin (λ = 0) is shared by every aligned λ and task variant
     shared_cfg = ft.model_dump(mode="json", exclude={"seeds", "lambda_align", "aligned_task"})
+    twin_cfg = ft.model_dump(mode="json", exclude={"seeds", "lambda_align", "aligned_task"} | ALIGN_ONLY_KEYS)
     for seed in ft.seeds:
         for cond, (lam, task) in conditions.items():
-            key = artifact_key({"data": data_key, "cfg": shared_cfg, "lambda": lam, "task": task, "seed": seed})
+            spec = {"data": data_key, "cfg": shared_cfg} if lam > 0 else {"data": twin_data_key, "cfg": twin_cfg}
+            key = artifact_key({**spec, "lambda": lam, "task": task, "seed": seed})
             res = finetune(split, data, train_idx, val_idx, ft, lam, task, seed,
                            ckpt_dir=store.root / "finetune" / key[:32], device=cfg.device, progress=cfg.progress,
                            label=f"{cond} seed {seed}")  # fmt: skip
@@ -136,11 +211,14 @@ def run_nsd_objects92(
             )
             pd.DataFrame(res.history).to_csv(run.path / f"train_{cond}_seed{seed}.csv", index=False)
             feats[cond].append(pooled_features(res, split, acts_obj, device=cfg.device))
+            val_feats = pooled_features(res, split, acts[val_idx], device=cfg.device)
             if task != "none":
                 head_w = res.state["task.weight"].numpy()
                 head_b = res.state["task.bias"].numpy()
-                logits = pooled_features(res, split, acts[val_idx], device=cfg.device) @ head_w.T + head_b
+                logits = val_feats @ head_w.T + head_b
                 hed_rows.append({"condition": cond, "seed": seed, **_label_metrics(logits, labels[val_idx])})
+            if words is not None and lam > 0:
+                words.add_seed(seed, head_logits(res.state, val_feats), head_logits(res.state, feats[cond][-1]))
         log(f"2/4 seed {seed}: aligned (λ={ft.lambda_align}, task {ft.aligned_task}) and twin (λ=0, HED) trained")
     if until == "train":
         run.log_metrics(hed=hed_rows, total_s=round(time.perf_counter() - t_start, 1))
@@ -152,6 +230,10 @@ def run_nsd_objects92(
         "pretrained": [pooled_features(None, split, acts_obj, device=cfg.device)],
         "descriptions": [embed_texts([obj.descriptions[i] for i in obj.stimuli.ids], **emb_kw)],
     }
+    if words is not None and words.obj_logits:  # PIF: each image as softmax(vocab head) @ token embeddings
+        reps["aligned_pif"] = [pif_features(x, words.vocab.embeddings) for x in words.obj_logits]
+        obj_bow = words.bow.transform([obj.descriptions[i] for i in obj.stimuli.ids], obj.stimuli.ids)
+        reps["descriptions_pif"] = [pif_features(obj_bow, words.vocab.embeddings, probabilities=True)]
     rows, per_subject = [], {}
     rsa_json: dict[str, dict[str, dict[str, float]]] = {}
     for target, name in BRAIN_SETS.items():
@@ -188,6 +270,19 @@ def run_nsd_objects92(
         hdf.to_csv(run.file("hed.csv"), index=False)
         hed = {c: {k: float(g[k].mean()) for k in ("label_accuracy", "mean_average_precision")}
                for c, g in hdf.groupby("condition")}  # fmt: skip
+    if words is not None and words.val_logits:
+        vw = words.readout(
+            [texts[k] for k in val_idx], [Path(nsd.stimuli.paths[nsd.stimuli.index(ids[k])]).name for k in val_idx],
+            [p.name for p in obj.stimuli.paths], np.asarray(text[train_idx], dtype=np.float64).mean(0),
+            cfg.words.top_k, cfg.words.n_shuffles,
+        )  # fmt: skip
+        atomic_write_text(run.file("visual_words.json"), json.dumps(vw, indent=1))
+        run.log_metrics(visual_words={k: vw[k] for k in ("precision", "prior_precision")})
+        m = vw["precision"]["mean"]
+        log(
+            f"  visual words: held-out precision@{cfg.words.top_k} {m['precision']:.3f} vs shuffled descriptions "
+            f"{m['shuffled_mean']:.3f} (prior only {vw['prior_precision']:.3f}), {len(words.val_logits)} seed(s)"
+        )
     run.log_metrics(
         rsa=rsa_json,
         paired=paired,

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 REPORT_NAME = "report.html"
-RUN_FILES = ("config.yaml", "environment.json", "metrics.json", "encoding.csv", "rsa.csv", "decode.csv")
+RUN_FILES = (
+    "config.yaml", "environment.json", "metrics.json", "encoding.csv", "rsa.csv", "decode.csv", "visual_words.json"
+)  # fmt: skip
 _MIME = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -301,6 +303,10 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
                 images=[png] if png.is_file() else [],
             )
         )
+    if "visual_words.json" in have:
+        from llmvem.report.words import visual_words_sections
+
+        sections.extend(visual_words_sections(_read_json(have["visual_words.json"])))
     others = [p for p in pngs if p.name not in drawn]
     if others:
         sections.append(Section("Figures", [f"{len(others)} figure(s) found in the run directory."], images=others))

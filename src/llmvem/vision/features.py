@@ -1,8 +1,8 @@
 """Batched, cached image-feature extraction: a :class:`~llmvem.data.stimuli.StimulusSet` → a (n, D) feature matrix.
 
 The cache key (artifact kind ``"image_features"``) is made of the backbone identity (weights hash or seed),
-preprocessing, pooling and the ordered content hashes of the images. Stimulus ids are not part of it: the same images
-under other ids reuse the entry, and the result carries the ids that were asked for.
+preprocessing, pooling, tapped layer (``layer=``) and the ordered content hashes of the images. Stimulus ids are not
+part of it: the same images under other ids reuse the entry, and the result carries the ids that were asked for.
 """
 
 from __future__ import annotations
@@ -72,25 +72,41 @@ def extract_features(
     device: str = "cpu",
     store: ArtifactStore | None = None,
     progress: bool = True,
+    layer: str | None = None,
+    pooling: str | None = None,
 ) -> FeatureMatrix:
     """Pooled features (n, D) float32 of every stimulus, computed once and then read from the artifact store.
 
     Args:
         stimuli: the images, in row order.
-        backbone: a registry name (``"efficientnet_lite0"``, ``"timm:resnet18"``) or a built :class:`Backbone`.
+        backbone: a registry name (``"efficientnet_lite0"``, ``"timm:resnet18"``, ``"hf_clip:<id|path>"``) or a
+            built :class:`Backbone`.
         batch_size: images per forward pass.
         device: torch device for a backbone given by name.
         store: artifact store; default ``ArtifactStore()``.
         progress: show a progress bar (stderr) while computing.
+        layer: tap this named module instead of the last layer (``"layer3"``, ``"blocks.9"``); cached apart.
+        pooling: ``"avg"``, ``"max"`` or ``"cls"`` (see :func:`~llmvem.vision.backbones.load_backbone`); for a
+            built backbone only together with ``layer``.
 
     Raises:
         DataError: an image is missing or cannot be decoded (the message names its path).
+        BackendError: unknown layer (close names listed) or a pooling that does not apply.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if len(stimuli) == 0:
         raise DataError(f"stimulus set {stimuli.name!r} is empty; nothing to extract")
-    bb = load_backbone(backbone, device=device) if isinstance(backbone, str) else backbone
+    if isinstance(backbone, str):
+        bb = load_backbone(backbone, device=device, layer=layer, pooling=pooling)
+    elif layer is not None:
+        from llmvem.vision.taps import tap_layer
+
+        bb = tap_layer(backbone, layer, pooling=pooling)
+    elif pooling is not None:
+        raise ConfigError("a built Backbone has its pooling already: pass pooling to load_backbone, or a layer")
+    else:
+        bb = backbone
     store = store if store is not None else ArtifactStore()
     spec = feature_spec(stimuli, bb)
     key = store.key(FEATURES_KIND, spec)

@@ -1,0 +1,84 @@
+"""The vocabulary head of a fine-tuned run directory (``finetune.loss: visual_words``): logits, words, PIF features
+of any images. Used by ``llmvem words`` and ``llmvem features --pif``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmvem.errors import DataError
+from llmvem.visualwords.vocab import Vocabulary, load_vocabulary
+
+
+def head_logits(state: dict[str, Any], features: np.ndarray, key: str = "project") -> np.ndarray:
+    """Vocabulary logits (n, V) float32 of pooled ``features`` (n, D) through a state dict's Linear head."""
+    w = np.asarray(state[f"{key}.weight"], dtype=np.float32)  # (V, D)
+    b = np.asarray(state[f"{key}.bias"], dtype=np.float32)
+    if features.shape[1] != w.shape[1]:
+        raise DataError(f"features are {features.shape[1]}-d but the vocabulary head expects {w.shape[1]}")
+    return np.asarray(features, dtype=np.float32) @ w.T + b
+
+
+def run_vocabulary(run_dir: str | Path, weights: str) -> tuple[Vocabulary, dict[str, Any]]:
+    """The vocabulary of a visual-words run and the state dict of its model ``weights``.
+
+    Raises:
+        DataError: the run was not trained with ``finetune.loss: visual_words``, the model has no vocabulary head
+            (a twin), or its head and the vocabulary differ in size.
+    """
+    import yaml
+    from safetensors.numpy import load_file
+
+    from llmvem.config import ExperimentConfig
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise DataError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg = ExperimentConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    if cfg.finetune.loss != "visual_words":
+        raise DataError(
+            f"run {run_dir} was trained with finetune.loss={cfg.finetune.loss!r}: its models have no vocabulary "
+            "head. Train with --set finetune.loss=visual_words to read out visual words."
+        )
+    path = run_dir / "models" / f"{weights}.safetensors"
+    if not path.is_file():
+        have = sorted(p.stem for p in (run_dir / "models").glob("*.safetensors"))
+        raise DataError(f"no model {weights!r} in {run_dir}; available: {have or 'none (is this a training run?)'}")
+    state = load_file(str(path))
+    if "project.weight" not in state:
+        raise DataError(f"model {weights!r} of {run_dir} has no vocabulary head (a twin, λ = 0); use an aligned model")
+    vocab = load_vocabulary(cfg.finetune.vocabulary)
+    vocab.check_size(state["project.weight"].shape[0], f"the vocabulary head of {weights!r}")
+    return vocab, state
+
+
+def logits_from_run(
+    stimuli: Any, run_dir: str | Path, weights: str = "aligned-seed0", batch_size: int = 32, device: str = "cpu",
+    progress: bool = False,
+) -> tuple[np.ndarray, Vocabulary]:  # fmt: skip
+    """Vocabulary logits (n, V) float32 of ``stimuli`` from a visual-words run's model, and its vocabulary."""
+    from llmvem.align.finetune import features_from_run
+
+    vocab, state = run_vocabulary(run_dir, weights)
+    feats = features_from_run(stimuli, run_dir, weights, batch_size, device, progress)
+    return head_logits(state, feats), vocab
+
+
+def words_from_run(
+    stimuli: Any, run_dir: str | Path, weights: str = "aligned-seed0", k: int = 10, **kw: Any
+) -> dict[str, list[str]]:
+    """``{image file name: [k words, best first]}`` for ``stimuli`` from a visual-words run's model."""
+    from llmvem.visualwords.readout import top_words
+
+    logits, vocab = logits_from_run(stimuli, run_dir, weights, **kw)
+    return dict(zip((Path(p).name for p in stimuli.paths), top_words(logits, vocab, k), strict=True))
+
+
+def pif_from_run(stimuli: Any, run_dir: str | Path, weights: str = "aligned-seed0", **kw: Any) -> np.ndarray:
+    """PIF features (n, E) float32 of ``stimuli``: softmax(vocabulary head) @ token embeddings."""
+    from llmvem.visualwords.pif import pif_features
+
+    logits, vocab = logits_from_run(stimuli, run_dir, weights, **kw)
+    return pif_features(logits, vocab.embeddings)

@@ -1,0 +1,41 @@
+"""The NSD → objects92 experiment with finetune.loss=visual_words, on the real data (small)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llmvem.config import load_config
+
+
+@pytest.mark.slow
+def test_visual_words_experiment_small(data_dir: Path, tmp_path: Path) -> None:
+    from llmvem.pipeline import run_nsd_objects92
+
+    cfg = load_config(
+        Path(__file__).resolve().parents[2] / "configs" / "nsd-objects92.yaml",
+        overrides={"data_dir": str(data_dir), "cache_dir": str(tmp_path / "cache"), "output_dir": str(tmp_path / "r"),
+                   "progress": False, "finetune.n_images": 40, "finetune.seeds": "[0]", "finetune.epochs": 1,
+                   "finetune.trainable_blocks": 1, "finetune.batch_size": 16, "finetune.loss": "visual_words",
+                   "finetune.bow_weighting": "tf", "words.n_shuffles": 50},
+    )  # fmt: skip
+    run = run_nsd_objects92(cfg)
+    metrics = json.loads((run.path / "metrics.json").read_text())
+    for rep in ("aligned", "twin", "aligned_pif", "descriptions_pif"):
+        assert set(metrics["rsa"][rep]) == {"cichy_IT", "cichy_EVC", "kriegeskorte_hIT"}
+    # the descriptions' own visual words as PIF features (MiniLM token embeddings): a text-only representation
+    assert metrics["rsa"]["descriptions_pif"]["cichy_IT"]["mean"] == pytest.approx(0.241, abs=0.005)
+    vw = json.loads((run.path / "visual_words.json").read_text())
+    assert vw["vocabulary"] == "minilm" and vw["vocabulary_size"] == 30522 and vw["k"] == 10
+    assert vw["n_heldout"] == 6 and set(vw["precision"]) == {"seed0", "mean"}
+    p = vw["precision"]["seed0"]
+    assert 0 <= p["shuffled_mean"] <= 1 and 0 <= p["precision"] <= 1 and p["n_shuffles"] == 50
+    assert len(vw["images"]) == 92 and all(len(w) == 10 for w in vw["images"].values())
+    assert "image_01.jpg" in vw["images"] and vw["heldout"][0]["image"].endswith(".jpg")
+    assert metrics["visual_words"]["precision"]["mean"]["precision"] == p["precision"]
+    assert set(pd.read_csv(run.path / "rsa.csv")["model"]) >= {"aligned_pif", "descriptions_pif"}
+    page = (run.path / "report.html").read_text()
+    assert "Visual words: agreement with descriptions" in page and "Visual words per image" in page
