@@ -65,7 +65,6 @@ CFG = dict(loss="visual_words", epochs=8, batch_size=8, warmup_epochs=0, lr=1e-3
 TRAIN, VAL = np.arange(24), np.arange(24, 32)
 
 
-@pytest.mark.slow
 def test_vocabulary_head_learns_the_descriptions_words(split, data, tiny_vocab: Vocabulary, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     fd, _ = data
     cfg = FinetuneConfig(**CFG, vocabulary=str(tiny_vocab.tokenizer.name_or_path))  # type: ignore[arg-type]

@@ -145,3 +145,5 @@ def test_voxels_and_rois_say_the_words_that_drive_them(minilm: Vocabulary) -> No
     assert res.n_voxels_used["animal"] >= 15
     with pytest.raises(DataError, match="240 PIF rows but 10"):
         brain_visual_words(pif, y[:10], rois, minilm)
+    with pytest.raises(DataError, match="features are 383-d"):
+        brain_visual_words(pif[:, :-1], y, rois, minilm)

@@ -11,7 +11,6 @@ import pytest
 from llmvem.config import load_config
 
 
-@pytest.mark.slow
 def test_visual_words_experiment_small(data_dir: Path, tmp_path: Path) -> None:
     from llmvem.pipeline import run_nsd_objects92
 
@@ -33,9 +32,11 @@ def test_visual_words_experiment_small(data_dir: Path, tmp_path: Path) -> None:
     assert vw["n_heldout"] == 6 and set(vw["precision"]) == {"seed0", "mean"}
     p = vw["precision"]["seed0"]
     assert 0 <= p["shuffled_mean"] <= 1 and 0 <= p["precision"] <= 1 and p["n_shuffles"] == 50
+    assert set(vw["objects92_precision"]) == {"seed0", "mean"} and vw["objects92_precision"]["seed0"]["n_images"] == 92
     assert len(vw["images"]) == 92 and all(len(w) == 10 for w in vw["images"].values())
     assert "image_01.jpg" in vw["images"] and vw["heldout"][0]["image"].endswith(".jpg")
     assert metrics["visual_words"]["precision"]["mean"]["precision"] == p["precision"]
     assert set(pd.read_csv(run.path / "rsa.csv")["model"]) >= {"aligned_pif", "descriptions_pif"}
+    assert (run.path / "training.png").stat().st_size > 5000  # training curves of aligned and twin
     page = (run.path / "report.html").read_text()
     assert "Visual words: agreement with descriptions" in page and "Visual words per image" in page

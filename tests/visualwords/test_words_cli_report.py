@@ -126,6 +126,7 @@ def test_report_shows_visual_words(tmp_path: Path) -> None:
         "precision": {"seed0": {"precision": 0.5, "shuffled_mean": 0.2, "shuffled_sd": 0.05, "ratio": 2.5,
                                 "p_value": 0.001}},
         "prior_precision": 0.25,
+        "objects92_precision": {"mean": {"precision": 0.41, "shuffled_mean": 0.3, "ratio": 1.37, "p_value": 0.01}},
         "heldout": [{"image": "x.jpg", "words": ["dog", "sofa", "red"], "in_description": ["dog"]}],
         "images": {"image_01.jpg": ["face", "woman", "hair"]},
         "rois": {"semantic": {"words": ["cat", "horse"], "n_voxels": 12}},
@@ -133,6 +134,6 @@ def test_report_shows_visual_words(tmp_path: Path) -> None:
     }  # fmt: skip
     (tmp_path / "visual_words.json").write_text(json.dumps(vw))
     page = build_report(tmp_path).read_text()
-    for text in ("Visual words: agreement with descriptions", "training prior", "face, woman, hair",
+    for text in ("Visual words: agreement with descriptions", "training prior", "face, woman, hair", "92 objects: mean",
                  "Visual words per ROI", "cat, horse", "noisy, texture", "dog, sofa, red"):  # fmt: skip
         assert text in page, text

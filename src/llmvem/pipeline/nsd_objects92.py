@@ -75,11 +75,12 @@ class VisualWordsSetup:
         self.obj_logits.append(obj_logits)
 
     def readout(
-        self, val_texts: list[str], val_files: list[str], obj_files: list[str], prior: np.ndarray, k: int,
-        n_shuffles: int,
+        self, val_texts: list[str], val_files: list[str], obj_files: list[str], obj_texts: list[str],
+        prior: np.ndarray, k: int, n_shuffles: int,
     ) -> dict[str, Any]:  # fmt: skip
         """Held-out precision@k (per seed, and the mean) against shuffled descriptions and against the training
-        prior's top-k; example words of held-out images and the words of the 92 objects (first seed)."""
+        prior's top-k, the same on the 92 objects (their own descriptions: out of the training distribution);
+        example words of held-out images and the words of the 92 objects (first seed)."""
         from llmvem.visualwords import precision_at_k, shuffled_precision, top_words
         from llmvem.visualwords.vocab import content_word_sets
 
@@ -90,12 +91,17 @@ class VisualWordsSetup:
             first_words = first_words or w
             per_seed[f"seed{seed}"] = shuffled_precision(w, refs, k, n_shuffles, seed=seed).as_dict()
         keys = ("precision", "shuffled_mean", "shuffled_sd", "ratio", "p_value")
-        mean = {key: float(np.mean([r[key] for r in per_seed.values()])) for key in keys}
+        mean = _mean_over_seeds(per_seed, keys)
         prior_words = top_words(prior[None], self.vocab, k)[0]
         prior_p = float(precision_at_k([prior_words] * len(refs), refs, k).mean())
         assert first_words is not None
         heldout = [{"image": f, "words": w, "in_description": [x for x in w if x in r], "n_description_words": len(r)}
                    for f, w, r in list(zip(val_files, first_words, refs, strict=True))[:25]]  # fmt: skip
+        obj_refs = content_word_sets(self.vocab, obj_texts)
+        obj_seeds = {f"seed{seed}": shuffled_precision(top_words(x, self.vocab, k), obj_refs, k, n_shuffles,
+                                                       seed=seed).as_dict()
+                     for seed, x in zip(self.seeds, self.obj_logits, strict=True)}  # fmt: skip
+        obj_mean = _mean_over_seeds(obj_seeds, keys)
         return {
             "vocabulary": self.vocab.name,
             "vocabulary_size": self.vocab.size,
@@ -105,9 +111,20 @@ class VisualWordsSetup:
             "precision": {**per_seed, "mean": mean},
             "prior_words": prior_words,
             "prior_precision": prior_p,
+            "objects92_precision": {**obj_seeds, "mean": obj_mean},
+            "objects92_prior_precision": float(precision_at_k([prior_words] * len(obj_refs), obj_refs, k).mean()),
             "heldout": heldout,
             "images": dict(zip(obj_files, top_words(self.obj_logits[0], self.vocab, k), strict=True)),
         }
+
+
+def _mean_over_seeds(per_seed: dict[str, dict[str, Any]], keys: tuple[str, ...]) -> dict[str, float | None]:
+    """Mean of each key over seeds (None where no seed has a value)."""
+    out: dict[str, float | None] = {}
+    for key in keys:
+        values = [r[key] for r in per_seed.values() if r.get(key) is not None]
+        out[key] = float(np.mean(values)) if values else None
+    return out
 
 
 def _ci95(x: np.ndarray) -> tuple[float, float, float]:
@@ -194,6 +211,7 @@ def run_nsd_objects92(
     conditions = {"aligned": (ft.lambda_align, ft.aligned_task), "twin": (0.0, "multilabel")}
     feats: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
     hed_rows = []
+    histories: dict[str, pd.DataFrame] = {}
     (run.path / "models").mkdir(exist_ok=True)
     # λ and the task are keyed as used, so a twin (λ = 0) is shared by every aligned λ and task variant
     shared_cfg = ft.model_dump(mode="json", exclude={"seeds", "lambda_align", "aligned_task"})
@@ -209,7 +227,8 @@ def run_nsd_objects92(
                 {k: v.contiguous() for k, v in res.state.items()},
                 str(run.path / "models" / f"{cond}-seed{seed}.safetensors"),
             )
-            pd.DataFrame(res.history).to_csv(run.path / f"train_{cond}_seed{seed}.csv", index=False)
+            histories[f"{cond} seed {seed}"] = pd.DataFrame(res.history)
+            histories[f"{cond} seed {seed}"].to_csv(run.path / f"train_{cond}_seed{seed}.csv", index=False)
             feats[cond].append(pooled_features(res, split, acts_obj, device=cfg.device))
             val_feats = pooled_features(res, split, acts[val_idx], device=cfg.device)
             if task != "none":
@@ -220,6 +239,10 @@ def run_nsd_objects92(
             if words is not None and lam > 0:
                 words.add_seed(seed, head_logits(res.state, val_feats), head_logits(res.state, feats[cond][-1]))
         log(f"2/4 seed {seed}: aligned (λ={ft.lambda_align}, task {ft.aligned_task}) and twin (λ=0, HED) trained")
+    if all(len(h) for h in histories.values()):
+        from llmvem.report import plot_training_curves
+
+        plot_training_curves(histories, run.file("training.png"), title="Fine-tuning: aligned vs twin")
     if until == "train":
         run.log_metrics(hed=hed_rows, total_s=round(time.perf_counter() - t_start, 1))
         log(f"[green]trained[/green]: weights in {run.path / 'models'}")
@@ -273,11 +296,11 @@ def run_nsd_objects92(
     if words is not None and words.val_logits:
         vw = words.readout(
             [texts[k] for k in val_idx], [Path(nsd.stimuli.paths[nsd.stimuli.index(ids[k])]).name for k in val_idx],
-            [p.name for p in obj.stimuli.paths], np.asarray(text[train_idx], dtype=np.float64).mean(0),
-            cfg.words.top_k, cfg.words.n_shuffles,
+            [p.name for p in obj.stimuli.paths], [obj.descriptions[i] for i in obj.stimuli.ids],
+            np.asarray(text[train_idx], dtype=np.float64).mean(0), cfg.words.top_k, cfg.words.n_shuffles,
         )  # fmt: skip
         atomic_write_text(run.file("visual_words.json"), json.dumps(vw, indent=1))
-        run.log_metrics(visual_words={k: vw[k] for k in ("precision", "prior_precision")})
+        run.log_metrics(visual_words={k: vw[k] for k in ("precision", "prior_precision", "objects92_precision")})
         m = vw["precision"]["mean"]
         log(
             f"  visual words: held-out precision@{cfg.words.top_k} {m['precision']:.3f} vs shuffled descriptions "

@@ -25,14 +25,19 @@ def visual_words_sections(vw: dict[str, Any]) -> list[Section]:
     text = [head] + ([str(vw["source"])] if vw.get("source") else [])
     sections: list[Section] = []
     if "precision" in vw:
-        rows = [{"model": name, **{c: v.get(c) for c in ("precision", "shuffled_mean", "shuffled_sd", "ratio",
-                                                       "p_value")}} for name, v in vw["precision"].items()]  # fmt: skip
+        cols = ("precision", "shuffled_mean", "shuffled_sd", "ratio", "p_value")
+        rows = [{"model": name, **{c: v.get(c) for c in cols}} for name, v in vw["precision"].items()]
         if "prior_precision" in vw:
             rows.append({"model": "training prior (same words for every image)", "precision": vw["prior_precision"]})
+        for name, v in vw.get("objects92_precision", {}).items():
+            rows.append({"model": f"92 objects: {name}", **{c: v.get(c) for c in cols}})
+        if "objects92_prior_precision" in vw:
+            rows.append({"model": "92 objects: training prior", "precision": vw["objects92_prior_precision"]})
         text.append(
             f"precision@{k} on {vw.get('n_heldout', '?')} held-out images: share of an image's top {k} words that are "
             "content words of its own description; shuffled_mean / shuffled_sd: the same words scored against "
-            "randomly permuted descriptions (p: share of permutations at least as high)."
+            "randomly permuted descriptions (p: share of permutations at least as high). '92 objects' rows: the same "
+            "on the 92-object images and their own descriptions (never trained on)."
         )
         sections.append(Section("Visual words: agreement with descriptions", text, table=pd.DataFrame(rows)))
         text = []

@@ -103,10 +103,11 @@ class PrecisionResult:
     n_images: int
     n_shuffles: int
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | None]:
+        """JSON-able summary (``ratio`` = precision / shuffled_mean; None when the shuffled mean is 0)."""
+        ratio = self.precision / self.shuffled_mean if self.shuffled_mean > 0 else None
         return {"k": self.k, "precision": self.precision, "shuffled_mean": self.shuffled_mean,
-                "shuffled_sd": self.shuffled_sd, "ratio": self.precision / self.shuffled_mean
-                if self.shuffled_mean > 0 else float("nan"), "p_value": self.p_value, "n_images": self.n_images,
+                "shuffled_sd": self.shuffled_sd, "ratio": ratio, "p_value": self.p_value, "n_images": self.n_images,
                 "n_shuffles": self.n_shuffles}  # fmt: skip
 
 
@@ -235,7 +236,11 @@ def brain_visual_words(
     y = np.asarray(responses, dtype=np.float32)
     if x.shape[0] != y.shape[0]:
         raise DataError(f"brain visual words: {x.shape[0]} PIF rows but {y.shape[0]} response rows")
-    vocab.check_size(vocab.embeddings.shape[0], "the token-embedding matrix")
+    if x.shape[1] != vocab.embedding_dim:
+        raise DataError(
+            f"brain visual words: the features are {x.shape[1]}-d but vocabulary {vocab.name!r} embeds tokens in "
+            f"{vocab.embedding_dim} dimensions; pass PIF features of this vocabulary"
+        )
     tr = np.arange(len(x)) if train_idx is None else np.asarray(train_idx)
     model = (encoder if encoder is not None else RidgeEncoder()).fit(x[tr], y[tr])
     coef = np.asarray(model.coef_, dtype=np.float32)
