@@ -205,8 +205,9 @@ def demo(
     _run(go)
 
 
-class _DescribeGroup(TyperGroup):
-    """``llmvem describe IMAGES ...`` runs the ``run`` subcommand; ``llmvem describe export ...`` exports."""
+class _RunByDefaultGroup(TyperGroup):
+    """A command group whose first argument, when it names no subcommand, goes to its ``run`` subcommand:
+    ``llmvem describe IMAGES`` = ``describe run IMAGES``, ``llmvem evaluate CONFIG`` = ``evaluate run CONFIG``."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] != "--help":
@@ -214,7 +215,7 @@ class _DescribeGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
-describe_app = typer.Typer(cls=_DescribeGroup, no_args_is_help=True, rich_markup_mode="rich")
+describe_app = typer.Typer(cls=_RunByDefaultGroup, no_args_is_help=True, rich_markup_mode="rich")
 app.add_typer(describe_app, name="describe")
 
 
@@ -720,16 +721,7 @@ def train(
     _run(lambda: _experiment(config, set_, flags, until="train"))
 
 
-class _EvaluateGroup(TyperGroup):
-    """``llmvem evaluate CONFIG`` runs the ``run`` subcommand; ``encoding`` / ``rsa`` / ``decode`` score files."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] != "--help":
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
-evaluate_app = typer.Typer(cls=_EvaluateGroup, no_args_is_help=True, rich_markup_mode="rich")
+evaluate_app = typer.Typer(cls=_RunByDefaultGroup, no_args_is_help=True, rich_markup_mode="rich")
 app.add_typer(evaluate_app, name="evaluate")
 
 
