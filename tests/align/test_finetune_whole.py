@@ -95,7 +95,7 @@ def test_tensorboard_scalars_and_resume_purge(
         np.testing.assert_allclose([v for _, v in got[tag]], [h[key] for h in res.history], rtol=1e-6)
 
     # killed after epoch 1's scalars were written but before its checkpoint: the resumed run logs epoch 1 again and
-    # TensorBoard shows it once (the stale event is purged)
+    # TensorBoard shows it once (the stale event file is replaced)
     save = finetune_mod._save_checkpoint
 
     def crash_at_1(ckpt_dir: Path, epoch: int, *args: Any) -> Path:
@@ -109,6 +109,7 @@ def test_tensorboard_scalars_and_resume_purge(
         finetune(whole, images, TRAIN, VAL, cfg3, 0.5, "multilabel", seed=0, ckpt_dir=tmp_path / "b")
     monkeypatch.undo()
     resumed = finetune(whole, images, TRAIN, VAL, cfg3, 0.5, "multilabel", seed=0, ckpt_dir=tmp_path / "b")
+    assert len(list((tmp_path / "b" / "tb").glob("events.out.tfevents.*"))) == 1  # one file, replayed history first
     got = _scalars(tmp_path / "b" / "tb")
     assert [s for s, _ in got["train/total"]] == [0, 1, 2]
     np.testing.assert_allclose([v for _, v in got["train/total"]], [h["train_total"] for h in resumed.history])

@@ -325,7 +325,7 @@ def finetune(
     log_tb = cfg.tensorboard and rank == 0 and start_epoch < cfg.epochs
     with (
         progress_bar(f"train {label}", total=cfg.epochs, enabled=progress) as advance,
-        _tensorboard_writer(ckpt_dir / "tb", log_tb, start_epoch) as tb,
+        _tensorboard_writer(ckpt_dir / "tb", log_tb, history) as tb,
     ):
         advance(start_epoch)
         for epoch in range(start_epoch, cfg.epochs):
@@ -376,7 +376,7 @@ def finetune(
                 "best_loss": best[0],
                 "best_epoch": best[1],
             }
-            if tb is not None:  # before the checkpoint: a resumed run purges steps >= its first epoch
+            if tb is not None:  # before the checkpoint: a resumed run rewrites the events from its history
                 _log_scalars(tb, row)
             if rank == 0:  # one writer; the other ranks wait for the checkpoint
                 path = _save_checkpoint(ckpt_dir, epoch, model, opt, state)
@@ -457,11 +457,13 @@ def _prune_checkpoints(ckpt_dir: Path, keep: set[str]) -> None:
 
 
 @contextlib.contextmanager
-def _tensorboard_writer(log_dir: Path, enabled: bool, start_epoch: int) -> Iterator[Any]:
+def _tensorboard_writer(log_dir: Path, enabled: bool, history: list[dict[str, float]]) -> Iterator[Any]:
     """A TensorBoard ``SummaryWriter`` on ``log_dir`` (or ``None``: disabled, or tensorboard not installed).
 
-    A resumed run (``start_epoch > 0``) purges the events of steps ≥ ``start_epoch`` an interrupted run may have
-    left, so every epoch appears once.
+    A resumed run replaces the event files an interrupted run left with one new file that replays the checkpointed
+    ``history`` first, so every epoch appears exactly once. (TensorBoard's ``purge_step`` is not enough: event files
+    are read in file-name order, and two files written in the same second are ordered by a per-process counter
+    compared as text, "….10" before "….9".)
     """
     writer: Any = None
     if enabled:
@@ -470,7 +472,12 @@ def _tensorboard_writer(log_dir: Path, enabled: bool, start_epoch: int) -> Itera
         except ImportError:  # tensorboard is optional at run time: metrics.csv is always written
             writer = None
         else:
-            writer = SummaryWriter(log_dir=str(log_dir), purge_step=start_epoch if start_epoch > 0 else None)
+            if log_dir.is_dir():
+                for old in log_dir.glob("events.out.tfevents.*"):
+                    old.unlink()
+            writer = SummaryWriter(log_dir=str(log_dir))
+            for row in history:
+                _log_scalars(writer, row)
     try:
         yield writer
     finally:
