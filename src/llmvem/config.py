@@ -122,7 +122,11 @@ class FinetuneConfig(_Section):
     (λ = 0). Only the last ``trainable_blocks`` blocks train; the frozen bottom's activations are cached.
     """
 
-    backbone: str = "efficientnet_lite0"
+    backbone: str = Field(
+        "efficientnet_lite0", description="efficientnet_lite0, timm:<resnet*|vit_*|deit_*|convnext_*>, hf_clip:ID"
+    )
+    pooling: Literal["avg", "max", "cls"] | None = Field(None, description="the backbone's pooling (null: its default)")
+    checkpoint_path: Path | None = Field(None, description="timm: local weights file (else the seeded random init)")
     trainable_blocks: int | None = Field(3, ge=0, description="blocks at the top that train (null: all)")
     augment: Literal["none", "flip", "crop_flip"] = Field(
         "none", description="trainable_blocks null only: per-sample random resized crop and/or horizontal flip"

@@ -545,7 +545,7 @@ def features_from_run(
     from llmvem.config import ExperimentConfig
     from llmvem.progress import progress_bar
     from llmvem.vision.taps import tap_layer
-    from llmvem.vision.trainable import split_backbone
+    from llmvem.vision.trainable import split_from_config
 
     run_dir = Path(run_dir)
     path = run_dir / "models" / f"{weights}.safetensors"
@@ -553,7 +553,7 @@ def features_from_run(
         have = sorted(p.stem for p in (run_dir / "models").glob("*.safetensors"))
         raise DataError(f"no model {weights!r} in {run_dir}; available: {have or 'none (is this a training run?)'}")
     cfg = ExperimentConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    split = split_backbone(cfg.finetune.backbone, cfg.finetune.trainable_blocks, device=device)
+    split = split_from_config(cfg.finetune, device=device)
     state = load_file(str(path))
     split.top.load_state_dict({k[len("top.") :]: v for k, v in state.items() if k.startswith("top.")})
     split.top.eval()

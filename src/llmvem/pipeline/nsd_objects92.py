@@ -39,7 +39,8 @@ def cached_activations(store: ArtifactStore, split: Any, stimuli: Any, device: s
         from llmvem.progress import progress_bar
         from llmvem.vision import load_backbone
 
-        bb = load_backbone(split.identity["backbone"]["name"], device="cpu")
+        # the split's own backbone carries its preprocessing (input size, normalisation of timm / CLIP models)
+        bb = split.backbone if split.backbone is not None else load_backbone(split.identity["backbone"]["name"])
         out = []
         with progress_bar("activations", total=len(stimuli), enabled=progress) as advance, torch.inference_mode():
             for i in range(0, len(stimuli), 32):
@@ -164,7 +165,7 @@ def run_nsd_objects92(
     from llmvem.data.datasets import load_dataset
     from llmvem.data.hed import hed_labels
     from llmvem.text import embed_texts
-    from llmvem.vision.trainable import split_backbone
+    from llmvem.vision.trainable import split_from_config
     from llmvem.visualwords.pif import pif_features
     from llmvem.visualwords.run import head_logits
 
@@ -194,7 +195,7 @@ def run_nsd_objects92(
         text = embed_texts(texts, **emb_kw)
         text_what = f"{text.shape[1]}-d {cfg.embed.encoder}"
     labels, vocab = hed_labels(list(nsd.hed.loc[ids, "HED_short"]))
-    split = split_backbone(ft.backbone, ft.trainable_blocks, device=cfg.device)
+    split = split_from_config(ft, device=cfg.device)
     acts = cached_activations(store, split, nsd.stimuli.subset(ids), cfg.device, cfg.progress)
     acts_obj = cached_activations(store, split, obj.stimuli, cfg.device, cfg.progress)
     data = FinetuneData(acts, text, labels)

@@ -202,3 +202,11 @@ def _clip_parts(net: Any, bb: Any) -> tuple[Any, list[Any], Any]:
     pooling = "cls" if bb.pooling.startswith("cls") else "avg" if bb.pooling.startswith("avg") else "max"
     stem = nn.Sequential(net.embeddings, net.pre_layrnorm)
     return stem, [ClipLayer(layer) for layer in net.encoder.layers], ClipHead(net.post_layernorm, pooling)
+
+
+def split_from_config(ft: Any, device: str = "cpu") -> SplitNet:
+    """:func:`split_backbone` from a :class:`~llmvem.config.FinetuneConfig` (backbone, pooling, checkpoint, blocks)."""
+    kwargs: dict[str, Any] = {}
+    if ft.checkpoint_path is not None:
+        kwargs["checkpoint_path"] = str(ft.checkpoint_path)
+    return split_backbone(ft.backbone, ft.trainable_blocks, device=device, pooling=ft.pooling, **kwargs)
