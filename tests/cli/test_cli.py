@@ -153,3 +153,25 @@ def test_every_run_flag_is_a_config_key(command: str) -> None:
             continue
         flag = "/".join(param.opts + param.secondary_opts) if param.secondary_opts else param.opts[0]
         assert flag in FLAG_KEYS or flag in COMMAND_FLAG_KEYS.get(command, {}), f"{command}: option {flag} has no key"
+
+
+def test_embed_clean_strips_the_preamble_before_embedding(tmp_path: Path) -> None:
+    import json
+
+    from llmvem.text import embed_texts
+
+    src = tmp_path / "gemma.jsonl"
+    raw = "Here's a description of the image:\n\nA brown dog sleeps on a red sofa."
+    src.write_text(
+        json.dumps({"image": "img1", "text": raw}) + "\n" + json.dumps({"image": "img2", "text": "A bus."}) + "\n"
+    )
+    outs = {}
+    for name, extra in (("raw", []), ("clean", ["--clean", "preamble"])):
+        out = tmp_path / f"{name}.npy"
+        res = runner.invoke(app, ["embed", str(src), "--encoder", "glove", "-o", str(out), "--no-progress", *extra])
+        assert res.exit_code == 0, res.output
+        outs[name] = np.load(out)
+    want = embed_texts(["A brown dog sleeps on a red sofa.", "A bus."], encoder="glove", progress=False)
+    np.testing.assert_allclose(outs["clean"], want, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(outs["raw"][0], want[0], atol=1e-3)  # the lead-in changed the raw embedding
+    np.testing.assert_allclose(outs["raw"][1], want[1], rtol=1e-5, atol=1e-6)

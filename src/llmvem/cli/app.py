@@ -446,6 +446,10 @@ def embed(
     normalize: Annotated[
         bool | None, typer.Option("--normalize/--no-normalize", help="unit-length rows (default: on)")
     ] = None,
+    clean: Annotated[
+        list[str] | None,
+        typer.Option("--clean", help="clean the texts first: preamble, closing (see describe --clean); repeatable"),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -462,6 +466,7 @@ def embed(
       llmvem embed captions.jsonl --encoder mpnet --aggregate mean -o coco_mpnet.npy
       llmvem embed --select-model qwen2.5vl:7b --select-prompt detailed -o desc.npy   # from the describe store
       llmvem embed captions.csv --encoder glove-nouns -o nouns.npy                     # a Doerig control
+      llmvem embed gemma.jsonl --clean preamble -o gemma.npy      # without "Here's a description of the image:"
     """
     flags = {
         "--encoder": encoder,
@@ -470,19 +475,27 @@ def embed(
         "--select-model": select_model,
         "--select-prompt": select_prompt,
         "--normalize/--no-normalize": normalize,
+        "--clean": list(clean) if clean else None,
         "--cache-dir": cache_dir,
         "--device": device,
         "--progress/--no-progress": progress,
     }
 
     def go() -> None:
+        from llmvem.describe.clean import clean_steps, clean_text
         from llmvem.describe.imported import read_text_table
         from llmvem.store import ArtifactStore
         from llmvem.text import embed_per_image, read_describe_store
 
         cfg = _resolve(config, set_, flags)
         store = ArtifactStore(cfg.cache_dir)
-        table = read_describe_store(store) if texts is None else read_text_table(texts)
+        steps = clean_steps(cfg.describe.clean)
+        if texts is None:
+            table = read_describe_store(store, clean=steps)
+        else:
+            table = read_text_table(texts)
+            if steps:
+                table["text"] = [clean_text(str(t), steps) for t in table["text"]]
         e = cfg.embed
         emb = embed_per_image(
             table,

@@ -221,16 +221,18 @@ def embed_per_image(
     )
 
 
-def read_describe_store(store: ArtifactStore | None = None) -> pd.DataFrame:
+def read_describe_store(store: ArtifactStore | None = None, clean: str | Sequence[str] | None = None) -> pd.DataFrame:
     """Every description recorded by ``llmvem describe`` in the store's record logs, as a :func:`text_table`.
 
+    Args:
+        clean: cleaning steps applied to each text (``"preamble"``, ``"closing"``; see :mod:`llmvem.describe.clean`).
     Raises:
         DataError: the store holds no descriptions.
     """
     from llmvem.describe.export import iter_stored
 
     store = store if store is not None else ArtifactStore()
-    rows: list[dict[str, Any]] = list(iter_stored(store))  # successful records only; torn lines are skipped
+    rows: list[dict[str, Any]] = list(iter_stored(store, clean=clean))  # successful records; torn lines skipped
     if not rows:
         raise DataError(
             f"no descriptions in the store at {store.root} (run `llmvem describe` first, or pass a JSONL/CSV of texts)"
