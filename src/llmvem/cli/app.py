@@ -766,6 +766,9 @@ BrainOpt = Annotated[
 RoisOpt = Annotated[list[str] | None, typer.Option("--roi", help="keep only these ROIs; repeatable")]
 SubjectOpt = Annotated[int | None, typer.Option("--subject", help="NSD subject (1–8) for an NSD root")]
 CvOpt = Annotated[str | None, typer.Option("--cv", help="ridge α per voxel: gcv (fast), loo (exact) or K for K-fold")]
+TestFractionOpt = Annotated[
+    float | None, typer.Option("--test-fraction", help="held-out share when the data has no test split")
+]
 
 
 @evaluate_app.command("run")
@@ -811,9 +814,7 @@ def evaluate_encoding(
     roi: RoisOpt = None,
     subject: SubjectOpt = None,
     cv: CvOpt = None,
-    test_fraction: Annotated[
-        float | None, typer.Option("--test-fraction", help="held-out share when the data has no test split")
-    ] = None,
+    test_fraction: TestFractionOpt = None,
     permutations: Annotated[
         int | None, typer.Option("--permutations", help="permutations for per-voxel p-values (0: off)")
     ] = None,
@@ -890,9 +891,7 @@ def evaluate_decode(
     roi: RoisOpt = None,
     subject: SubjectOpt = None,
     cv: CvOpt = None,
-    test_fraction: Annotated[
-        float | None, typer.Option("--test-fraction", help="held-out share when the data has no test split")
-    ] = None,
+    test_fraction: TestFractionOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     seed: SeedOpt = None,
