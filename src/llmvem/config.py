@@ -34,10 +34,23 @@ class _Section(BaseModel):
 class DatasetConfig(_Section):
     """Which stimuli (and brain data) a run uses."""
 
-    name: Literal["demo", "objects92", "nsd_shared1000", "nsd_objects92"] = "demo"
+    name: Literal["demo", "objects92", "nsd_shared1000", "nsd_objects92", "folder"] = "demo"
     n_images: int = Field(240, ge=24, le=5000, description="demo only: number of generated images")
     n_voxels_per_roi: int = Field(200, ge=10, le=20000, description="demo only: simulated voxels per ROI")
     n_repeats: int = Field(3, ge=2, le=20, description="demo only: presentations per image")
+    images: Path | None = Field(
+        None, description="folder: your images; one subfolder per class (ImageNet layout) gives the class labels"
+    )
+    descriptions: Path | None = Field(
+        None, description="folder: JSONL/CSV/JSON of image + text (image matched by file name or stem)"
+    )
+    labels: Path | None = Field(None, description="folder: CSV/TSV/JSONL of image, label (overrides the subfolders)")
+    brain: Path | None = Field(
+        None, description="folder: brain data for voxel tasks (.npz from save_brain, Algonauts folder, NSD root)"
+    )
+    missing_descriptions: Literal["fail", "drop"] = Field(
+        "fail", description="folder: images without a description stop the run (fail) or are left out (drop)"
+    )
 
 
 class DescribeConfig(_Section):
@@ -132,10 +145,22 @@ class FinetuneConfig(_Section):
         "none", description="trainable_blocks null only: per-sample random resized crop and/or horizontal flip"
     )
     augment_min_scale: float = Field(0.25, gt=0, le=1, description="crop_flip: smallest crop, as a share of the area")
+    mixup_alpha: float = Field(0.0, ge=0, description="trainable_blocks null only: mixup Beta(α, α) (0: off)")
+    cutmix_alpha: float = Field(0.0, ge=0, description="trainable_blocks null only: CutMix Beta(α, α) (0: off)")
+    mix_prob: float = Field(1.0, ge=0, le=1, description="share of training batches mixed (mixup/CutMix on)")
+    model_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="timm backbones: timm.create_model keywords (img_size, drop_path_rate ...)"
+    )
     projection: Literal["linear", "mlp", "mlp_bn"] = "mlp_bn"
     aligned_task: Literal["none", "multilabel"] = Field(
         "multilabel", description="task loss kept in the aligned model: none (alignment only) or HED labels"
     )
+    task: Literal["auto", "classifier", "multilabel", "voxels", "voxels_pca", "none"] = Field(
+        "auto",
+        description="dataset folder: task of both the aligned model and its twin (auto: voxels with brain data, else "
+        "classifier with labels, else none = alignment only, no twin); nsd_objects92 uses aligned_task",
+    )
+    pca_components: int = Field(100, ge=1, description="task voxels_pca: PCA components of the training voxels")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     loss: Literal["infonce", "infonce_one_way", "cosine", "byol", "visual_words"] = Field(
         "infonce", description="visual_words: a vocabulary head fit to the descriptions' bag of words (VW-LMM)"
@@ -174,6 +199,16 @@ class FinetuneConfig(_Section):
                 f"augment={self.augment!r} needs trainable_blocks: null (the whole network trains on images); "
                 f"with trainable_blocks={self.trainable_blocks} the inputs are cached activations"
             )
+        if (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and self.trainable_blocks is not None:
+            raise ValueError(
+                f"mixup_alpha / cutmix_alpha need trainable_blocks: null (the whole network trains on images); "
+                f"with trainable_blocks={self.trainable_blocks} the inputs are cached activations (cannot be mixed)"
+            )
+        if self.model_kwargs and not self.backbone.startswith("timm:"):
+            raise ValueError(
+                f"model_kwargs are timm.create_model keywords: backbone {self.backbone!r} takes none "
+                "(use a timm:<arch> backbone, or remove model_kwargs)"
+            )
         return self
 
 
@@ -205,8 +240,12 @@ class RSAConfig(_Section):
     align_images: int = Field(
         1000, ge=50, le=1000, description="objects92: NSD images used to learn the image→text map"
     )
-    align_model: str = Field("qwen2.5vl_7b", description="objects92: NSD description model for the image→text map")
-    align_prompt: str = "general_description"
+    align_model: str | list[str] = Field(
+        "qwen2.5vl_7b",
+        description="NSD describer(s) of the image→text map / fine-tuning target: a name, a list or 'all' "
+        "(several: the mean of their unit-length embeddings)",
+    )
+    align_prompt: str | list[str] = Field("general_description", description="NSD prompt(s): a name, a list or 'all'")
 
 
 class DecodeConfig(_Section):

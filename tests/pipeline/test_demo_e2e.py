@@ -174,6 +174,9 @@ def test_nsd_objects92_experiment_small(data_dir: Path, tmp_path: Path) -> None:
     assert metrics["rsa"]["pretrained"]["cichy_IT"]["mean"] == pytest.approx(0.087, abs=0.005)
     assert metrics["rsa"]["descriptions"]["kriegeskorte_hIT"]["mean"] == pytest.approx(0.290, abs=0.005)
     assert len(metrics["paired"]["cichy_IT"]["per_seed"]) == 2
+    # the networks' last layers: the aligned projection (text space) and the twin's HED logits
+    assert {"aligned_head", "twin_head"} <= set(metrics["rsa"])
+    assert len(metrics["paired_heads"]["kriegeskorte_hIT"]["per_seed"]) == 2
     assert set(metrics["hed"]) == {"aligned", "twin"}
     assert len(list((run.path / "models").glob("*.safetensors"))) == 4
     # re-running reuses the finished training (checkpoints in the store) and gives the same numbers

@@ -13,11 +13,11 @@ import yaml
 from PIL import Image
 from safetensors.torch import save_file
 
-from llmvem.align.finetune import FinetuneData, features_from_run, finetune, pooled_features
-from llmvem.config import ExperimentConfig, FinetuneConfig
+from llmvem.align.finetune import MIX_KEYS, FinetuneData, features_from_run, finetune, pooled_features, unkeyed_settings
+from llmvem.config import ExperimentConfig, FinetuneConfig, load_config
 from llmvem.data.stimuli import StimulusSet
 from llmvem.errors import ConfigError
-from llmvem.vision.trainable import split_backbone
+from llmvem.vision.trainable import split_backbone, split_from_config
 
 TINY_VIT: dict[str, Any] = {"model_kwargs": {"img_size": 32, "patch_size": 8, "depth": 3}}
 # (backbone, keyword arguments, image side, number of blocks)
@@ -74,6 +74,33 @@ def test_unsupported_backbones() -> None:
         split_backbone("timm:efficientnet_b0", 2)
     with pytest.raises(ConfigError, match="supports the backbones"):
         split_backbone("my_net", 2)
+
+
+def test_model_kwargs_from_the_config() -> None:
+    kwargs = {"img_size": 32, "patch_size": 8, "depth": 2, "drop_path_rate": 0.1}
+    cfg = FinetuneConfig(backbone="timm:test_vit", model_kwargs=kwargs, trainable_blocks=None)
+    split = split_from_config(cfg)
+    assert split.identity["backbone"]["model_kwargs"] == dict(sorted(kwargs.items()))
+    assert split.n_blocks == 2 and split.backbone.input_size == (3, 32, 32) and split.trains_whole_network
+    assert split.backbone.module.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)
+    with torch.inference_mode():
+        assert split.top.eval()(split.bottom(torch.zeros(2, 3, 32, 32))).shape == (2, split.feature_dim)
+    # without model_kwargs the identity (hence every cache key built on it) is what it was before the key existed
+    plain = split_from_config(FinetuneConfig(backbone="timm:test_vit", trainable_blocks=1))
+    assert "model_kwargs" not in plain.identity["backbone"] and plain.backbone.input_size == (3, 160, 160)
+    dumped = FinetuneConfig().model_dump(exclude=unkeyed_settings(FinetuneConfig()))
+    assert not {"model_kwargs", *MIX_KEYS} & set(dumped)
+    assert "model_kwargs" in cfg.model_dump(exclude=unkeyed_settings(cfg))
+    # dotted overrides reach it; backbones without timm keywords refuse it
+    exp = load_config(overrides={"finetune.backbone": "timm:test_vit", "finetune.model_kwargs.img_size": "64"})
+    assert exp.finetune.model_kwargs == {"img_size": 64}
+    with pytest.raises(ConfigError, match="takes none"):
+        load_config(overrides={"finetune.model_kwargs.img_size": "64"})  # efficientnet_lite0
+    with pytest.raises(ConfigError, match="takes none"):
+        load_config(overrides={"finetune.backbone": "hf_clip", "finetune.model_kwargs": "{img_size: 64}"})
+    for name in ("efficientnet_lite0", "hf_clip:/nonexistent"):  # the Python API checks before loading anything
+        with pytest.raises(ConfigError, match="takes none"):
+            split_backbone(name, 1, model_kwargs={"img_size": 64})
 
 
 @pytest.mark.parametrize(("name", "kwargs", "side", "n_blocks"), FAMILIES[:2] + FAMILIES[3:], ids=lambda v: str(v))

@@ -9,6 +9,11 @@ When the whole network trains (``trainable_blocks: null``) the inputs are the pr
 ``cfg.augment`` (``flip`` / ``crop_flip``) crops and flips each training sample on the fly; the sample keeps its own
 text embedding and labels, and the crops come from a generator seeded by ``(seed, epoch)``, so resuming stays exact.
 With a frozen bottom the cached activations cannot be augmented: asking for it is a configuration error.
+``cfg.mixup_alpha`` / ``cfg.cutmix_alpha`` (whole network only, too) then mix each training image with its partner,
+the global batch flipped (:mod:`llmvem.vision.mix`), and mix the targets with the same weight: task labels (soft
+cross-entropy for a classifier), and the alignment target (soft InfoNCE targets, the mix of the two text embeddings
+for cosine / BYOL, of the two word distributions for visual words). The mixing of every batch comes from a
+generator seeded by ``(seed, epoch)`` too; validation is never augmented nor mixed.
 
 Checkpoints: ``<ckpt_dir>/epoch-NNNN/`` (``model.safetensors``, ``optim.pt``, ``state.json``) published by an
 atomic rename, then ``latest.json`` points at it; ``metrics.csv`` logs every epoch, and (``cfg.tensorboard``, when
@@ -33,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from llmvem.align.distributed import dist_info, gather_with_grad
-from llmvem.align.heads import projection_head, task_head, task_loss
+from llmvem.align.heads import PCAVoxelHead, projection_head, task_head, task_loss
 from llmvem.align.losses import ALIGN_LOSSES
 from llmvem.config import FinetuneConfig
 from llmvem.errors import ConfigError, DataError, LlmvemError
@@ -53,12 +58,16 @@ class FinetuneData:
         activations: (n, C, h, w) float32 outputs of the frozen bottom.
         text: (n, t) description embeddings (for ``loss: visual_words``: (n, V) visual-word target distributions),
             or ``None`` (no alignment possible).
-        targets: (n, L) multi-hot task labels, or ``None``.
+        targets: the task's targets, or ``None``: (n, L) multi-hot labels (``multilabel``); (n,) integer class
+            indices 0 … K−1 (``classifier``); (n, v) voxel responses, best standardised on the training images
+            (``voxels``, ``voxels_pca``).
+        n_classes: ``classifier``: K, the number of classes (default: the largest target + 1).
     """
 
     activations: np.ndarray
     text: np.ndarray | None = None
     targets: np.ndarray | None = None
+    n_classes: int | None = None
 
     def __post_init__(self) -> None:
         n = len(self.activations)
@@ -68,6 +77,24 @@ class FinetuneData:
                 raise DataError(f"fine-tuning data: {len(v)} rows of {name} for {n} images")
         if not np.isfinite(self.activations).all():
             raise DataError("fine-tuning data: activations contain NaN or inf")
+        if self.targets is not None and not np.isfinite(np.asarray(self.targets, dtype=np.float64)).all():
+            raise DataError("fine-tuning data: targets contain NaN or inf (mask or drop those voxels / labels first)")
+
+    def n_outputs(self, task: str) -> int | None:
+        """Width of the task head: K classes (``classifier``), else the targets' columns (``None``: no targets)."""
+        if self.targets is None:
+            return None
+        t = np.asarray(self.targets)
+        if task == "classifier":
+            if t.ndim != 1 or not np.array_equal(t, np.round(t)) or (t.size and t.min() < 0):
+                raise DataError(f"task 'classifier' needs (n,) integer class indices ≥ 0, got shape {t.shape}")
+            k = self.n_classes if self.n_classes is not None else int(t.max()) + 1 if t.size else 0
+            if t.size and t.max() >= k:
+                raise DataError(f"class index {int(t.max())} out of range for n_classes={k}")
+            return k
+        if t.ndim != 2:
+            raise DataError(f"task {task!r} needs (n, outputs) targets, got shape {t.shape}")
+        return int(t.shape[1])
 
 
 @dataclass
@@ -87,12 +114,13 @@ def build_model(
     n_labels: int | None,
     task: str,
     text_prior: np.ndarray | None = None,
+    pca: PCAVoxelHead | None = None,
 ) -> Any:
     """The trainable model: the split network's top, a projection head (if aligning) and a task head.
 
     With ``cfg.loss == "visual_words"`` the projection head is a vocabulary head (``text_dim`` = V outputs, see
     :func:`llmvem.visualwords.vocab_head`), its bias starting at ``log text_prior`` (the mean training target) when
-    given.
+    given. ``task="voxels_pca"`` needs ``pca`` (fit on the training voxels) for its fixed inverse map.
     """
     import torch
     from torch import nn
@@ -102,7 +130,7 @@ def build_model(
             super().__init__()
             self.top = copy.deepcopy(split.top)  # every run starts from the pretrained weights
             self.project = _projection(cfg, split.feature_dim, text_dim, text_prior) if text_dim else None
-            self.task = task_head(task, split.feature_dim, n_labels or 0) if task != "none" else None
+            self.task = task_head(task, split.feature_dim, n_labels or 0, pca=pca) if task != "none" else None
             self.log_temp = nn.Parameter(torch.tensor(math.log(cfg.temperature)), requires_grad=cfg.learn_temperature)
 
         def forward(self, a: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -122,6 +150,21 @@ ALIGN_ONLY_KEYS = frozenset(
     {"projection", "loss", "temperature", "learn_temperature", "lambda_schedule", "vocabulary", "vocab_head_init",
      "bow_weighting"}
 )  # fmt: skip
+#: mixup / CutMix settings: keyed only when mixing is on
+MIX_KEYS = frozenset({"mixup_alpha", "cutmix_alpha", "mix_prob"})
+
+
+def unkeyed_settings(cfg: FinetuneConfig) -> set[str]:
+    """Settings of ``cfg`` to leave out of artifact keys because they are off, so that runs cached before these
+    settings existed keep their keys: :data:`MIX_KEYS` when mixup and CutMix are off, ``model_kwargs`` when empty."""
+    out = set() if _mixing(cfg) else set(MIX_KEYS)
+    if not cfg.model_kwargs:
+        out.add("model_kwargs")
+    return out
+
+
+def _mixing(cfg: FinetuneConfig) -> bool:
+    return cfg.mixup_alpha > 0 or cfg.cutmix_alpha > 0
 
 
 def _projection(cfg: FinetuneConfig, in_dim: int, out_dim: int, prior: np.ndarray | None) -> Any:
@@ -199,7 +242,9 @@ def finetune(
         train_idx, val_idx: row indices of the training and validation images.
         cfg: optimiser, schedule, heads, loss.
         lambda_align: alignment weight (0: the twin).
-        task: ``"multilabel"`` (BCE on ``data.targets``) or ``"none"``.
+        task: ``"multilabel"`` (BCE on ``data.targets``), ``"classifier"`` (cross-entropy on integer classes, with
+            ``cfg.label_smoothing``), ``"voxels"`` (MSE to voxel responses), ``"voxels_pca"`` (MSE through
+            ``cfg.pca_components`` PCA components fit on the training rows' voxels only) or ``"none"``.
         seed: seeds initialisation of the heads, batch order, dropout.
         ckpt_dir: checkpoint folder; an existing compatible checkpoint is resumed.
         on_epoch_end: called after each epoch's checkpoint (tests use it to interrupt a run).
@@ -224,13 +269,24 @@ def finetune(
         )
     if augment != "none" and data.activations.ndim != 4:
         raise DataError(f"augmentation needs images (n, 3, H, W), got activations of shape {data.activations.shape}")
+    mixing = _mixing(cfg)
+    if mixing and not getattr(split, "trains_whole_network", False):
+        raise ConfigError(
+            "finetune.mixup_alpha / cutmix_alpha need the whole network to train (trainable_blocks: null): with a "
+            "frozen bottom the inputs are cached activations, which cannot be mixed"
+        )
+    if mixing and data.activations.ndim != 4:
+        raise DataError(f"mixup / CutMix need images (n, 3, H, W), got activations of shape {data.activations.shape}")
     run_spec = {
         # λ and the task actually used are keyed below: a twin (λ = 0) is the same run whatever the aligned λ
         "cfg": cfg.model_dump(
             mode="json",
             # augmentation is keyed below only when it is on (older runs stay valid); logging changes no weight
+            # the task and its PCA size are keyed below only where they matter (multilabel keys stay as they were)
             exclude={"seeds", "n_images", "lambda_align", "aligned_task", "augment", "augment_min_scale", "tensorboard"}
-            | (ALIGN_ONLY_KEYS if lambda_align == 0 else set()),
+            | {"task", "pca_components"}
+            | (ALIGN_ONLY_KEYS if lambda_align == 0 else set())
+            | unkeyed_settings(cfg),  # mixing and model_kwargs: keyed only when used
         ),
         "lambda": lambda_align,
         "task": task,
@@ -240,6 +296,14 @@ def finetune(
     }
     if augment != "none":
         run_spec["augment"] = {"mode": augment, "min_scale": cfg.augment_min_scale}
+    n_outputs = data.n_outputs(task) if task != "none" else None
+    pca = None
+    if task == "classifier":
+        run_spec["n_classes"] = n_outputs
+    elif task == "voxels_pca":  # the PCA sees the training images' voxels only
+        assert data.targets is not None
+        pca = PCAVoxelHead(np.asarray(data.targets)[train_idx], cfg.pca_components)
+        run_spec["pca_components"] = int(pca.components.shape[0])
     run_key = artifact_key(run_spec)
 
     torch.manual_seed(seed)
@@ -247,13 +311,14 @@ def finetune(
         split,
         cfg,
         data.text.shape[1] if (data.text is not None and lambda_align > 0) else None,
-        data.targets.shape[1] if data.targets is not None else None,
+        n_outputs,
         task,
         text_prior=(
             np.asarray(data.text[train_idx], dtype=np.float64).mean(0)
             if data.text is not None and lambda_align > 0 and cfg.loss == "visual_words"
             else None
         ),
+        pca=pca,
     ).to(device)
     rank, world = dist_info()
     train_model: Any = model
@@ -272,7 +337,9 @@ def finetune(
     loss_fn = ALIGN_LOSSES.get(cfg.loss)
     acts = torch.from_numpy(np.ascontiguousarray(data.activations, dtype=np.float32))
     text = torch.from_numpy(np.asarray(data.text, dtype=np.float32)) if data.text is not None else None
-    targets = torch.from_numpy(np.asarray(data.targets, dtype=np.float32)) if data.targets is not None else None
+    targets = None
+    if data.targets is not None:  # class indices stay integers (cross-entropy); labels and voxels are float
+        targets = torch.from_numpy(np.asarray(data.targets, dtype=np.int64 if task == "classifier" else np.float32))
     bs = min(cfg.batch_size, len(train_idx))
     steps_per_epoch = max(len(train_idx) // bs // cfg.grad_accum, 1)
     amp = cfg.amp and str(device).startswith("cuda")
@@ -296,7 +363,9 @@ def finetune(
         elif rank == 0:  # a different configuration: start afresh, never mix
             shutil.rmtree(ckpt_dir)
 
-    def run_batch(idx: torch.Tensor, lam: float, train: bool, aug: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    def run_batch(
+        idx: torch.Tensor, lam: float, train: bool, aug: np.ndarray | None = None, mix: MixParams | None = None
+    ) -> dict[str, torch.Tensor]:
         # In training under torchrun each rank takes every world-th sample of the global batch; the alignment loss
         # is computed on the projections gathered from all ranks (in rank order, hence `gathered` below).
         distributed = train and world > 1
@@ -305,21 +374,44 @@ def finetune(
         a = acts[local].to(device)
         if aug is not None:  # crop/flip each sample in place in the batch: its text and labels stay its own
             a = apply_augment(a, aug[rank::world] if distributed else aug)
+        mixed = mix is not None and mix.active
+        if mixed:  # partners pair up the *global* batch (flipped): a partner's pixels may belong to another rank
+            assert mix is not None
+            mate = partner_positions(len(idx))
+            pos = np.arange(len(idx))[rank::world] if distributed else np.arange(len(idx))
+            local_mates = idx[torch.from_numpy(mate[pos])]
+            b = acts[local_mates].to(device)
+            if aug is not None:  # the partner as augmented for itself
+                b = apply_augment(b, aug[mate[pos]])
+            a = apply_mix(a, b, mix)
+            # the partner of each gathered row, as a row of the gathered batch
+            g_pos = np.concatenate([np.arange(len(idx))[r::world] for r in range(world)]) if distributed else pos
+            row_of = np.argsort(g_pos)
+            align_mates = torch.from_numpy(row_of[mate[g_pos]]).to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             out = (train_model if train else model)(a)
         parts: dict[str, torch.Tensor] = {}
         if "task" in out and targets is not None:
-            parts["task"] = task_loss(task, out["task"].float(), targets[local].to(device), cfg.label_smoothing)
+            parts["task"] = task_loss(
+                task,
+                out["task"].float(),
+                targets[local].to(device),
+                cfg.label_smoothing,
+                partner_target=targets[local_mates].to(device) if mixed else None,
+                lam=mix.lam if mix is not None and mixed else 1.0,
+            )
         if "projection" in out and text is not None:
             temp = model.log_temp.exp()
             proj = gather_with_grad(out["projection"].float()) if distributed else out["projection"].float()
-            parts["align"] = loss_fn(proj, text[gathered].to(device), temperature=temp)
+            mix_kw = {"partner": align_mates, "lam": mix.lam} if mix is not None and mixed else {}
+            parts["align"] = loss_fn(proj, text[gathered].to(device), temperature=temp, **mix_kw)
         total = sum((parts[k] * (lam if k == "align" else 1.0) for k in parts), torch.zeros((), device=device))
         parts["total"] = total
         return parts
 
     from llmvem.progress import progress_bar
     from llmvem.vision.augment import apply_augment, sample_augment_params
+    from llmvem.vision.mix import MixParams, apply_mix, partner_positions, sample_mix_params
 
     patience_left = cfg.early_stopping_patience
     log_tb = cfg.tensorboard and rank == 0 and start_epoch < cfg.epochs
@@ -335,6 +427,7 @@ def finetune(
             gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
             order = torch.from_numpy(np.asarray(train_idx))[torch.randperm(len(train_idx), generator=gen)]
             aug_rng = np.random.default_rng([seed, epoch, 0xA06]) if augment != "none" else None
+            mix_rng = np.random.default_rng([seed, epoch, 0x313]) if mixing else None
             sums: dict[str, float] = {}
             n_batches = 0
             opt.zero_grad(set_to_none=True)
@@ -344,7 +437,11 @@ def finetune(
                 if aug_rng is not None:  # parameters for the global batch, so every rank count crops alike
                     h, w = acts.shape[-2:]
                     aug = sample_augment_params(aug_rng, len(idx), h, w, augment, cfg.augment_min_scale)
-                parts = run_batch(idx, lam, True, aug)
+                mix = None
+                if mix_rng is not None:  # one draw per global batch: every rank mixes alike
+                    h, w = acts.shape[-2:]
+                    mix = sample_mix_params(mix_rng, h, w, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_prob)
+                parts = run_batch(idx, lam, True, aug, mix)
                 if not torch.isfinite(parts["total"]):
                     raise TrainingDivergedError(
                         f"{label}: loss became {float(parts['total'].detach())} at epoch {epoch}, batch {b}; "
@@ -440,13 +537,21 @@ def _evaluate(
             for k, v in parts.items():
                 sums[f"val_{k}"] = sums.get(f"val_{k}", 0.0) + float(v) * len(idx)
             n += len(idx)
-            if task == "multilabel":
+            if task != "none":
                 logits.append(model(acts[idx].to(device))["task"].float().cpu())
     out = {k: v / max(n, 1) for k, v in sums.items()}
     if logits and targets is not None:
-        pred = torch.cat(logits).numpy() > 0
-        true = targets[torch.from_numpy(np.asarray(val_idx[: len(pred)]))].numpy() > 0.5
-        out["val_label_accuracy"] = float((pred == true).mean())
+        pred = torch.cat(logits).numpy()
+        true = targets[torch.from_numpy(np.asarray(val_idx[: len(pred)]))].numpy()
+        if task == "multilabel":
+            out["val_label_accuracy"] = float(((pred > 0) == (true > 0.5)).mean())
+        elif task == "classifier":
+            out["val_accuracy"] = float((pred.argmax(1) == true).mean())
+        elif task in ("voxels", "voxels_pca") and len(pred) > 2:
+            from llmvem.brain.metrics import pearson_r
+
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out["val_mean_r"] = float(np.nanmean(np.asarray(pearson_r(true, pred), dtype=np.float64)))
     return out
 
 
@@ -517,6 +622,35 @@ def pooled_features(
         for i in range(0, len(activations), batch_size):
             out.append(top(torch.from_numpy(np.ascontiguousarray(activations[i : i + batch_size])).to(device)).cpu())
     return torch.cat(out).numpy().astype(np.float32)
+
+
+def head_outputs(state: dict[str, Any], head: str, features: np.ndarray, projection: str = "mlp_bn") -> np.ndarray:
+    """A trained model's ``head`` applied to its pooled ``features`` (n, D); returns (n, K) float32.
+
+    Args:
+        state: the model's state dict (``FinetuneResult.state`` or a saved ``*.safetensors``).
+        head: ``"project"`` (the projection into the text-embedding space, of kind ``projection``) or ``"task"``
+            (a linear task head: category logits, voxel predictions).
+    Raises:
+        DataError: the model has no such head (a twin has no projection; an alignment-only model no task head).
+    """
+    import torch
+    from torch import nn
+
+    prefix = f"{head}."
+    sub = {k[len(prefix) :]: torch.as_tensor(v) for k, v in state.items() if k.startswith(prefix)}
+    if not sub:
+        have = sorted({k.split(".")[0] for k in state})
+        raise DataError(f"the model has no {head!r} head (its weights hold: {', '.join(have)})")
+    d = features.shape[1]
+    if "weight" in sub:  # a linear head
+        module: Any = nn.Linear(d, sub["weight"].shape[0])
+    else:  # the projection MLP: its last Linear gives the output size
+        last = max(int(k.split(".")[0]) for k in sub if k.endswith("weight") and sub[k].ndim == 2)
+        module = projection_head(projection, d, sub[f"{last}.weight"].shape[0])
+    module.load_state_dict(sub)
+    with torch.inference_mode():
+        return module.eval()(torch.from_numpy(np.asarray(features, dtype=np.float32))).numpy().astype(np.float32)
 
 
 def features_from_run(

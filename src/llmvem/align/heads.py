@@ -84,14 +84,34 @@ def task_head(kind: str, in_dim: int, out_dim: int, pca: PCAVoxelHead | None = N
     raise ConfigError(f"unknown task head {kind!r}; choose one of {', '.join(TASKS)}")
 
 
-def task_loss(kind: str, output: Any, target: Any, label_smoothing: float = 0.0) -> Any:
-    """The task loss of a head's output against its target (cross-entropy, BCE or MSE)."""
+def task_loss(
+    kind: str,
+    output: Any,
+    target: Any,
+    label_smoothing: float = 0.0,
+    partner_target: Any = None,
+    lam: float = 1.0,
+) -> Any:
+    """The task loss of a head's output (B, L) against its target (cross-entropy, BCE or MSE).
+
+    A mixed batch (mixup / CutMix) passes its partners' targets ``partner_target`` (shaped like ``target``) and the
+    weight ``lam`` of each sample's own: the classifier loss is ``lam · CE(y) + (1 - lam) · CE(y_partner)`` (each
+    with the label smoothing), multi-label and voxel targets are mixed linearly.
+    """
     import torch.nn.functional as F
 
+    mixed = partner_target is not None and lam < 1.0
     if kind == "classifier":
-        return F.cross_entropy(output, target.long(), label_smoothing=label_smoothing)
-    if kind == "multilabel":
-        return F.binary_cross_entropy_with_logits(output, target.float())
-    if kind in ("voxels", "voxels_pca"):
-        return F.mse_loss(output, target.float())
+        loss = F.cross_entropy(output, target.long(), label_smoothing=label_smoothing)
+        if mixed:
+            partner = F.cross_entropy(output, partner_target.long(), label_smoothing=label_smoothing)
+            loss = lam * loss + (1.0 - lam) * partner
+        return loss
+    if kind in ("multilabel", "voxels", "voxels_pca"):
+        y = target.float()
+        if mixed:
+            y = lam * y + (1.0 - lam) * partner_target.float()
+        if kind == "multilabel":
+            return F.binary_cross_entropy_with_logits(output, y)
+        return F.mse_loss(output, y)
     raise ConfigError(f"task {kind!r} has no loss")

@@ -690,10 +690,12 @@ def words(
 
 def _experiment(config: Path, set_: list[str] | None, flags: dict[str, Any], until: str) -> None:
     cfg = _resolve(config, set_, flags)
-    from llmvem.pipeline import run_encoding_demo, run_nsd_objects92, run_objects92_rsa
+    from llmvem.pipeline import run_encoding_demo, run_finetune_folder, run_nsd_objects92, run_objects92_rsa
 
     if cfg.dataset.name == "demo":
         run_encoding_demo(cfg, until=until)
+    elif cfg.dataset.name == "folder":
+        run_finetune_folder(cfg, until=until)
     elif cfg.dataset.name == "nsd_objects92":
         run_nsd_objects92(cfg, until=until)
     elif cfg.dataset.name == "objects92":

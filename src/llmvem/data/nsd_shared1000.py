@@ -81,6 +81,31 @@ class NSDShared1000:
         texts = dict(zip(sel["image"], sel["text"], strict=True))
         return {s: texts[s] for s in self.stimuli.ids if s in texts}
 
+    def description_sets(
+        self, models: str | list[str], prompts: str | list[str]
+    ) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+        """Several describers' and prompts' texts per image, for targets averaged over sources.
+
+        Args:
+            models: a model name, a list of them, or ``"all"``.
+            prompts: a prompt name, a list of them, or ``"all"``.
+        Returns:
+            the (model, prompt) sources in order, and stimulus id → one text per source (in that order), for the
+            images that have a description from every source, in stimulus order.
+        Raises:
+            DataError: an unknown model or prompt, or no image described by every source.
+        """
+        ms = list(self.models) if models == "all" else [models] if isinstance(models, str) else list(models)
+        ps = list(self.prompts) if prompts == "all" else [prompts] if isinstance(prompts, str) else list(prompts)
+        sources = [(m, p) for m in ms for p in ps]
+        if not sources:
+            raise DataError("no description source: give at least one model and one prompt")
+        per = [self.descriptions_for(m, p) for m, p in sources]
+        out = {s: [d[s] for d in per] for s in self.stimuli.ids if all(s in d for d in per)}
+        if not out:
+            raise DataError(f"no image has a description from every one of {len(sources)} sources")
+        return sources, out
+
     def missing_descriptions(self) -> pd.DataFrame:
         """(model, prompt, image) triples with no description (columns ``model``, ``prompt``, ``image``)."""
         rows = []

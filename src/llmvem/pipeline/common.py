@@ -49,6 +49,22 @@ def ridge_from_config(cfg: ExperimentConfig) -> Any:
     return RidgeEncoder(alphas=tuple(enc.alphas), cv=enc.cv, backend=enc.ridge_backend, dtype=enc.ridge_dtype)
 
 
+def ci95(x: np.ndarray) -> tuple[float, float, float]:
+    """Mean and two-sided 95 % t confidence interval of ``x`` (n,) (e.g. paired differences over seeds).
+
+    Returns:
+        ``(mean, low, high)``; the bounds are NaN when ``n < 2``.
+    """
+    from scipy import stats
+
+    x = np.asarray(x, dtype=np.float64)
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, float("nan"), float("nan")
+    h = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return m, m - h, m + h
+
+
 def print_table(table: Any) -> None:
     """Print a rich table to stdout, at least 120 columns wide when stdout is not a terminal (logs, CI)."""
     from rich.console import Console
@@ -96,3 +112,33 @@ def cached_twin(
     arrays.update(x_mean=twin.x_mean, x_std=twin.x_std)
     store.put_arrays("twin", spec, arrays, extra={"config": twin.config, "history": twin.history})
     return twin
+
+
+def description_targets(
+    nsd: Any, models: str | list[str], prompts: str | list[str], emb_kw: dict[str, Any], ids: list[str] | None = None
+) -> tuple[list[str], np.ndarray, list[str], str]:
+    """Text-embedding targets of NSD images, averaged over describers and prompts.
+
+    Each source's embeddings are unit length; with several sources the target is their mean, re-normalised (with
+    one source: that source's embeddings).
+
+    Args:
+        nsd: the :class:`llmvem.data.nsd_shared1000.NSDShared1000` set.
+        models, prompts: as in :meth:`~llmvem.data.nsd_shared1000.NSDShared1000.description_sets`.
+        emb_kw: :func:`embed_kwargs` of the experiment.
+        ids: keep only these images (in this order); default every image described by all sources.
+    Returns:
+        ``(ids, targets (n, d) float32, texts, what)``: ``texts`` the sources' texts joined per image (for
+        bag-of-words targets), ``what`` a short label for logs such as ``"qwen2.5vl_7b/general_description"``.
+    """
+    from llmvem.text import embed_texts
+
+    sources, sets = nsd.description_sets(models, prompts)
+    keep = [i for i in (ids if ids is not None else list(sets)) if i in sets]
+    embs = [embed_texts([sets[i][k] for i in keep], **emb_kw) for k in range(len(sources))]
+    target = np.mean(embs, axis=0) if len(embs) > 1 else embs[0]
+    if len(embs) > 1:
+        target = target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
+    texts = ["\n\n".join(sets[i]) for i in keep]
+    what = "/".join(sources[0]) if len(sources) == 1 else f"mean of {len(sources)} describer × prompt sources"
+    return keep, np.asarray(target, dtype=np.float32), texts, what

@@ -21,7 +21,7 @@ import pandas as pd
 
 from llmvem.config import ExperimentConfig
 from llmvem.hashing import artifact_key, hash_array
-from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, print_table
+from llmvem.pipeline.common import Log, ci95, console_log, description_targets, embed_kwargs, make_store, print_table
 from llmvem.runs import RunDir, seed_everything
 from llmvem.store import ArtifactStore, atomic_write_text
 
@@ -128,15 +128,17 @@ def _mean_over_seeds(per_seed: dict[str, dict[str, Any]], keys: tuple[str, ...])
     return out
 
 
-def _ci95(x: np.ndarray) -> tuple[float, float, float]:
+def _paired(a: np.ndarray, t: np.ndarray) -> dict[str, Any]:
+    """Aligned − twin from per-(seed, subject) RSA scores ``a``, ``t`` (n_seeds, n_subjects): the mean difference
+    with a 95 % CI over seeds, the paired t-test over subjects (seed-averaged) and the ratio of the means."""
     from scipy import stats
 
-    x = np.asarray(x, dtype=np.float64)
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, float("nan"), float("nan")
-    h = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return m, m - h, m + h
+    per_seed = (a - t).mean(1)
+    m, lo, hi = ci95(per_seed)
+    p_subjects = float(stats.ttest_rel(a.mean(0), t.mean(0)).pvalue) if a.shape[1] > 1 else float("nan")
+    ratio = float(a.mean() / t.mean()) if t.mean() > 0 else float("nan")
+    return {"diff_mean": m, "ci95": [lo, hi], "per_seed": per_seed.tolist(), "p_paired_t_subjects": p_subjects,
+            "ratio_aligned_over_twin": ratio}  # fmt: skip
 
 
 def _label_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -156,11 +158,20 @@ def run_nsd_objects92(
 
     ``metrics.json`` holds ``{"rsa": {REPRESENTATION: {BRAIN_SET: {"mean", "se"}}}}`` for representations
     ``aligned``, ``twin``, ``pretrained``, ``descriptions`` and brain sets ``cichy_IT``, ``cichy_EVC``,
-    ``kriegeskorte_hIT``, plus ``paired`` (aligned − twin) and ``hed`` (held-out label accuracy).
+    ``kriegeskorte_hIT``, plus ``paired`` (aligned − twin) and ``hed`` (held-out label accuracy). The networks'
+    last layers are scored too: ``aligned_head`` (the projection into the text space) and ``twin_head`` (HED
+    logits), compared in ``paired_heads``.
     """
     from safetensors.torch import save_file
 
-    from llmvem.align.finetune import ALIGN_ONLY_KEYS, FinetuneData, finetune, pooled_features
+    from llmvem.align.finetune import (
+        ALIGN_ONLY_KEYS,
+        FinetuneData,
+        finetune,
+        head_outputs,
+        pooled_features,
+        unkeyed_settings,
+    )
     from llmvem.brain import compute_rdm, rsa_scores
     from llmvem.data.datasets import load_dataset
     from llmvem.data.hed import hed_labels
@@ -179,20 +190,22 @@ def run_nsd_objects92(
     run = RunDir(cfg, run_dir)
     log(f"[bold]nsd → objects92[/bold]: run directory [cyan]{run.path}[/cyan]")
 
-    desc = nsd.descriptions_for(rsa_cfg.align_model, rsa_cfg.align_prompt)
-    ids = [i for i in nsd.stimuli.ids if i in desc][: ft.n_images]
+    # every image described by each source (describer × prompt); several sources: the mean of their embeddings
+    ids = list(nsd.description_sets(rsa_cfg.align_model, rsa_cfg.align_prompt)[1])[: ft.n_images]
     emb_kw = embed_kwargs(cfg, store)
     perm = np.random.default_rng(12345).permutation(len(ids))  # one held-out split shared by every condition
     n_val = max(round(ft.val_fraction * len(ids)), 2)
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    texts = [desc[i] for i in ids]
     words: VisualWordsSetup | None = None
     if ft.loss == "visual_words":  # targets: the descriptions' bag of words over a vocabulary (VW-LMM)
+        src = nsd.description_sets(rsa_cfg.align_model, rsa_cfg.align_prompt)[1]
+        texts = ["\n\n".join(src[i]) for i in ids]
+        source_what = f"{rsa_cfg.align_model}/{rsa_cfg.align_prompt}"
         words = VisualWordsSetup.create(ft.vocabulary, ft.bow_weighting, [texts[k] for k in train_idx])
         text = words.bow.transform(texts, ids)
         text_what = f"{text.shape[1]}-token {ft.vocabulary} bag of words ({ft.bow_weighting})"
     else:
-        text = embed_texts(texts, **emb_kw)
+        _, text, texts, source_what = description_targets(nsd, rsa_cfg.align_model, rsa_cfg.align_prompt, emb_kw, ids)
         text_what = f"{text.shape[1]}-d {cfg.embed.encoder}"
     labels, vocab = hed_labels(list(nsd.hed.loc[ids, "HED_short"]))
     split = split_from_config(ft, device=cfg.device)
@@ -201,7 +214,7 @@ def run_nsd_objects92(
     data = FinetuneData(acts, text, labels)
     log(
         f"1/4 data: {len(ids)} NSD images ({len(train_idx)} train / {len(val_idx)} held out), "
-        f"{rsa_cfg.align_model}/{rsa_cfg.align_prompt} descriptions → {text_what}, "
+        f"{source_what} descriptions → {text_what}, "
         f"{len(vocab)} HED labels; top {split.identity['trainable_blocks']} block(s) of {ft.backbone} train"
     )
 
@@ -211,12 +224,18 @@ def run_nsd_objects92(
     twin_data_key = {k: v for k, v in data_key.items() if k != "text"}
     conditions = {"aligned": (ft.lambda_align, ft.aligned_task), "twin": (0.0, "multilabel")}
     feats: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
+    # each network's last layer too: the aligned model's projection into the text space (Doerig et al. compare
+    # their LLM-trained networks' final layer), the twin's HED logits
+    heads: dict[str, list[np.ndarray]] = {"aligned_head": [], "twin_head": []}
     hed_rows = []
     histories: dict[str, pd.DataFrame] = {}
     (run.path / "models").mkdir(exist_ok=True)
     # λ and the task are keyed as used, so a twin (λ = 0) is shared by every aligned λ and task variant
-    shared_cfg = ft.model_dump(mode="json", exclude={"seeds", "lambda_align", "aligned_task"})
-    twin_cfg = ft.model_dump(mode="json", exclude={"seeds", "lambda_align", "aligned_task"} | ALIGN_ONLY_KEYS)
+    # (`task` / `pca_components` are the folder pipeline's: leaving them out keeps the keys of earlier runs)
+    # (mixup / CutMix and model_kwargs are keyed only when used, see `unkeyed_settings`)
+    unused = {"seeds", "lambda_align", "aligned_task", "task", "pca_components"} | unkeyed_settings(ft)
+    shared_cfg = ft.model_dump(mode="json", exclude=unused)
+    twin_cfg = ft.model_dump(mode="json", exclude=unused | ALIGN_ONLY_KEYS)
     for seed in ft.seeds:
         for cond, (lam, task) in conditions.items():
             spec = {"data": data_key, "cfg": shared_cfg} if lam > 0 else {"data": twin_data_key, "cfg": twin_cfg}
@@ -231,6 +250,10 @@ def run_nsd_objects92(
             histories[f"{cond} seed {seed}"] = pd.DataFrame(res.history)
             histories[f"{cond} seed {seed}"].to_csv(run.path / f"train_{cond}_seed{seed}.csv", index=False)
             feats[cond].append(pooled_features(res, split, acts_obj, device=cfg.device))
+            if cond == "aligned" and ft.loss != "visual_words":  # visual words: PIF below
+                heads["aligned_head"].append(head_outputs(res.state, "project", feats[cond][-1], ft.projection))
+            elif cond == "twin":
+                heads["twin_head"].append(head_outputs(res.state, "task", feats[cond][-1]))
             val_feats = pooled_features(res, split, acts[val_idx], device=cfg.device)
             if task != "none":
                 head_w = res.state["task.weight"].numpy()
@@ -253,6 +276,7 @@ def run_nsd_objects92(
         **feats,
         "pretrained": [pooled_features(None, split, acts_obj, device=cfg.device)],
         "descriptions": [embed_texts([obj.descriptions[i] for i in obj.stimuli.ids], **emb_kw)],
+        **{name: xs for name, xs in heads.items() if xs},
     }
     if words is not None and words.obj_logits:  # PIF: each image as softmax(vocab head) @ token embeddings
         reps["aligned_pif"] = [pif_features(x, words.vocab.embeddings) for x in words.obj_logits]
@@ -277,17 +301,11 @@ def run_nsd_objects92(
     table.to_csv(run.file("rsa.csv"), index=False)
     log(f"3/4 RSA: {len(reps)} representations × {len(BRAIN_SETS)} brain RDM sets ({rsa_cfg.method})")
 
-    from scipy import stats
-
-    paired: dict[str, Any] = {}
-    for target, name in BRAIN_SETS.items():
-        a, t = per_subject[("aligned", target)], per_subject[("twin", target)]
-        per_seed = (a - t).mean(1)
-        m, lo, hi = _ci95(per_seed)
-        p_subjects = float(stats.ttest_rel(a.mean(0), t.mean(0)).pvalue) if a.shape[1] > 1 else float("nan")
-        ratio = float(a.mean() / t.mean()) if t.mean() > 0 else float("nan")
-        paired[name] = {"diff_mean": m, "ci95": [lo, hi], "per_seed": per_seed.tolist(),
-                        "p_paired_t_subjects": p_subjects, "ratio_aligned_over_twin": ratio}  # fmt: skip
+    paired = {name: _paired(per_subject[("aligned", t)], per_subject[("twin", t)]) for t, name in BRAIN_SETS.items()}
+    paired_heads = {}
+    if "aligned_head" in reps and "twin_head" in reps:
+        for t, name in BRAIN_SETS.items():
+            paired_heads[name] = _paired(per_subject[("aligned_head", t)], per_subject[("twin_head", t)])
     hed: dict[str, Any] = {}
     if hed_rows:
         hdf = pd.DataFrame(hed_rows)
@@ -310,6 +328,7 @@ def run_nsd_objects92(
     run.log_metrics(
         rsa=rsa_json,
         paired=paired,
+        paired_heads=paired_heads,
         hed=hed,
         seeds=list(ft.seeds),
         hed_vocabulary=vocab,
@@ -323,11 +342,12 @@ def run_nsd_objects92(
     plot_rsa(table, run.file("rsa.png"))
     build_report(run.path)
     print_table(format_rsa_table(table))
-    for name, p in paired.items():
-        log(
-            f"  aligned − twin, {name}: {p['diff_mean']:+.3f} [95% CI {p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] over "
-            f"{len(ft.seeds)} seed(s); paired t over subjects p = {p['p_paired_t_subjects']:.3g}"
-        )
+    for what, pairs in (("aligned − twin", paired), ("aligned head − twin head", paired_heads)):
+        for name, p in pairs.items():
+            log(
+                f"  {what}, {name}: {p['diff_mean']:+.3f} [95% CI {p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] over "
+                f"{len(ft.seeds)} seed(s); paired t over subjects p = {p['p_paired_t_subjects']:.3g}"
+            )
     log(
         f"4/4 [green]done[/green] in {time.perf_counter() - t_start:.0f} s: {run.file('metrics.json')}, "
         f"{run.file('report.html')}"

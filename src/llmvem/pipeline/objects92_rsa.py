@@ -15,7 +15,15 @@ import numpy as np
 import pandas as pd
 
 from llmvem.config import ExperimentConfig
-from llmvem.pipeline.common import Log, console_log, embed_kwargs, feature_kwargs, make_store, ridge_from_config
+from llmvem.pipeline.common import (
+    Log,
+    console_log,
+    description_targets,
+    embed_kwargs,
+    feature_kwargs,
+    make_store,
+    ridge_from_config,
+)
 from llmvem.runs import RunDir, seed_everything
 
 
@@ -63,22 +71,22 @@ def run_objects92_rsa(
         f"{cfg.embed.encoder} description embeddings"
     )
 
-    nsd_desc = nsd.descriptions_for(rsa_cfg.align_model, rsa_cfg.align_prompt)
-    described = [i for i in nsd.stimuli.ids if i in nsd_desc]
+    # every image described by each source (describer × prompt); several sources: the mean of their embeddings
+    described = list(nsd.description_sets(rsa_cfg.align_model, rsa_cfg.align_prompt)[1])
     if len(described) < len(nsd.stimuli):
         log(
-            f"    note: {len(nsd.stimuli) - len(described)} NSD image(s) have no {rsa_cfg.align_model}/"
+            f"    note: {len(nsd.stimuli) - len(described)} NSD image(s) lack a {rsa_cfg.align_model}/"
             f"{rsa_cfg.align_prompt} description and are left out of the image→text map"
         )
     nsd_ids = described[: rsa_cfg.align_images]
     nsd_stim = nsd.stimuli.subset(nsd_ids)
-    nsd_text = embed_texts([nsd_desc[i] for i in nsd_ids], **emb_kw)
+    _, nsd_text, _, source_what = description_targets(nsd, rsa_cfg.align_model, rsa_cfg.align_prompt, emb_kw, nsd_ids)
     nsd_img = extract_features(nsd_stim, **feat_kw).values
     mapper = ridge_from_config(cfg).fit(nsd_img, nsd_text)
     aligned = mapper.predict(obj_img)
     log(
-        f"3/5 image→text map: ridge on {len(nsd_ids)} NSD images × {rsa_cfg.align_model}/{rsa_cfg.align_prompt} "
-        f"descriptions; applied to the 92 objects"
+        f"3/5 image→text map: ridge on {len(nsd_ids)} NSD images × {source_what} descriptions; applied to the 92 "
+        "objects"
     )
     from llmvem.brain import pearson_r_rows
 

@@ -2,7 +2,7 @@
 
 - :mod:`llmvem.report.tables`: :func:`format_encoding_table`, :func:`format_rsa_table`, :func:`to_markdown`;
 - :mod:`llmvem.report.plots`: :func:`plot_encoding`, :func:`plot_rsa`, :func:`plot_decoding`, :func:`plot_rdms`,
-  :func:`plot_r_histograms`, :func:`plot_training_curves`;
+  :func:`plot_r_histograms`, :func:`plot_training_curves`, :func:`plot_seed_bars`;
 - :mod:`llmvem.report.html`: :class:`Section`, :func:`write_html_report`, :func:`build_report`.
 
 matplotlib, pandas and rich are imported only inside the functions that use them.
@@ -15,6 +15,7 @@ from llmvem.report.plots import (
     plot_r_histograms,
     plot_rdms,
     plot_rsa,
+    plot_seed_bars,
     plot_training_curves,
 )
 from llmvem.report.tables import format_encoding_table, format_rsa_table, to_markdown
@@ -29,6 +30,7 @@ __all__ = [
     "plot_r_histograms",
     "plot_rdms",
     "plot_rsa",
+    "plot_seed_bars",
     "plot_training_curves",
     "to_markdown",
     "write_html_report",

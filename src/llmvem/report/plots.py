@@ -1,4 +1,5 @@
-"""Report figures: encoding and RSA bar charts with noise ceilings, RDM panels and per-voxel r histograms.
+"""Report figures: encoding and RSA bar charts with noise ceilings, RDM panels, per-voxel r histograms, training
+curves and per-seed bars.
 
 Every function draws on its own :class:`matplotlib.figure.Figure` with the Agg canvas (never pyplot's global state,
 so it works headless and leaves an interactive session's backend alone), saves a PNG at :data:`DPI` and returns its
@@ -420,4 +421,51 @@ def plot_training_curves(
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=7, frameon=False)
     fig.suptitle(title or "Training curves", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_seed_bars(
+    df: pd.DataFrame, path: str | Path, ylabel: str = "held-out score", title: str | None = None
+) -> Path:
+    """Grouped bars of the mean over seeds per metric (one bar per model), each seed's value as a point on its bar,
+    and thin grey lines joining the same seed across models (the pairing of an aligned model and its twin).
+
+    Args:
+        df: one row per model × metric × seed (columns ``model``, ``metric``, ``seed``, ``value``), e.g. ``aligned`` /
+            ``twin`` × ``top1`` / ``top5`` × seeds 0, 1, 2.
+        path: PNG file to write (parent folders are created).
+        ylabel: y-axis label.
+        title: figure title.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    check_columns(df, ("model", "metric", "seed", "value"), "per-seed scores")
+    if df.empty:
+        raise DataError("per-seed score table is empty: nothing to plot")
+    n_models, n_metrics = df["model"].nunique(), df["metric"].nunique()
+    fig = _new_figure(1.6 + n_metrics * (0.5 * n_models + 0.6), 4.0)
+    ax = fig.add_subplot()
+    _tidy_axes(ax)
+    metrics, models, width = _grouped_bars(ax, df, "metric", "value")
+    seeds = _unique(df["seed"])
+    for j, metric in enumerate(metrics):
+        xs = {m: j - 0.4 + width * (i + 0.5) for i, m in enumerate(models)}
+        sub = df[df["metric"] == metric]
+        for s_i, seed in enumerate(seeds):
+            rows = sub[sub["seed"] == seed]
+            pts = [(xs[m], float(v)) for m, v in zip(rows["model"], rows["value"], strict=True) if math.isfinite(v)]
+            if not pts:
+                continue
+            jitter = (s_i - (len(seeds) - 1) / 2) * min(0.02, width / (4 * max(len(seeds), 1)))
+            px = [x + jitter for x, _ in pts]
+            py = [y for _, y in pts]
+            if len(pts) > 1:
+                ax.plot(px, py, color="0.55", linewidth=0.8, zorder=3)
+            label = "seeds" if j == 0 and s_i == 0 else "_nolegend_"
+            ax.scatter(px, py, s=16, color="0.1", edgecolors="white", linewidths=0.5, zorder=4, label=label)
+    ax.set_xticklabels([_wrap(str(m), 14) for m in metrics], fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"Per-seed scores ({len(seeds)} seed(s))", fontsize=11)
+    ax.legend(**_LEGEND)
     return _save(fig, path)

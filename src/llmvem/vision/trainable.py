@@ -78,7 +78,8 @@ def split_backbone(
         backbone_kwargs: passed to ``load_backbone`` (``checkpoint_path``, ``seed``, ``model_kwargs`` for timm).
 
     Raises:
-        ConfigError: an unsupported architecture or ``trainable_blocks`` out of range.
+        ConfigError: an unsupported architecture, ``trainable_blocks`` out of range, or ``model_kwargs`` for a
+            backbone that is not a timm one.
     """
     import torch
 
@@ -87,6 +88,11 @@ def split_backbone(
     supported = "efficientnet_lite0, timm:<resnet*|vit_*|deit_*|convnext_*>, hf_clip:<id|path>"
     if not (name == "efficientnet_lite0" or name.startswith((TIMM_PREFIX, HF_CLIP_PREFIX)) or name == "hf_clip"):
         raise ConfigError(f"fine-tuning supports the backbones {supported}, not {name!r}")
+    if backbone_kwargs.get("model_kwargs") and not name.startswith(TIMM_PREFIX):
+        raise ConfigError(
+            f"model_kwargs are timm.create_model keywords: backbone {name!r} takes none "
+            "(use a timm:<arch> backbone, or remove model_kwargs)"
+        )
     bb = load_backbone(name, device=device, pooling=pooling, **backbone_kwargs)
     net: Any = bb.module.to(memory_format=torch.contiguous_format)
     if name == "efficientnet_lite0":
@@ -205,8 +211,11 @@ def _clip_parts(net: Any, bb: Any) -> tuple[Any, list[Any], Any]:
 
 
 def split_from_config(ft: Any, device: str = "cpu") -> SplitNet:
-    """:func:`split_backbone` from a :class:`~llmvem.config.FinetuneConfig` (backbone, pooling, checkpoint, blocks)."""
+    """:func:`split_backbone` from a :class:`~llmvem.config.FinetuneConfig` (backbone, pooling, checkpoint, blocks,
+    timm ``model_kwargs``: part of the split identity only when given, so earlier cache keys stay valid)."""
     kwargs: dict[str, Any] = {}
     if ft.checkpoint_path is not None:
         kwargs["checkpoint_path"] = str(ft.checkpoint_path)
+    if getattr(ft, "model_kwargs", None):
+        kwargs["model_kwargs"] = dict(ft.model_kwargs)
     return split_backbone(ft.backbone, ft.trainable_blocks, device=device, pooling=ft.pooling, **kwargs)
