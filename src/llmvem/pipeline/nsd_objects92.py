@@ -191,7 +191,11 @@ def run_nsd_objects92(
     log(f"[bold]nsd → objects92[/bold]: run directory [cyan]{run.path}[/cyan]")
 
     # every image described by each source (describer × prompt); several sources: the mean of their embeddings
-    ids = list(nsd.description_sets(rsa_cfg.align_model, rsa_cfg.align_prompt)[1])[: ft.n_images]
+    described = list(nsd.description_sets(rsa_cfg.align_model, rsa_cfg.align_prompt)[1])
+    n_undescribed = len(set(nsd.stimuli.ids[: ft.n_images]) - set(described))
+    if n_undescribed:  # the policy here is drop-and-report: the NSD set is fixed, its two gaps are known
+        log(f"  note: {n_undescribed} of the first {ft.n_images} NSD images lack a description and are left out")
+    ids = described[: ft.n_images]
     emb_kw = embed_kwargs(cfg, store)
     perm = np.random.default_rng(12345).permutation(len(ids))  # one held-out split shared by every condition
     n_val = max(round(ft.val_fraction * len(ids)), 2)
@@ -333,6 +337,7 @@ def run_nsd_objects92(
         seeds=list(ft.seeds),
         hed_vocabulary=vocab,
         n_train=len(train_idx),
+        n_undescribed=n_undescribed,
         n_val=len(val_idx),
         total_s=round(time.perf_counter() - t_start, 1),
     )
