@@ -283,3 +283,17 @@ def test_plot_training_curves_and_decoding(tmp_path: Path) -> None:
     assert plot_decoding(dec, tmp_path / "dec.png").stat().st_size > 5000
     with pytest.raises(DataError, match="decoding"):
         plot_decoding(dec.drop(columns="top1"), tmp_path / "dec2.png")
+
+
+def test_build_report_paired_section(tmp_path: Path) -> None:
+    pair = {"diff_mean": 0.0312, "ci95": [0.0101, 0.0523], "per_seed": [0.02, 0.04], "p_paired_t_subjects": 0.0042,
+            "ratio_aligned_over_twin": 1.19}  # fmt: skip
+    metrics = {"paired": {"cichy_IT": {**pair, "diff_mean": -0.1124}}, "paired_heads": {"cichy_IT": pair}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    html = build_report(tmp_path).read_text()
+    section = html[html.index("Aligned − twin (paired)") :]
+    assert "-0.112" in section and "0.031" in section and "0.052" in section and "1.19" in section
+    assert section.index("pooled") < section.index("heads")
+    # no paired blocks: no section
+    (tmp_path / "metrics.json").write_text(json.dumps({"hed": {}}))
+    assert "Aligned − twin (paired)" not in build_report(tmp_path).read_text()

@@ -224,6 +224,27 @@ def _figure(df: pd.DataFrame, png: Path, csv: Path, kind: str) -> Path:
     return plot_encoding(df, png) if kind == "encoding" else plot_rsa(df, png)
 
 
+def _paired_table(metrics: Any) -> pd.DataFrame | None:
+    """One row per (layer, brain set) of ``metrics["paired"]`` / ``metrics["paired_heads"]``; None when absent."""
+    rows = []
+    for layer, key in (("pooled", "paired"), ("heads", "paired_heads")):
+        block = metrics.get(key) if isinstance(metrics, dict) else None
+        if not isinstance(block, dict):
+            continue
+        for brain_set, p in block.items():
+            if not isinstance(p, dict) or "diff_mean" not in p:
+                continue
+            lo, hi = (p.get("ci95") or [float("nan"), float("nan")])[:2]
+            rows.append({"layer": layer, "brain_set": brain_set, "diff": p["diff_mean"], "ci95_low": lo,
+                         "ci95_high": hi, "p": p.get("p_paired_t_subjects"),
+                         "ratio": p.get("ratio_aligned_over_twin")})  # fmt: skip
+    if not rows:
+        return None
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
 def build_report(run_dir: str | Path, title: str | None = None) -> Path:
     """Write ``run_dir/report.html`` from what the run directory holds; return its path.
 
@@ -301,6 +322,20 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
                 ],
                 table=dec,
                 images=[png] if png.is_file() else [],
+            )
+        )
+    paired = _paired_table(_read_json(have["metrics.json"])) if "metrics.json" in have else None
+    if paired is not None:
+        sections.append(
+            Section(
+                "Aligned − twin (paired)",
+                [
+                    "Difference of the mean per-subject RSA of the aligned model and its twin: diff is the mean over "
+                    "seeds, ci95 its 95 % t interval over seeds, p the paired t-test over subjects (seed-averaged "
+                    "scores), ratio aligned / twin. pooled: the networks' pooled features; heads: their last layers "
+                    "(the aligned projection into the text space vs the twin's task logits).",
+                ],
+                table=paired,
             )
         )
     if "visual_words.json" in have:
