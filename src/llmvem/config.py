@@ -186,6 +186,7 @@ class FinetuneConfig(_Section):
     grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
     amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU)")
     early_stopping_patience: int = Field(0, ge=0, description="epochs without validation improvement (0: off)")
+    sync_batchnorm: bool = Field(True, description="torchrun on GPUs: BatchNorm statistics of the global batch")
     tensorboard: bool = Field(True, description="also log the metrics as TensorBoard scalars in <checkpoints>/tb")
     val_fraction: float = Field(0.15, gt=0, lt=0.9, description="held-out share of the training images")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)

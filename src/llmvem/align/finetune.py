@@ -156,8 +156,10 @@ MIX_KEYS = frozenset({"mixup_alpha", "cutmix_alpha", "mix_prob"})
 
 def unkeyed_settings(cfg: FinetuneConfig) -> set[str]:
     """Settings of ``cfg`` to leave out of artifact keys because they are off, so that runs cached before these
-    settings existed keep their keys: :data:`MIX_KEYS` when mixup and CutMix are off, ``model_kwargs`` when empty."""
-    out = set() if _mixing(cfg) else set(MIX_KEYS)
+    settings existed keep their keys: :data:`MIX_KEYS` when mixup and CutMix are off, ``model_kwargs`` when empty;
+    and ``sync_batchnorm`` always (it acts only under torchrun on GPUs, whose world size is not keyed either: a run
+    may resume on another number of GPUs)."""
+    out = {"sync_batchnorm"} | (set() if _mixing(cfg) else set(MIX_KEYS))
     if not cfg.model_kwargs:
         out.add("model_kwargs")
     return out
@@ -327,6 +329,7 @@ def finetune(
 
         if cfg.batch_size % world:
             raise DataError(f"batch_size {cfg.batch_size} must be divisible by the number of ranks ({world})")
+        sync_batchnorm(model, device, cfg.sync_batchnorm)
         train_model = DistributedDataParallel(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt: Any
@@ -500,6 +503,25 @@ def finetune(
         final_state = _load_state_dict(ckpt_dir / f"epoch-{best[1]:04d}")
         model.load_state_dict(final_state)
     return FinetuneResult({k: v.detach().cpu() for k, v in final_state.items()}, history, best[1], ckpt_dir)
+
+
+def sync_batchnorm(model: Any, device: str, enabled: bool = True) -> int:
+    """Under DDP on GPUs, turn ``model``'s BatchNorm layers (in place) into SyncBatchNorm, which normalises by the
+    statistics of the global batch rather than of each rank's share; returns how many layers were converted.
+
+    Only CUDA devices are converted (torch's SyncBatchNorm has no CPU / gloo implementation): on CPU each rank keeps
+    its own statistics, as plain DDP does. Parameter and buffer names do not change, so checkpoints load either way.
+    """
+    import torch
+    from torch import nn
+
+    if not enabled or torch.device(device).type != "cuda":
+        return 0
+    n = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if n:
+        for name, child in list(model.named_children()):
+            setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    return n
 
 
 def _barrier(world: int) -> None:

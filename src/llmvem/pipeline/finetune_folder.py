@@ -396,7 +396,7 @@ def run_finetune_folder(
     """
     from safetensors.torch import save_file
 
-    from llmvem.align.finetune import ALIGN_ONLY_KEYS, FinetuneData, finetune
+    from llmvem.align.finetune import ALIGN_ONLY_KEYS, FinetuneData, finetune, unkeyed_settings
     from llmvem.align.heads import PCAVoxelHead
     from llmvem.pipeline.nsd_objects92 import cached_activations
     from llmvem.text.multi import embed_per_image
@@ -469,7 +469,7 @@ def run_finetune_folder(
                 "targets": hash_array(targets) if targets is not None else None, "train": hash_array(train_idx),
                 "n_classes": data.n_classes, "net": split.identity}  # fmt: skip
     twin_data_key = {k: v for k, v in data_key.items() if k != "text"}
-    unused = {"seeds", "lambda_align", "aligned_task", "task", "n_images", "pca_components"}
+    unused = {"seeds", "lambda_align", "aligned_task", "task", "n_images", "pca_components"} | unkeyed_settings(ft)
     cfg_key = ft.model_dump(mode="json", exclude=unused)
     twin_cfg_key = ft.model_dump(mode="json", exclude=unused | ALIGN_ONLY_KEYS)
     text_dim = text.shape[1] if text is not None else None
