@@ -106,6 +106,9 @@ class FeaturesConfig(_Section):
     model: Path | None = Field(None, description="run directory of a fine-tuned model (else the pretrained backbone)")
     weights: str = Field("aligned-seed0", description="which of the run's models/<name>.safetensors to use")
     pif: bool = Field(False, description="with a visual_words model: PIF features softmax(vocab head) @ embeddings")
+    head: Literal["project", "task"] | None = Field(
+        None, description="with --model: the output of a head (project: text-space projection, task: task logits)"
+    )
 
 
 class TrainConfig(_Section):

@@ -208,3 +208,18 @@ def test_nsd_objects92_experiment_small(data_dir: Path, tmp_path: Path) -> None:
     assert (tmp_path / "aligned.ids.txt").read_text().split()[:2] == ["image_01", "image_02"]
     res = runner.invoke(app, ["features", str(images), "--model", str(run.path), "--weights", "nope", *common])
     assert res.exit_code == 2 and "available: ['aligned-seed0'" in res.output
+    # the aligned model's projection into the text space (its last layer), from the same weights
+    res = runner.invoke(app, ["features", str(images), "--model", str(run.path), "--weights", "aligned-seed1",
+                              "--head", "project", "-o", str(tmp_path / "proj.npy"), *common])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    from safetensors.numpy import load_file
+
+    from llmvem.align.finetune import head_outputs
+
+    state = load_file(str(run.path / "models" / "aligned-seed1.safetensors"))
+    expected = head_outputs(state, "project", aligned, "mlp_bn")
+    np.testing.assert_allclose(np.load(tmp_path / "proj.npy"), expected, atol=1e-4)
+    assert expected.shape == (92, 384)
+    res = runner.invoke(app, ["features", str(images), "--model", str(run.path), "--weights", "twin-seed0",
+                              "--head", "project", *common])  # fmt: skip
+    assert res.exit_code == 2 and "no 'project' head" in res.output

@@ -684,6 +684,7 @@ def features_from_run(
     progress: bool = False,
     layer: str | None = None,
     pooling: str | None = None,
+    head: str | None = None,
 ) -> np.ndarray:
     """Pooled features (n, D) float32 of ``stimuli`` from a fine-tuned model saved in a run directory.
 
@@ -693,6 +694,9 @@ def features_from_run(
         layer: tap this named module of the fine-tuned network (names of the backbone, e.g. ``"_blocks.14"``,
             ``"layer4.0"``, ``"blocks.10"``) instead of its pooled output; ``pooling`` as in
             :func:`llmvem.vision.taps.tap_layer`.
+        head: instead of the pooled features, a head's output (n, K): ``"project"`` (the aligned model's projection
+            into the text-embedding space; a visual-words model's vocabulary logits) or ``"task"`` (task logits or
+            voxel predictions), see :func:`head_outputs`.
     """
     import torch
     import yaml
@@ -703,6 +707,8 @@ def features_from_run(
     from llmvem.vision.taps import tap_layer
     from llmvem.vision.trainable import split_from_config
 
+    if head is not None and layer is not None:
+        raise ConfigError("choose a layer tap or a head's output, not both")
     run_dir = Path(run_dir)
     path = run_dir / "models" / f"{weights}.safetensors"
     if not path.is_file():
@@ -711,6 +717,8 @@ def features_from_run(
     cfg = ExperimentConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
     split = split_from_config(cfg.finetune, device=device)
     state = load_file(str(path))
+    if head is not None and not any(k.startswith(f"{head}.") for k in state):
+        head_outputs(state, head, np.zeros((1, 1), np.float32))  # raises, naming the heads this model has
     split.top.load_state_dict({k[len("top.") :]: v for k, v in state.items() if k.startswith("top.")})
     split.top.eval()
     bb = split.backbone  # shares its modules with bottom and top: it now holds the fine-tuned weights
@@ -724,4 +732,5 @@ def features_from_run(
             else:
                 out.append(split.top(split.bottom(batch.to(device))).cpu().numpy())
             advance(len(batch))
-    return np.concatenate(out).astype(np.float32)
+    feats = np.concatenate(out).astype(np.float32)
+    return head_outputs(state, head, feats, cfg.finetune.projection) if head is not None else feats

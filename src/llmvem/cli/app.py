@@ -86,7 +86,12 @@ FLAG_KEYS: dict[str, str] = {
 
 #: Per-command exceptions to FLAG_KEYS (the same flag name configuring another stage's key).
 COMMAND_FLAG_KEYS: dict[str, dict[str, str]] = {
-    "features": {"--model": "features.model", "--weights": "features.weights", "--pif/--no-pif": "features.pif"},
+    "features": {
+        "--model": "features.model",
+        "--weights": "features.weights",
+        "--pif/--no-pif": "features.pif",
+        "--head": "features.head",
+    },
     "words": {"--model": "features.model", "--weights": "features.weights", "--top": "words.top_k"},
 }
 
@@ -552,6 +557,10 @@ def features(
         bool | None,
         typer.Option("--pif/--no-pif", help="with a visual_words --model: PIF features (visual words @ embeddings)"),
     ] = None,
+    head: Annotated[
+        str | None,
+        typer.Option("--head", help="with --model: a head's output: project (text-space projection) or task (logits)"),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -568,6 +577,7 @@ def features(
       llmvem features images/ --backbone timm:resnet50 --layer layer3 -o layer3.npy
       llmvem features images/ --backbone hf_clip:openai/clip-vit-base-patch32 --layer encoder.layers.5 --pooling avg
       llmvem features my_images/ --model runs/nsd-objects92-20261122-101500 --weights aligned-seed0 -o aligned.npy
+      llmvem features my_images/ --model runs/nsd-objects92-20261122-101500 --head project -o text_space.npy
     """
     flags = {
         "--backbone": backbone,
@@ -576,6 +586,7 @@ def features(
         "--model": model,
         "--weights": weights,
         "--pif/--no-pif": pif,
+        "--head": head,
         "--cache-dir": cache_dir,
         "--device": device,
         "--progress/--no-progress": progress,
@@ -604,7 +615,7 @@ def features(
             else:
                 f, run_dir = cfg.features, cfg.features.model
                 values = features_from_run(stim, run_dir, f.weights, f.batch_size, cfg.device, cfg.progress, f.layer,
-                                           f.pooling)  # fmt: skip
+                                           f.pooling, head=f.head)  # fmt: skip
             out.parent.mkdir(parents=True, exist_ok=True)
             np.save(out, values)
             atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(stim.ids) + "\n")
