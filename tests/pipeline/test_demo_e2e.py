@@ -177,6 +177,10 @@ def test_nsd_objects92_experiment_small(data_dir: Path, tmp_path: Path) -> None:
     # the networks' last layers: the aligned projection (text space) and the twin's HED logits
     assert {"aligned_head", "twin_head"} <= set(metrics["rsa"])
     assert len(metrics["paired_heads"]["kriegeskorte_hIT"]["per_seed"]) == 2
+    # vs the untouched network: its RSA repeated for every seed
+    vp = metrics["paired_pretrained"]["aligned"]["cichy_IT"]
+    a_it, p_it = metrics["rsa"]["aligned"]["cichy_IT"]["mean"], metrics["rsa"]["pretrained"]["cichy_IT"]["mean"]
+    assert vp["diff_mean"] == pytest.approx(a_it - p_it, abs=1e-9) and "aligned_head" in metrics["paired_pretrained"]
     assert metrics["n_undescribed"] == 0  # qwen2.5vl_7b's general descriptions cover every NSD image
     assert set(metrics["hed"]) == {"aligned", "twin"}
     assert len(list((run.path / "models").glob("*.safetensors"))) == 4

@@ -288,12 +288,13 @@ def test_plot_training_curves_and_decoding(tmp_path: Path) -> None:
 def test_build_report_paired_section(tmp_path: Path) -> None:
     pair = {"diff_mean": 0.0312, "ci95": [0.0101, 0.0523], "per_seed": [0.02, 0.04], "p_paired_t_subjects": 0.0042,
             "ratio_aligned_over_twin": 1.19}  # fmt: skip
-    metrics = {"paired": {"cichy_IT": {**pair, "diff_mean": -0.1124}}, "paired_heads": {"cichy_IT": pair}}
+    metrics = {"paired": {"cichy_IT": {**pair, "diff_mean": -0.1124}}, "paired_heads": {"cichy_IT": pair},
+               "paired_pretrained": {"aligned_head": {"cichy_IT": {**pair, "diff_mean": 0.1311}}}}  # fmt: skip
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     html = build_report(tmp_path).read_text()
     section = html[html.index("Aligned − twin (paired)") :]
     assert "-0.112" in section and "0.031" in section and "0.052" in section and "1.19" in section
-    assert section.index("pooled") < section.index("heads")
+    assert section.index("pooled") < section.index("heads") < section.index("0.131")
     # no paired blocks: no section
     (tmp_path / "metrics.json").write_text(json.dumps({"hed": {}}))
     assert "Aligned − twin (paired)" not in build_report(tmp_path).read_text()

@@ -160,7 +160,8 @@ def run_nsd_objects92(
     ``aligned``, ``twin``, ``pretrained``, ``descriptions`` and brain sets ``cichy_IT``, ``cichy_EVC``,
     ``kriegeskorte_hIT``, plus ``paired`` (aligned − twin) and ``hed`` (held-out label accuracy). The networks'
     last layers are scored too: ``aligned_head`` (the projection into the text space) and ``twin_head`` (HED
-    logits), compared in ``paired_heads``.
+    logits), compared in ``paired_heads``; ``paired_pretrained`` compares ``aligned`` and ``aligned_head`` with the
+    untouched network (the λ = 0 twin of the alignment-only variant, which has no task to train on).
     """
     from safetensors.torch import save_file
 
@@ -310,6 +311,14 @@ def run_nsd_objects92(
     if "aligned_head" in reps and "twin_head" in reps:
         for t, name in BRAIN_SETS.items():
             paired_heads[name] = _paired(per_subject[("aligned_head", t)], per_subject[("twin_head", t)])
+    # alignment only: the literal λ = 0 twin (no task, no alignment) is the untouched pretrained network
+    vs_pretrained: dict[str, dict[str, Any]] = {}
+    for rep in ("aligned", "aligned_head"):
+        if rep in reps:
+            for t, name in BRAIN_SETS.items():
+                a = per_subject[(rep, t)]
+                p0 = np.repeat(per_subject[("pretrained", t)], len(a), axis=0)
+                vs_pretrained.setdefault(rep, {})[name] = _paired(a, p0)
     hed: dict[str, Any] = {}
     if hed_rows:
         hdf = pd.DataFrame(hed_rows)
@@ -333,6 +342,7 @@ def run_nsd_objects92(
         rsa=rsa_json,
         paired=paired,
         paired_heads=paired_heads,
+        paired_pretrained=vs_pretrained,
         hed=hed,
         seeds=list(ft.seeds),
         hed_vocabulary=vocab,

@@ -225,10 +225,21 @@ def _figure(df: pd.DataFrame, png: Path, csv: Path, kind: str) -> Path:
 
 
 def _paired_table(metrics: Any) -> pd.DataFrame | None:
-    """One row per (layer, brain set) of ``metrics["paired"]`` / ``metrics["paired_heads"]``; None when absent."""
+    """One row per (comparison, brain set) of ``metrics["paired"]``, ``["paired_heads"]`` and
+    ``["paired_pretrained"]`` (aligned − the untouched network); None when absent."""
     rows = []
-    for layer, key in (("pooled", "paired"), ("heads", "paired_heads")):
-        block = metrics.get(key) if isinstance(metrics, dict) else None
+    if not isinstance(metrics, dict):
+        return None
+    untouched: dict[str, Any] = metrics.get("paired_pretrained") or {}
+    if not isinstance(untouched, dict):
+        untouched = {}
+    blocks = [
+        ("pooled", metrics.get("paired")),
+        ("heads", metrics.get("paired_heads")),
+        ("pooled − untouched", untouched.get("aligned")),
+        ("head − untouched", untouched.get("aligned_head")),
+    ]
+    for layer, block in blocks:
         if not isinstance(block, dict):
             continue
         for brain_set, p in block.items():
@@ -333,7 +344,9 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
                     "Difference of the mean per-subject RSA of the aligned model and its twin: diff is the mean over "
                     "seeds, ci95 its 95 % t interval over seeds, p the paired t-test over subjects (seed-averaged "
                     "scores), ratio aligned / twin. pooled: the networks' pooled features; heads: their last layers "
-                    "(the aligned projection into the text space vs the twin's task logits).",
+                    "(the aligned projection into the text space vs the twin's task logits); − untouched: the "
+                    "aligned model vs the pretrained network it started from (the λ = 0 twin of alignment-only "
+                    "training).",
                 ],
                 table=paired,
             )
