@@ -192,7 +192,8 @@ def run_nsd_objects92(
     log(f"[bold]nsd → objects92[/bold]: run directory [cyan]{run.path}[/cyan]")
 
     # every image described by each source (describer × prompt); several sources: the mean of their embeddings
-    described = list(nsd.description_sets(rsa_cfg.align_model, rsa_cfg.align_prompt)[1])
+    source_texts = nsd.description_sets(rsa_cfg.align_model, rsa_cfg.align_prompt)[1]
+    described = list(source_texts)
     n_undescribed = len(set(nsd.stimuli.ids[: ft.n_images]) - set(described))
     if n_undescribed:  # the policy here is drop-and-report: the NSD set is fixed, its two gaps are known
         log(f"  note: {n_undescribed} of the first {ft.n_images} NSD images lack a description and are left out")
@@ -203,8 +204,7 @@ def run_nsd_objects92(
     val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     words: VisualWordsSetup | None = None
     if ft.loss == "visual_words":  # targets: the descriptions' bag of words over a vocabulary (VW-LMM)
-        src = nsd.description_sets(rsa_cfg.align_model, rsa_cfg.align_prompt)[1]
-        texts = ["\n\n".join(src[i]) for i in ids]
+        texts = ["\n\n".join(source_texts[i]) for i in ids]  # every source's text, as description_targets joins them
         source_what = f"{rsa_cfg.align_model}/{rsa_cfg.align_prompt}"
         words = VisualWordsSetup.create(ft.vocabulary, ft.bow_weighting, [texts[k] for k in train_idx])
         text = words.bow.transform(texts, ids)

@@ -114,6 +114,30 @@ def _grouped_bars(
     return groups, models, width
 
 
+def _bar_chart(
+    df: pd.DataFrame,
+    columns: tuple[str, ...],
+    what: str,
+    group: str,
+    value: str,
+    size: tuple[float, float, float, float],
+    err: str | None = None,
+) -> tuple[Figure, Axes, list[Any], list[Any], float]:
+    """Check ``df`` (``columns`` present, not empty: ``what`` names it in errors), open a figure sized
+    ``base + n_groups · (per_model · n_models + per_group)`` by ``height`` (``size`` = (base, per_model, per_group,
+    height)) and draw :func:`_grouped_bars` of ``value`` per ``group``; returns the figure, its axes, the groups, the
+    models and the bar width."""
+    check_columns(df, columns, what)
+    if df.empty:
+        raise DataError(f"{what} table is empty: nothing to plot")
+    base, per_model, per_group, height = size
+    fig = _new_figure(base + df[group].nunique() * (per_model * df["model"].nunique() + per_group), height)
+    ax = fig.add_subplot()
+    _tidy_axes(ax)
+    groups, models, width = _grouped_bars(ax, df, group, value, err=err)
+    return fig, ax, groups, models, width
+
+
 def _group_labels(ax: Axes, df: pd.DataFrame, group: str, groups: Sequence[Any], count: str, unit: str) -> None:
     labels = []
     for g in groups:
@@ -145,14 +169,9 @@ def plot_encoding(df: pd.DataFrame, path: str | Path, title: str | None = None) 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    check_columns(df, ("model", "roi", "mean_r", "noise_ceiling_r"), "encoding")
-    if df.empty:
-        raise DataError("encoding table is empty: nothing to plot")
-    n_models, n_rois = df["model"].nunique(), df["roi"].nunique()
-    fig = _new_figure(1.2 + n_rois * (0.28 * n_models + 0.5), 4.2)
-    ax = fig.add_subplot()
-    _tidy_axes(ax)
-    rois, _, _ = _grouped_bars(ax, df, "roi", "mean_r")
+    fig, ax, rois, _, _ = _bar_chart(
+        df, ("model", "roi", "mean_r", "noise_ceiling_r"), "encoding", "roi", "mean_r", (1.2, 0.28, 0.5, 4.2)
+    )
     ceilings = df.groupby("roi", sort=False)["noise_ceiling_r"].mean()
     labelled = False
     for j, roi in enumerate(rois):
@@ -187,14 +206,8 @@ def plot_rsa(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Pa
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    check_columns(df, ("model", "target", "mean", "sem", "noise_lower", "noise_upper"), "RSA")
-    if df.empty:
-        raise DataError("RSA table is empty: nothing to plot")
-    n_models, n_targets = df["model"].nunique(), df["target"].nunique()
-    fig = _new_figure(1.2 + n_targets * (0.28 * n_models + 0.5), 4.2)
-    ax = fig.add_subplot()
-    _tidy_axes(ax)
-    targets, _, _ = _grouped_bars(ax, df, "target", "mean", err="sem")
+    columns = ("model", "target", "mean", "sem", "noise_lower", "noise_upper")
+    fig, ax, targets, _, _ = _bar_chart(df, columns, "RSA", "target", "mean", (1.2, 0.28, 0.5, 4.2), err="sem")
     noise = df.groupby("target", sort=False)[["noise_lower", "noise_upper"]].mean()
     has_band = has_line = False
     for j, target in enumerate(targets):
@@ -440,14 +453,9 @@ def plot_seed_bars(
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    check_columns(df, ("model", "metric", "seed", "value"), "per-seed scores")
-    if df.empty:
-        raise DataError("per-seed score table is empty: nothing to plot")
-    n_models, n_metrics = df["model"].nunique(), df["metric"].nunique()
-    fig = _new_figure(1.6 + n_metrics * (0.5 * n_models + 0.6), 4.0)
-    ax = fig.add_subplot()
-    _tidy_axes(ax)
-    metrics, models, width = _grouped_bars(ax, df, "metric", "value")
+    fig, ax, metrics, models, width = _bar_chart(
+        df, ("model", "metric", "seed", "value"), "per-seed score", "metric", "value", (1.6, 0.5, 0.6, 4.0)
+    )
     seeds = _unique(df["seed"])
     for j, metric in enumerate(metrics):
         xs = {m: j - 0.4 + width * (i + 0.5) for i, m in enumerate(models)}
