@@ -509,10 +509,10 @@ def make_optimizer(params: list[Any], cfg: FinetuneConfig, device: str) -> Any:
     """
     import torch
 
-    fused = {"fused": True} if torch.device(device).type == "cuda" else {}
+    fused = True if torch.device(device).type == "cuda" else None
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def sync_batchnorm(model: Any, device: str, enabled: bool = True) -> int:
