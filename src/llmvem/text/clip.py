@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from llmvem.devices import check_device
 from llmvem.errors import BackendError
 from llmvem.store import weights_sha256
 from llmvem.text.encoders import (
@@ -35,14 +36,6 @@ from llmvem.text.encoders import (
 CLIP_PREFIX = "clip:"
 OPEN_CLIP_PREFIX = "open_clip:"
 _HF_TYPES = {"clip": "CLIPModel", "clip_text_model": "CLIPTextModelWithProjection"}
-
-
-def _check_device(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BackendError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
 
 
 # --------------------------------------------------------------------------- Hugging Face CLIP
@@ -94,7 +87,7 @@ class HFClipTextEncoder(HFTokenizerMixin, TextEncoder):
     def model(self) -> Any:
         """The loaded ``CLIPModel`` / ``CLIPTextModelWithProjection`` (eval mode, on ``device``)."""
         if self._model is None:
-            _check_device(self.device)
+            check_device(self.device)
             try:
                 import transformers
                 from transformers.utils import logging as hf_logging
@@ -211,7 +204,7 @@ class OpenClipTextEncoder(TextEncoder):
     @property
     def model(self) -> Any:
         if self._model is None:
-            _check_device(self.device)
+            check_device(self.device)
             open_clip = _import_open_clip()
             try:
                 model = open_clip.create_model(

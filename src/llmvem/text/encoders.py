@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from llmvem.devices import check_device
 from llmvem.errors import BackendError, ConfigError
 from llmvem.progress import progress_bar
 from llmvem.registry import Registry
@@ -543,11 +544,7 @@ def _load_sentence_transformer(model_dir: Path, device: str, name: str) -> Sente
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
         raise BackendError("text encoders need sentence-transformers (pip install sentence-transformers)") from exc
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BackendError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
+    check_device(device)
     try:
         from transformers.utils import logging as hf_logging
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmvem.devices import check_device
 from llmvem.errors import BackendError, RegistryError
 from llmvem.registry import Registry
 from llmvem.store import weights_sha256
@@ -160,7 +161,7 @@ def load_backbone(
         RegistryError: unknown name (the message lists the known names and prefixes).
         BackendError: weights missing, a hub id not in the local cache, unsupported pooling, unknown layer.
     """
-    _check_device(device)
+    check_device(device)
     if pooling is not None and pooling not in POOLINGS:
         raise BackendError(f"backbone {name!r}: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     pool_kw: dict[str, Any] = {} if (pooling is None or layer is not None) else {"pooling": pooling}
@@ -187,14 +188,6 @@ def load_backbone(
 
         bb = tap_layer(bb, layer, pooling=pooling)
     return bb
-
-
-def _check_device(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BackendError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
 
 
 # --------------------------------------------------------------------------- EfficientNet-Lite0
