@@ -14,4 +14,6 @@ def check_device(device: str) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise BackendError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
+            raise BackendError(
+                f"device {device!r} requested but CUDA is not available here; use device='cpu' (--device cpu)"
+            )

@@ -175,3 +175,15 @@ def test_embed_clean_strips_the_preamble_before_embedding(tmp_path: Path) -> Non
     np.testing.assert_allclose(outs["clean"], want, rtol=1e-5, atol=1e-6)
     assert not np.allclose(outs["raw"][0], want[0], atol=1e-3)  # the lead-in changed the raw embedding
     np.testing.assert_allclose(outs["raw"][1], want[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_gpu_config_without_a_gpu_fails_before_making_a_run_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gpu_cfg = Path(__file__).resolve().parents[2] / "configs" / "nsd-objects92-gpu.yaml"
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(app, ["train", str(gpu_cfg), "--data-dir", str(tmp_path)])
+    assert res.exit_code != 0 and "CUDA is not available" in res.output and "--device cpu" in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "runs").exists()

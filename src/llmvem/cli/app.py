@@ -701,7 +701,10 @@ def words(
 
 def _experiment(config: Path, set_: list[str] | None, flags: dict[str, Any], until: str) -> None:
     cfg = _resolve(config, set_, flags)
+    from llmvem.devices import check_device
     from llmvem.pipeline import run_encoding_demo, run_finetune_folder, run_nsd_objects92, run_objects92_rsa
+
+    check_device(cfg.device)  # before a run directory is made (a GPU config on a CPU-only machine, say)
 
     if cfg.dataset.name == "demo":
         run_encoding_demo(cfg, until=until)
