@@ -51,6 +51,11 @@ class DatasetConfig(_Section):
     missing_descriptions: Literal["fail", "drop"] = Field(
         "fail", description="folder: images without a description stop the run (fail) or are left out (drop)"
     )
+    heldout: str = Field(
+        "auto",
+        description="folder: held-out images: auto (voxel tasks: the brain data's 'test' split when it names ≥ 2 of "
+        "the images; else seeded), seeded (a seeded share finetune.val_fraction), or a split name of the brain data",
+    )
 
 
 class DescribeConfig(_Section):

@@ -343,3 +343,60 @@ def test_cli_train_dispatches_to_the_folder_pipeline(folder: dict[str, Any], tmp
 def test_the_example_config_is_valid() -> None:
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "folder-classify.yaml")
     assert cfg.dataset.name == "folder" and cfg.finetune.task == "classifier" and len(cfg.finetune.seeds) == 3
+
+
+# ------------------------------------------------------------------------------------------------ held-out split
+def _brain_with_splits(splits: dict[str, list[str]], n: int = 12) -> Any:
+    from llmvem.data.brain import BrainData
+
+    ids = [f"im{k:02d}" for k in range(n)]
+    rois = pd.DataFrame({"roi": ["V1"] * 3})
+    return BrainData(np.random.default_rng(0).normal(size=(n, 3)), ids, rois, splits=splits)
+
+
+def test_brain_heldout_uses_the_brain_datas_own_test_split() -> None:
+    from llmvem.errors import ConfigError
+    from llmvem.pipeline.finetune_folder import brain_heldout
+
+    brain = _brain_with_splits({"test": ["im03", "im07", "im01"], "val": ["im10", "im11", "im09", "im08"]})
+    train, held = brain_heldout(brain, "auto")  # type: ignore[misc]
+    assert held.tolist() == [1, 3, 7] and train.tolist() == [0, 2, 4, 5, 6, 8, 9, 10, 11]
+    assert brain_heldout(brain, "val")[1].tolist() == [8, 9, 10, 11]  # type: ignore[index]
+    assert brain_heldout(brain, "seeded") is None
+    assert brain_heldout(_brain_with_splits({}), "auto") is None  # no split: the caller draws a seeded one
+    assert brain_heldout(_brain_with_splits({"test": ["im00", "im01"]}), "auto") is None  # too few to score
+    with pytest.raises(ConfigError, match=r"no such split; it has \['test', 'val'\]"):
+        brain_heldout(brain, "holdout")
+    with pytest.raises(ConfigError, match="names 2 of the 12 images"):
+        brain_heldout(_brain_with_splits({"test": ["im00", "im01"]}), "test")
+    # reordered to the images, a split keeps only the images the folder has
+    sub = brain.reorder(["im07", "im03", "im00", "im02", "im04", "im05", "im06", "im08"])
+    assert sub.splits["test"] == ["im03", "im07"] and brain_heldout(sub, "auto") is None
+
+
+def test_heldout_split_name_needs_a_voxel_task(folder: dict[str, Any], tmp_path: Path) -> None:
+    from llmvem.errors import ConfigError
+
+    cfg = _cfg(tmp_path, folder["images"], folder["descriptions"], **{"dataset.heldout": "test"})
+    with pytest.raises(ConfigError, match="only the voxel tasks read"):
+        run_finetune_folder(cfg)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_voxel_run_holds_out_the_brain_datas_test_split(
+    folder: dict[str, Any], brain_npz: dict[str, Any], tmp_path: Path
+) -> None:
+    from llmvem.data.files import load_brain, save_brain
+
+    brain = load_brain(brain_npz["path"])
+    test_ids = [brain_npz["ids"][k] for k in (2, 5, 11, 17, 20)] + ["extra_1"]  # one the folder lacks
+    brain.splits = {"train": [i for i in brain.stimulus_ids if i not in test_ids], "test": test_ids}
+    path = save_brain(brain, tmp_path / "with_split.npz")
+    over = {"dataset.brain": str(path), "finetune.seeds": "[0]", "finetune.epochs": 1}
+    with pytest.warns(RuntimeWarning, match="NaN/inf"):
+        run = run_finetune_folder(_cfg(tmp_path, folder["images"], folder["descriptions"], **over))
+    split = json.loads((run.path / "split.json").read_text())
+    assert split["heldout_from"] == "brain split 'test'"
+    assert sorted(split["heldout"]) == sorted(test_ids[:-1]) and len(split["train"]) == 24 - 5
+    pred = np.load(run.path / "predictions" / "aligned-seed0.npz")
+    assert sorted(pred["ids"]) == sorted(test_ids[:-1])

@@ -100,6 +100,7 @@ class BrainData:
     def reorder(self, stimulus_ids: Sequence[str]) -> BrainData:
         """Rows in the order of ``stimulus_ids`` (which must all be present)."""
         order = align_ids(stimulus_ids, self.stimulus_ids, "requested", f"responses of {self.name!r}")
+        keep = set(stimulus_ids)
         return BrainData(
             responses=self.responses[order],
             stimulus_ids=list(stimulus_ids),
@@ -107,7 +108,7 @@ class BrainData:
             ncsnr=self.ncsnr,
             n_repeats=self.n_repeats[order] if self.n_repeats is not None else None,
             noise_ceiling=self.noise_ceiling,
-            splits={k: [i for i in v if i in set(stimulus_ids)] for k, v in self.splits.items()},
+            splits={k: [i for i in v if i in keep] for k, v in self.splits.items()},
             name=self.name,
         )
 

@@ -174,7 +174,8 @@ def _roi_rdm_sets(brains: list[BrainData], metric: str) -> dict[str, RDMSet]:
     """One RDM set per ROI present in every brain source (the sources are the subjects), over their common stimuli."""
     from llmvem.brain import compute_rdm
 
-    common = [i for i in brains[0].stimulus_ids if all(i in set(b.stimulus_ids) for b in brains[1:])]
+    others = [set(b.stimulus_ids) for b in brains[1:]]
+    common = [i for i in brains[0].stimulus_ids if all(i in o for o in others)]
     if len(common) < 4:
         raise DataError(f"RSA on brain ROIs: the brain sources share {len(common)} stimuli; need ≥ 4")
     rois = [r for r in brains[0].rois if all(r in b.rois for b in brains[1:])]
@@ -298,7 +299,8 @@ def run_evaluate_decode(cfg: ExperimentConfig, run_dir: Path | None = None, log:
             cap_ids, cap_texts, cap_emb = corpus
             ret = retrieve_captions(res.predicted, cap_emb, cap_texts, k=dec.top_k, metric=dec.metric)
             hits = [any(cap_ids[j] == sid for j in idx) for sid, idx in zip(ids_te, ret.indices, strict=True)]
-            has_own = [sid in set(cap_ids) for sid in ids_te]
+            cap_set = set(cap_ids)
+            has_own = [sid in cap_set for sid in ids_te]
             if any(has_own):
                 row[f"retrieval_top{dec.top_k}"] = float(np.mean([h for h, o in zip(hits, has_own, strict=True) if o]))
             for sid, texts, scores in zip(ids_te, ret.texts, ret.scores, strict=True):

@@ -21,7 +21,8 @@ schedule; both for every seed of ``finetune.seeds``. ``finetune.task``: ``classi
 ``multilabel`` (BCE), ``voxels`` (MSE to the responses standardised on the training images), ``voxels_pca`` (the
 same through ``pca_components`` PCA components of the training voxels) or ``none`` (alignment only: no twin);
 ``auto`` picks voxels with brain data, else classifier with labels, else none. The held-out split
-(``finetune.val_fraction``, seeded by ``seed``; stratified by class for the classifier) is shared by every model.
+(``finetune.val_fraction``, seeded by ``seed``; stratified by class for the classifier; for the voxel tasks the brain
+data's own ``test`` split where it has one, see ``dataset.heldout``) is shared by every model.
 
 Outputs in the run directory: ``metrics.json`` (``task``, ``data`` counts, then per task ``classification`` /
 ``multilabel`` / ``voxels`` and ``retrieval``: ``{MODEL: {METRIC: {"seed<k>": x, "mean": x}}, "paired": {METRIC:
@@ -121,6 +122,11 @@ def resolve_task(cfg: ExperimentConfig, has_labels: bool) -> str:
         )
     if task in VOXEL_TASKS and ds.brain is None:
         raise ConfigError(f"finetune.task={task!r} needs brain responses: set dataset.brain (see llmvem.data.files)")
+    if cfg.dataset.heldout not in ("auto", "seeded") and task not in VOXEL_TASKS:
+        raise ConfigError(
+            f"dataset.heldout={cfg.dataset.heldout!r} names a split of the brain data, which only the voxel tasks "
+            f"read (this run's task: {task!r}); use auto or seeded"
+        )
     return task
 
 
@@ -258,16 +264,13 @@ class VoxelTargets:
     sd: np.ndarray
 
 
-def voxel_targets(
-    cfg: ExperimentConfig, ids: list[str], train_idx: np.ndarray, log: Log | None = None
-) -> tuple[VoxelTargets, int]:
-    """Load ``dataset.brain`` for the images ``ids``, mask NaN/constant voxels (counted warning), standardise.
+def load_folder_brain(cfg: ExperimentConfig, ids: list[str]) -> tuple[BrainData, int]:
+    """``dataset.brain`` reordered to the images ``ids`` (its splits keep only those images).
 
     Returns:
-        the targets, and the number of brain stimuli that are not among the images (ignored).
+        the brain data, and the number of its stimuli that are not among the images (ignored).
     Raises:
         IdMismatchError: images without a response (the message shows ids of both sides).
-        DataError: no usable voxel.
     """
     from llmvem.data.files import load_brain
 
@@ -281,8 +284,49 @@ def voxel_targets(
             f"brain data {src}: {len(missing)} of {len(ids)} image(s) have no response, e.g. {missing[:5]}; its "
             f"stimulus ids look like {brain.stimulus_ids[:5]}: they must be the images' file stems"
         )
-    extra = len(have - set(ids))
-    brain = brain.reorder(ids)
+    return brain.reorder(ids), len(have - set(ids))
+
+
+def brain_heldout(brain: BrainData, heldout: str, min_val: int = 3) -> tuple[np.ndarray, np.ndarray] | None:
+    """(train, held-out) row indices from a split of ``brain`` (already reordered to the images), or None.
+
+    ``heldout`` is ``auto`` (the split ``test`` if it names ≥ ``min_val`` images and leaves ≥ 4 to train on, else
+    None: the caller draws a seeded split), ``seeded`` (None) or a split name, which must exist and be usable.
+    Raises:
+        ConfigError: a named split that the brain data lacks, or one too small or too large to hold out.
+    """
+    if heldout == "seeded":
+        return None
+    name = "test" if heldout == "auto" else heldout
+    if name not in brain.splits:
+        if heldout == "auto":
+            return None
+        raise ConfigError(
+            f"dataset.heldout={heldout!r}: the brain data has no such split; it has {sorted(brain.splits)}"
+        )
+    val_idx = brain.split_indices(name)
+    n = len(brain.stimulus_ids)
+    if not min_val <= len(val_idx) <= n - 4:
+        if heldout == "auto":
+            return None
+        raise ConfigError(
+            f"dataset.heldout={heldout!r}: the split names {len(val_idx)} of the {n} images; hold out ≥ {min_val} "
+            "and leave ≥ 4 to train on"
+        )
+    val_idx = np.sort(val_idx.astype(np.int64))
+    return np.setdiff1d(np.arange(n), val_idx), val_idx
+
+
+def voxel_targets(
+    cfg: ExperimentConfig, brain: BrainData, train_idx: np.ndarray, log: Log | None = None
+) -> VoxelTargets:
+    """Mask the NaN/constant voxels of ``brain`` (rows: the images; counted warning) and standardise the rest on
+    the training rows ``train_idx``.
+
+    Raises:
+        DataError: no usable voxel.
+    """
+    src = cfg.dataset.brain
     valid = brain.check_finite()
     n_bad = int((~valid).sum())
     if not valid.any():
@@ -299,7 +343,7 @@ def voxel_targets(
     mean, sd = y[train_idx].mean(0), y[train_idx].std(0)
     sd = np.where(sd > 0, sd, 1.0)
     z = ((y - mean) / sd).astype(np.float32)
-    return VoxelTargets(brain, valid, z, mean, sd), extra
+    return VoxelTargets(brain, valid, z, mean, sd)
 
 
 def _model_outputs(
@@ -415,6 +459,7 @@ def run_finetune_folder(
     targets: np.ndarray | None = None
     vox: VoxelTargets | None = None
     counts = dict(images.counts)
+    heldout_from = "seeded"
     if task == "classifier":
         assert images.label_sets is not None
         names = [s[0] for s in images.label_sets]
@@ -428,12 +473,17 @@ def run_finetune_folder(
         for k, s in enumerate(images.label_sets):
             targets[k, [classes.index(c) for c in s]] = 1.0
         train_idx, val_idx = heldout_split(n, ft.val_fraction, cfg.seed)
-    else:
-        train_idx, val_idx = heldout_split(n, ft.val_fraction, cfg.seed, min_val=3 if task in VOXEL_TASKS else 2)
-    if task in VOXEL_TASKS:
-        vox, counts["ignored_brain_stimuli"] = voxel_targets(cfg, ids, train_idx, log)
+    elif task in VOXEL_TASKS:  # held out: the brain data's own test split where it has one (dataset.heldout)
+        brain, counts["ignored_brain_stimuli"] = load_folder_brain(cfg, ids)
+        split = brain_heldout(brain, cfg.dataset.heldout)
+        if split is not None:
+            heldout_from = f"brain split {'test' if cfg.dataset.heldout == 'auto' else cfg.dataset.heldout!r}"
+        train_idx, val_idx = split if split is not None else heldout_split(n, ft.val_fraction, cfg.seed, min_val=3)
+        vox = voxel_targets(cfg, brain, train_idx, log)
         counts["masked_voxels"] = int((~vox.valid).sum())
         targets = vox.targets
+    else:
+        train_idx, val_idx = heldout_split(n, ft.val_fraction, cfg.seed)
     if len(train_idx) < 4:
         raise DataError(f"{len(train_idx)} training image(s) after holding out {len(val_idx)}: need ≥ 4")
     if cfg.dataset.brain is not None and task not in VOXEL_TASKS:
@@ -444,7 +494,7 @@ def run_finetune_folder(
     log(f"[bold]fine-tune on {Path(str(cfg.dataset.images)).name}[/bold] ({task}): run directory {run.path}")
     atomic_write_text(run.file("split.json"), json.dumps(
         {"train": [ids[k] for k in train_idx], "heldout": [ids[k] for k in val_idx], "seed": cfg.seed,
-         "val_fraction": ft.val_fraction, "classes": classes}, indent=1))  # fmt: skip
+         "val_fraction": ft.val_fraction, "heldout_from": heldout_from, "classes": classes}, indent=1))  # fmt: skip
 
     text = None
     if images.texts is not None:
@@ -457,7 +507,7 @@ def run_finetune_folder(
     what = {"classifier": f"{len(classes)} classes", "multilabel": f"{len(classes)} labels",
             "none": "no task (alignment only)"}.get(task, f"{n_targets} voxels")  # fmt: skip
     log(
-        f"1/4 data: {n} images ({len(train_idx)} train / {len(val_idx)} held out), {what}, "
+        f"1/4 data: {n} images ({len(train_idx)} train / {len(val_idx)} held out, {heldout_from}), {what}, "
         + (f"{text.shape[1]}-d {cfg.embed.encoder} description embeddings; " if text is not None else "")
         + f"top {split.identity['trainable_blocks']} block(s) of {ft.backbone} train"
     )
