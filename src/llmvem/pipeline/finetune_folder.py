@@ -475,10 +475,10 @@ def run_finetune_folder(
         train_idx, val_idx = heldout_split(n, ft.val_fraction, cfg.seed)
     elif task in VOXEL_TASKS:  # held out: the brain data's own test split where it has one (dataset.heldout)
         brain, counts["ignored_brain_stimuli"] = load_folder_brain(cfg, ids)
-        split = brain_heldout(brain, cfg.dataset.heldout)
-        if split is not None:
+        own = brain_heldout(brain, cfg.dataset.heldout)
+        if own is not None:
             heldout_from = f"brain split {'test' if cfg.dataset.heldout == 'auto' else cfg.dataset.heldout!r}"
-        train_idx, val_idx = split if split is not None else heldout_split(n, ft.val_fraction, cfg.seed, min_val=3)
+        train_idx, val_idx = own if own is not None else heldout_split(n, ft.val_fraction, cfg.seed, min_val=3)
         vox = voxel_targets(cfg, brain, train_idx, log)
         counts["masked_voxels"] = int((~vox.valid).sum())
         targets = vox.targets
