@@ -174,6 +174,13 @@ def test_nsd_objects92_experiment_small(data_dir: Path, tmp_path: Path) -> None:
     assert metrics["rsa"]["pretrained"]["cichy_IT"]["mean"] == pytest.approx(0.087, abs=0.005)
     assert metrics["rsa"]["descriptions"]["kriegeskorte_hIT"]["mean"] == pytest.approx(0.290, abs=0.005)
     assert len(metrics["paired"]["cichy_IT"]["per_seed"]) == 2
+    # every score behind the means, per seed and subject
+    subj = pd.read_csv(run.path / "rsa_subjects.csv")
+    it = subj[(subj["target"] == "cichy_it") & (subj["model"] == "aligned")]
+    assert sorted(it["seed"].unique()) == [0, 1] and len(it) == 2 * 15
+    assert it["score"].mean() == pytest.approx(metrics["rsa"]["aligned"]["cichy_IT"]["mean"], abs=1e-9)
+    pre = subj[(subj["target"] == "kriegeskorte_hit") & (subj["model"] == "pretrained")]
+    assert len(pre) == 4 and pre["seed"].isna().all()
     # the networks' last layers: the aligned projection (text space) and the twin's HED logits
     assert {"aligned_head", "twin_head"} <= set(metrics["rsa"])
     assert len(metrics["paired_heads"]["kriegeskorte_hIT"]["per_seed"]) == 2

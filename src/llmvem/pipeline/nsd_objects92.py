@@ -158,7 +158,8 @@ def run_nsd_objects92(
 
     ``metrics.json`` holds ``{"rsa": {REPRESENTATION: {BRAIN_SET: {"mean", "se"}}}}`` for representations
     ``aligned``, ``twin``, ``pretrained``, ``descriptions`` and brain sets ``cichy_IT``, ``cichy_EVC``,
-    ``kriegeskorte_hIT``, plus ``paired`` (aligned − twin) and ``hed`` (held-out label accuracy). The networks'
+    ``kriegeskorte_hIT``, plus ``paired`` (aligned − twin) and ``hed`` (held-out label accuracy); ``rsa_subjects.csv``
+    holds every score behind them (model, target, seed, subject, score). The networks'
     last layers are scored too: ``aligned_head`` (the projection into the text space) and ``twin_head`` (HED
     logits), compared in ``paired_heads``; ``paired_pretrained`` compares ``aligned`` and ``aligned_head`` with the
     untouched network (the λ = 0 twin of the alignment-only variant, which has no task to train on).
@@ -287,7 +288,7 @@ def run_nsd_objects92(
         reps["aligned_pif"] = [pif_features(x, words.vocab.embeddings) for x in words.obj_logits]
         obj_bow = words.bow.transform([obj.descriptions[i] for i in obj.stimuli.ids], obj.stimuli.ids)
         reps["descriptions_pif"] = [pif_features(obj_bow, words.vocab.embeddings, probabilities=True)]
-    rows, per_subject = [], {}
+    rows, per_subject, subject_rows = [], {}, []
     rsa_json: dict[str, dict[str, dict[str, float]]] = {}
     for target, name in BRAIN_SETS.items():
         rset = obj.rdms[target].reorder(obj.stimuli.ids)
@@ -295,6 +296,10 @@ def run_nsd_objects92(
             scores = np.stack([rsa_scores(compute_rdm(x, rsa_cfg.metric), rset.rdms, rsa_cfg.method).scores
                                for x in xs])  # (n_seeds, n_subjects)  # fmt: skip
             per_subject[(rep, target)] = scores
+            seeds = [None] if rep in ("pretrained", "descriptions", "descriptions_pif") else list(ft.seeds)
+            subject_rows += [{"model": rep, "target": target, "seed": seeds[i], "subject": subj_name,
+                              "score": float(scores[i, j])}
+                             for i in range(len(xs)) for j, subj_name in enumerate(rset.subjects)]  # fmt: skip
             subj = scores.mean(0)
             res0 = rsa_scores(compute_rdm(xs[0], rsa_cfg.metric), rset.rdms, rsa_cfg.method)
             se = float(subj.std(ddof=1) / np.sqrt(len(subj))) if len(subj) > 1 else float("nan")
@@ -304,6 +309,7 @@ def run_nsd_objects92(
                          "method": rsa_cfg.method})  # fmt: skip
     table = pd.DataFrame(rows)
     table.to_csv(run.file("rsa.csv"), index=False)
+    pd.DataFrame(subject_rows).to_csv(run.file("rsa_subjects.csv"), index=False)  # for the user's own statistics
     log(f"3/4 RSA: {len(reps)} representations × {len(BRAIN_SETS)} brain RDM sets ({rsa_cfg.method})")
 
     paired = {name: _paired(per_subject[("aligned", t)], per_subject[("twin", t)]) for t, name in BRAIN_SETS.items()}
