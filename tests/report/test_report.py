@@ -143,6 +143,16 @@ def test_plot_encoding_and_rsa(tmp_path: Path, encoding_df: pd.DataFrame, rsa_df
     _assert_png(plot_rsa(rsa_df, str(tmp_path / "rsa.png")))
     with pytest.raises(DataError, match="empty"):
         plot_rsa(rsa_df.iloc[:0], tmp_path / "empty.png")
+    # per-subject points on the bars (seeds averaged per subject); a subject far above the bars raises the y-limit
+    rows = [{"model": m, "target": t, "subject": f"s{k}", "seed": seed, "score": float(v) + 0.01 * k}
+            for m, t, v in zip(rsa_df["model"], rsa_df["target"], rsa_df["mean"], strict=True)
+            for k in range(5) for seed in (0, 1)]  # fmt: skip
+    rows[0]["score"] = 0.95
+    with_points = plot_rsa(rsa_df, tmp_path / "rsa_subjects.png", subjects=pd.DataFrame(rows))
+    _assert_png(with_points)
+    assert with_points.read_bytes() != (tmp_path / "rsa.png").read_bytes()
+    with pytest.raises(DataError, match="per-subject RSA"):
+        plot_rsa(rsa_df, tmp_path / "bad.png", subjects=pd.DataFrame(rows).drop(columns="subject"))
 
 
 def test_plot_rdms_and_histograms(tmp_path: Path) -> None:

@@ -360,7 +360,7 @@ def run_nsd_objects92(
 
     from llmvem.report import build_report, format_rsa_table, plot_rsa
 
-    plot_rsa(table, run.file("rsa.png"))
+    plot_rsa(table, run.file("rsa.png"), subjects=pd.DataFrame(subject_rows))
     build_report(run.path)
     print_table(format_rsa_table(table))
     for what, pairs in (("aligned − twin", paired), ("aligned head − twin head", paired_heads)):

@@ -39,7 +39,11 @@ _METHOD_LABELS = {
 
 
 def _wrap(text: str, width: int = 28) -> str:
-    return "\n".join(textwrap.wrap(str(text), width=width, break_on_hyphens=False)) or str(text)
+    """Wrap at spaces; a long name without spaces (``kriegeskorte_hIT``) is kept whole up to 1.5 × ``width``."""
+    text = str(text)
+    if " " not in text and len(text) <= 1.5 * width:
+        return text
+    return "\n".join(textwrap.wrap(text, width=width, break_on_hyphens=False)) or text
 
 
 def _unique(values: Iterable[Hashable]) -> list[Any]:
@@ -191,7 +195,9 @@ def plot_encoding(df: pd.DataFrame, path: str | Path, title: str | None = None) 
     return _save(fig, path)
 
 
-def plot_rsa(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
+def plot_rsa(
+    df: pd.DataFrame, path: str | Path, title: str | None = None, subjects: pd.DataFrame | None = None
+) -> Path:
     """Grouped bars of mean RDM correlation per target (± sem) over a grey noise-ceiling band per target.
 
     Args:
@@ -199,6 +205,8 @@ def plot_rsa(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Pa
             ``noise_lower``, ``noise_upper``; ``n_subjects`` and ``method`` label the axes when present).
         path: PNG file to write (parent folders are created).
         title: figure title.
+        subjects: optional per-subject scores (columns ``model``, ``target``, ``subject``, ``score``; several rows
+            per subject, e.g. one per seed, are averaged), drawn as points on their bars.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -207,7 +215,21 @@ def plot_rsa(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Pa
     from matplotlib.patches import Patch
 
     columns = ("model", "target", "mean", "sem", "noise_lower", "noise_upper")
-    fig, ax, targets, _, _ = _bar_chart(df, columns, "RSA", "target", "mean", (1.2, 0.28, 0.5, 4.2), err="sem")
+    fig, ax, targets, models, width = _bar_chart(df, columns, "RSA", "target", "mean", (1.2, 0.28, 0.5, 4.2), err="sem")
+    top_points = np.nan
+    if subjects is not None and not subjects.empty:
+        check_columns(subjects, ("model", "target", "subject", "score"), "per-subject RSA")
+        per = subjects.groupby(["model", "target", "subject"], sort=False)["score"].mean().reset_index()
+        points = {key: g["score"].to_numpy(float) for key, g in per.groupby(["model", "target"], sort=False)}
+        for j, target in enumerate(targets):
+            for i, model in enumerate(models):
+                ys = points.get((model, target))
+                if ys is None:
+                    continue
+                xs = j - 0.4 + width * (i + 0.5) + np.linspace(-0.25, 0.25, len(ys)) * width
+                label = "subjects" if i == 0 and j == 0 else "_nolegend_"
+                ax.scatter(xs, ys, s=7, color="0.15", alpha=0.55, linewidths=0, zorder=4, label=label)
+                top_points = np.nanmax([top_points, *ys])
     noise = df.groupby("target", sort=False)[["noise_lower", "noise_upper"]].mean()
     has_band = has_line = False
     for j, target in enumerate(targets):
@@ -220,7 +242,7 @@ def plot_rsa(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Pa
             ax.hlines(lo if math.isfinite(lo) else hi, span[0], span[1], colors="0.55", linewidth=2.0, zorder=1)
             has_line = True
     _group_labels(ax, df, "target", targets, "n_subjects", "subj.")
-    top = _finite_max(df["mean"] + df["sem"].fillna(0.0), noise["noise_upper"], noise["noise_lower"])
+    top = _finite_max(df["mean"] + df["sem"].fillna(0.0), noise["noise_upper"], noise["noise_lower"], [top_points])
     ax.set_ylim(top=max(top, 0.0) * 1.12 + 1e-3)
     methods = _unique(df["method"].dropna()) if "method" in df.columns else []
     metric = f" ({_METHOD_LABELS.get(str(methods[0]).lower(), str(methods[0]))})" if len(methods) == 1 else ""
