@@ -9,6 +9,7 @@ import torch
 from llmvem.align.losses import ALIGN_LOSSES
 from llmvem.errors import DataError
 from llmvem.visualwords import (
+    BagOfWordsTargets,
     Vocabulary,
     bag_of_words,
     brain_visual_words,
@@ -17,7 +18,9 @@ from llmvem.visualwords import (
     precision_at_k,
     shuffled_precision,
     top_words,
+    top_words_merged,
     vocab_head,
+    word_masses,
 )
 from llmvem.visualwords.head import embedding_init
 
@@ -96,6 +99,29 @@ def test_top_words_skip_stop_words_pieces_and_specials(minilm: Vocabulary) -> No
     assert top_words(s[:1], minilm, k=3, allowed=allowed) == [["sofa", "red"]]
     with pytest.raises(DataError, match="vocabulary mismatch"):
         top_words(s[:, :-1], minilm)
+
+
+def test_merged_readout_reads_split_words_as_words(minilm: Vocabulary) -> None:
+    texts = ["A man rides a skateboard on the ramp", "A skate shop window with shoes", "A giraffe eats near a fence"]
+    bow = BagOfWordsTargets(minilm, "tf").fit(texts)
+    assert bow.pieces_["skateboard"] == tuple(minilm.tokenizer.convert_tokens_to_ids(["skate", "##board"]))
+    logits = np.log(bow.transform(texts) + 1e-9)  # the targets themselves, as a head that learnt them exactly
+    # token readout: the first piece stands for the word (skateboard → skate, giraffe → gi)
+    single = top_words(logits, minilm, k=4)
+    assert "skate" in single[0] and "skateboard" not in single[0] and "gi" in single[2]
+    # word readout: the words of each description, a split word as itself, and `skate` only where it was said
+    merged = top_words_merged(logits, minilm, bow.pieces_, k=4)
+    assert [set(w) for w in merged] == [{"man", "rides", "skateboard", "ramp"}, {"skate", "shop", "window", "shoes"},
+                                        {"giraffe", "eats", "near", "fence"}]  # fmt: skip
+    words, mass = word_masses(logits, minilm, bow.pieces_)
+    col = {w: j for j, w in enumerate(words)}
+    np.testing.assert_allclose(mass[0, col["skateboard"]], 0.25, atol=1e-4)  # each of 4 content words weighs 1/4
+    assert mass[0, col["skate"]] < 1e-4 and mass[1, col["skate"]] == pytest.approx(0.25, abs=1e-4)
+    assert top_words_merged(logits, minilm, {}, k=4) == top_words(logits, minilm, k=4)  # no multi-piece words
+    with pytest.raises(DataError, match="outside the vocabulary"):
+        word_masses(logits, minilm, {"xx": [0, minilm.size + 5]})
+    with pytest.raises(DataError, match="k must be"):
+        top_words_merged(logits, minilm, bow.pieces_, k=0)
 
 
 def test_precision_and_shuffled_baseline() -> None:

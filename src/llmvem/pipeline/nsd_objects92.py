@@ -70,6 +70,10 @@ class VisualWordsSetup:
         vocab = load_vocabulary(vocabulary)
         return cls(vocab, BagOfWordsTargets(vocab, weighting).fit(train_texts))  # type: ignore[arg-type]
 
+    def multi_piece_words(self) -> dict[str, list[int]]:
+        """The training descriptions' content words of several tokens → their token ids."""
+        return {w: list(ids) for w, ids in self.bow.pieces_.items() if len(ids) > 1}
+
     def add_seed(self, seed: int, val_logits: np.ndarray, obj_logits: np.ndarray) -> None:
         self.seeds.append(seed)
         self.val_logits.append(val_logits)
@@ -82,8 +86,12 @@ class VisualWordsSetup:
         """Held-out precision@k (per seed, and the mean) against shuffled descriptions and against the training
         prior's top-k, the same on the 92 objects (their own descriptions: out of the training distribution);
         example words of held-out images and the words of the 92 objects (first seed)."""
-        from llmvem.visualwords import precision_at_k, shuffled_precision, top_words
+        from llmvem.visualwords import precision_at_k, shuffled_precision
+        from llmvem.visualwords import top_words_merged as merged
         from llmvem.visualwords.vocab import content_word_sets
+
+        def top_words(logits: np.ndarray, vocab: Any, k: int) -> list[list[str]]:  # words as the targets made them
+            return merged(logits, vocab, self.bow.pieces_, k)
 
         refs = content_word_sets(self.vocab, val_texts)
         per_seed, first_words = {}, None
@@ -93,7 +101,7 @@ class VisualWordsSetup:
             per_seed[f"seed{seed}"] = shuffled_precision(w, refs, k, n_shuffles, seed=seed).as_dict()
         keys = ("precision", "shuffled_mean", "shuffled_sd", "ratio", "p_value")
         mean = _mean_over_seeds(per_seed, keys)
-        prior_words = top_words(prior[None], self.vocab, k)[0]
+        prior_words = top_words(np.log(np.maximum(prior, 1e-12))[None], self.vocab, k)[0]  # probabilities → logits
         prior_p = float(precision_at_k([prior_words] * len(refs), refs, k).mean())
         assert first_words is not None
         heldout = [{"image": f, "words": w, "in_description": [x for x in w if x in r], "n_description_words": len(r)}
@@ -338,6 +346,9 @@ def run_nsd_objects92(
             np.asarray(text[train_idx], dtype=np.float64).mean(0), cfg.words.top_k, cfg.words.n_shuffles,
         )  # fmt: skip
         atomic_write_text(run.file("visual_words.json"), json.dumps(vw, indent=1))
+        from llmvem.visualwords.run import PIECES_FILE
+
+        atomic_write_text(run.file(PIECES_FILE), json.dumps(words.multi_piece_words()))  # for `llmvem words`
         run.log_metrics(visual_words={k: vw[k] for k in ("precision", "prior_precision", "objects92_precision")})
         m = vw["precision"]["mean"]
         log(

@@ -24,7 +24,9 @@ from llmvem.visualwords.readout import (
     precision_at_k,
     shuffled_precision,
     top_words,
+    top_words_merged,
     voxel_words,
+    word_masses,
 )
 from llmvem.visualwords.targets import BagOfWordsTargets, bag_of_words
 from llmvem.visualwords.vocab import VOCABULARIES, Vocabulary, load_vocabulary
@@ -42,6 +44,8 @@ __all__ = [
     "precision_at_k",
     "shuffled_precision",
     "top_words",
+    "top_words_merged",
     "vocab_head",
     "voxel_words",
+    "word_masses",
 ]

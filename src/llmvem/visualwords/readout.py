@@ -1,6 +1,10 @@
 """Which words does an image, a voxel, a ROI "say"?
 
-- Images: the top-k readable tokens (:attr:`Vocabulary.readable`) of each row of (n, V) logits or probabilities.
+- Images: the top-k readable tokens (:attr:`Vocabulary.readable`) of each row of (n, V) logits or probabilities
+  (:func:`top_words`); or, for a bag-of-words head, the top-k *words* (:func:`top_words_merged`): the predicted
+  distribution is read back as the targets were made, a word's weight shared by its tokens, so a word split into
+  pieces (``skateboard`` = ``skate`` + ``##board``) is ranked as a word, and its first piece is not read out as a
+  word of its own (``skate``) on the strength of the longer word's mass.
 - Voxels: a ridge encoding model fit on PIF features X = P E (n × E) gives each voxel a weight vector w (E,); the
   predicted response is ``(p E) w + b = Σ_t p_t (e_t · w) + b``, so ``E w`` (V,) is the voxel's response per unit of
   probability on each token: its visual words are the tokens with the largest ``e_t · w`` (the words whose
@@ -70,6 +74,77 @@ def top_words(scores: Any, vocab: Vocabulary, k: int = 10, allowed: np.ndarray |
             w = words[t]
             if w not in seen:
                 seen.append(w)
+            if len(seen) == k:
+                break
+        out.append(seen)
+    return out
+
+
+def word_masses(
+    logits: Any, vocab: Vocabulary, pieces: dict[str, Sequence[int]], allowed: np.ndarray | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Each candidate word's share of the predicted distribution, read back as :class:`BagOfWordsTargets` made it.
+
+    The targets give a word of m tokens weight W/m on each token. So a word of several pieces is given
+    ``m · min_i p(piece_i)`` (what all its pieces can carry), and a readable token, read as a word by itself, keeps
+    ``p(t)`` less what the multi-piece words took from it.
+
+    Args:
+        logits: (n, V) vocabulary logits (softmax is applied; numpy or torch).
+        vocab: their vocabulary.
+        pieces: word → token ids, e.g. :attr:`BagOfWordsTargets.pieces_` (the fitted texts' content words); words
+            of one token are read from the readable tokens and may be left out here.
+        allowed: optional (V,) bool restricting the single-token candidates (as in :func:`top_words`).
+    Returns:
+        ``(words, masses)``: the candidate words (readable tokens first, then multi-piece words) and their (n, W)
+        float64 masses.
+    """
+    z = _as_numpy(logits).astype(np.float64)
+    if z.ndim != 2:
+        raise DataError(f"word masses: logits must be (n, V), got shape {z.shape}")
+    vocab.check_size(z.shape[1], "the logits")
+    z = z - z.max(1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(1, keepdims=True)
+    multi = [(w, np.asarray(ids, dtype=np.int64)) for w, ids in pieces.items() if len(ids) >= 2]
+    cand = np.flatnonzero(candidate_mask(vocab, allowed))
+    if not multi:
+        return [vocab.words[t] for t in cand], p[:, cand]
+    m = max(len(ids) for _, ids in multi)
+    padded = np.stack([np.pad(ids, (0, m - len(ids)), mode="edge") for _, ids in multi])  # (M, m): repeats are harmless
+    if padded.max() >= vocab.size or padded.min() < 0:
+        raise DataError(f"word masses: token ids outside the vocabulary of {vocab.size} (pieces of another one?)")
+    lengths = np.asarray([len(ids) for _, ids in multi], dtype=np.float64)
+    per_piece = p[:, padded].min(2)  # (n, M): what each piece of the word carries
+    taken = np.zeros((p.shape[1], p.shape[0]))  # (V, n): mass of each token claimed by multi-piece words
+    w_idx = np.concatenate([np.full(len(ids), k) for k, (_, ids) in enumerate(multi)])
+    t_idx = np.concatenate([ids for _, ids in multi])
+    np.add.at(taken, t_idx, per_piece[:, w_idx].T)
+    single = np.clip(p[:, cand] - taken[cand].T, 0.0, None)
+    words = [vocab.words[t] for t in cand] + [w for w, _ in multi]
+    return words, np.concatenate([single, per_piece * lengths], axis=1)
+
+
+def top_words_merged(
+    logits: Any, vocab: Vocabulary, pieces: dict[str, Sequence[int]], k: int = 10, allowed: np.ndarray | None = None
+) -> list[list[str]]:
+    """The k words with the largest :func:`word_masses` in each row (a word reached twice appears once).
+
+    Returns:
+        n lists of k words (fewer if fewer candidates), best first.
+    """
+    if k < 1:
+        raise DataError(f"top words: k must be ≥ 1, got {k}")
+    words, mass = word_masses(logits, vocab, pieces, allowed)
+    m = min(mass.shape[1], 2 * k + 8)
+    out = []
+    for row in mass:
+        top = np.argpartition(-row, m - 1)[:m] if m < len(row) else np.arange(len(row))
+        top = top[np.argsort(-row[top], kind="stable")]
+        seen: list[str] = []
+        for j in top:
+            if words[j] not in seen:
+                seen.append(words[j])
             if len(seen) == k:
                 break
         out.append(seen)

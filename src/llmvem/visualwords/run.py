@@ -11,6 +11,9 @@ import numpy as np
 from llmvem.errors import DataError
 from llmvem.visualwords.vocab import Vocabulary, load_vocabulary
 
+#: a visual-words run's training words of several tokens (word → token ids), written by the NSD pipeline
+PIECES_FILE = "visual_words_pieces.json"
+
 
 def head_logits(state: dict[str, Any], features: np.ndarray, key: str = "project") -> np.ndarray:
     """Vocabulary logits (n, V) float32 of pooled ``features`` (n, D) through a state dict's Linear head."""
@@ -69,11 +72,22 @@ def logits_from_run(
 def words_from_run(
     stimuli: Any, run_dir: str | Path, weights: str = "aligned-seed0", k: int = 10, **kw: Any
 ) -> dict[str, list[str]]:
-    """``{image file name: [k words, best first]}`` for ``stimuli`` from a visual-words run's model."""
-    from llmvem.visualwords.readout import top_words
+    """``{image file name: [k words, best first]}`` for ``stimuli`` from a visual-words run's model.
+
+    Words split into several tokens are read as words (:func:`~llmvem.visualwords.top_words_merged`) when the run
+    saved its training words (``visual_words_pieces.json``); runs made before that read single tokens.
+    """
+    import json
+
+    from llmvem.visualwords.readout import top_words, top_words_merged
 
     logits, vocab = logits_from_run(stimuli, run_dir, weights, **kw)
-    return dict(zip((Path(p).name for p in stimuli.paths), top_words(logits, vocab, k), strict=True))
+    pieces_file = Path(run_dir) / PIECES_FILE
+    if pieces_file.is_file():
+        words = top_words_merged(logits, vocab, json.loads(pieces_file.read_text()), k)
+    else:
+        words = top_words(logits, vocab, k)
+    return dict(zip((Path(p).name for p in stimuli.paths), words, strict=True))
 
 
 def pif_from_run(stimuli: Any, run_dir: str | Path, weights: str = "aligned-seed0", **kw: Any) -> np.ndarray:

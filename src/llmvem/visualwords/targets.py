@@ -38,7 +38,8 @@ class BagOfWordsTargets:
         weighting: ``"tf"`` (word counts) or ``"tfidf"`` (counts × smoothed idf of the fitted texts).
 
     Attributes:
-        idf_: word → idf (after :meth:`fit`, ``"tfidf"`` only); n_documents_: texts fitted.
+        idf_: word → idf (after :meth:`fit`, ``"tfidf"`` only); n_documents_: texts fitted; pieces_: each content
+        word of the fitted texts → its token ids (as first seen), for :func:`~llmvem.visualwords.top_words_merged`.
     """
 
     def __init__(self, vocab: Vocabulary, weighting: Weighting = "tf") -> None:
@@ -50,8 +51,12 @@ class BagOfWordsTargets:
     def fit(self, texts: Sequence[str]) -> BagOfWordsTargets:
         """Learn document frequencies from ``texts`` (needed for ``"tfidf"``; harmless for ``"tf"``)."""
         df: Counter[str] = Counter()
+        self.pieces_: dict[str, tuple[int, ...]] = {}
         for t in texts:
-            df.update({w for w, _ in self._words(t)})
+            words = self._words(t)
+            df.update({w for w, _ in words})
+            for w, ids in words:
+                self.pieces_.setdefault(w, tuple(ids))
         n = len(texts)
         self.n_documents_ = n
         self.idf_ = {w: math.log((1 + n) / (1 + c)) + 1.0 for w, c in df.items()}
