@@ -305,6 +305,13 @@ def test_build_report_paired_section(tmp_path: Path) -> None:
     section = html[html.index("Aligned − twin (paired)") :]
     assert "-0.112" in section and "0.031" in section and "0.052" in section and "1.19" in section
     assert section.index("pooled") < section.index("heads") < section.index("0.131")
+    # the forest plot of the same differences, with each seed's point
+    _assert_png(tmp_path / "paired.png", min_size=(300, 150))
+    assert section.count("data:image/png;base64") >= 1
+    from llmvem.report import plot_paired
+
+    with pytest.raises(DataError, match="paired-difference"):
+        plot_paired(pd.DataFrame({"layer": ["pooled"], "diff": [0.1]}), tmp_path / "bad.png")
     # no paired blocks: no section
     (tmp_path / "metrics.json").write_text(json.dumps({"hed": {}}))
     assert "Aligned − twin (paired)" not in build_report(tmp_path).read_text()

@@ -12,6 +12,7 @@ from llmvem.report.html import Section, build_report, write_html_report
 from llmvem.report.plots import (
     plot_decoding,
     plot_encoding,
+    plot_paired,
     plot_r_histograms,
     plot_rdms,
     plot_rsa,
@@ -27,6 +28,7 @@ __all__ = [
     "format_rsa_table",
     "plot_decoding",
     "plot_encoding",
+    "plot_paired",
     "plot_r_histograms",
     "plot_rdms",
     "plot_rsa",

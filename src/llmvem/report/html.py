@@ -216,17 +216,24 @@ def _json_section(title: str, path: Path, intro: str) -> Section:
 
 
 def _figure(df: pd.DataFrame, png: Path, csv: Path, kind: str) -> Path:
-    """``png`` for the table in ``csv``, drawn anew when missing or older than the CSV."""
+    """``png`` for the table in ``csv``, drawn anew when missing or older than the CSV (RSA: with the per-subject
+    points of ``rsa_subjects.csv`` beside it, when present)."""
+    import pandas as pd
+
     from llmvem.report.plots import plot_encoding, plot_rsa
 
     if png.is_file() and png.stat().st_mtime >= csv.stat().st_mtime:
         return png
-    return plot_encoding(df, png) if kind == "encoding" else plot_rsa(df, png)
+    if kind == "encoding":
+        return plot_encoding(df, png)
+    subjects_csv = csv.with_name("rsa_subjects.csv")
+    return plot_rsa(df, png, subjects=pd.read_csv(subjects_csv) if subjects_csv.is_file() else None)
 
 
 def _paired_table(metrics: Any) -> pd.DataFrame | None:
     """One row per (comparison, brain set) of ``metrics["paired"]``, ``["paired_heads"]`` and
-    ``["paired_pretrained"]`` (aligned − the untouched network); None when absent."""
+    ``["paired_pretrained"]`` (aligned − the untouched network), with each seed's difference (``per_seed``); None
+    when absent."""
     rows = []
     if not isinstance(metrics, dict):
         return None
@@ -248,7 +255,7 @@ def _paired_table(metrics: Any) -> pd.DataFrame | None:
             lo, hi = (p.get("ci95") or [float("nan"), float("nan")])[:2]
             rows.append({"layer": layer, "brain_set": brain_set, "diff": p["diff_mean"], "ci95_low": lo,
                          "ci95_high": hi, "p": p.get("p_paired_t_subjects"),
-                         "ratio": p.get("ratio_aligned_over_twin")})  # fmt: skip
+                         "ratio": p.get("ratio_aligned_over_twin"), "per_seed": p.get("per_seed")})  # fmt: skip
     if not rows:
         return None
     import pandas as pd
@@ -337,6 +344,12 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
         )
     paired = _paired_table(_read_json(have["metrics.json"])) if "metrics.json" in have else None
     if paired is not None:
+        from llmvem.report.plots import plot_paired
+
+        png = run_dir / "paired.png"
+        if not png.is_file() or png.stat().st_mtime < have["metrics.json"].stat().st_mtime:
+            plot_paired(paired, png, title="Paired differences per brain set (see the table below)")
+        drawn.add(png.name)
         sections.append(
             Section(
                 "Aligned − twin (paired)",
@@ -348,7 +361,8 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
                     "aligned model vs the pretrained network it started from (the λ = 0 twin of alignment-only "
                     "training).",
                 ],
-                table=paired,
+                table=paired.drop(columns="per_seed"),
+                images=[png],
             )
         )
     if "visual_words.json" in have:

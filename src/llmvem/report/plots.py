@@ -499,3 +499,50 @@ def plot_seed_bars(
     ax.set_title(title or f"Per-seed scores ({len(seeds)} seed(s))", fontsize=11)
     ax.legend(**_LEGEND)
     return _save(fig, path)
+
+
+def plot_paired(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
+    """Forest plot of paired differences: one row per comparison × brain set, the mean difference with its 95 % CI
+    (over seeds) as a bar, each seed's difference as a point, and a line at 0 (no difference).
+
+    Args:
+        df: one row per comparison (columns ``layer``, ``brain_set``, ``diff``, ``ci95_low``, ``ci95_high``; an
+            optional ``per_seed`` column of lists draws the points), e.g. the report's aligned − twin table.
+        path: PNG file to write (parent folders are created).
+        title: figure title.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    check_columns(df, ("layer", "brain_set", "diff", "ci95_low", "ci95_high"), "paired-difference")
+    if df.empty:
+        raise DataError("paired-difference table is empty: nothing to plot")
+    layers = _unique(df["layer"])
+    fig = _new_figure(6.4, 0.9 + 0.32 * len(df) + 0.25 * len(layers))
+    ax = fig.add_subplot()
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.xaxis.grid(True, color="0.88", linewidth=0.8)
+    ax.set_axisbelow(True)
+    labels, y = [], 0.0
+    for i, layer in enumerate(layers):
+        colour, _ = _style(i)
+        rows = df[df["layer"] == layer]
+        for k, (_, r) in enumerate(rows.iterrows()):
+            lo, hi, d = float(r["ci95_low"]), float(r["ci95_high"]), float(r["diff"])
+            if math.isfinite(lo) and math.isfinite(hi):
+                ax.hlines(y, lo, hi, colors=colour, linewidth=2.4, zorder=2)
+            ax.scatter([d], [y], s=42, color=colour, edgecolors="white", linewidths=0.8, zorder=3,
+                       label=_wrap(str(layer)) if k == 0 else "_nolegend_")  # fmt: skip
+            seeds = r.get("per_seed") if "per_seed" in df.columns else None
+            if isinstance(seeds, list | tuple | np.ndarray) and len(seeds):
+                ax.scatter(np.asarray(seeds, dtype=float), np.full(len(seeds), y + 0.22), s=9, color="0.25",
+                           linewidths=0, zorder=3, label="seeds" if i == 0 and k == 0 else "_nolegend_")  # fmt: skip
+            labels.append((y, f"{r['brain_set']}"))
+            y -= 1.0
+        y -= 0.6
+    ax.axvline(0.0, color="0.3", linewidth=1.0, zorder=1)
+    ax.set_yticks([p for p, _ in labels], [lab for _, lab in labels], fontsize=9)
+    ax.set_xlabel("difference (mean over seeds, 95 % CI)")
+    ax.set_title(title or "Paired differences", fontsize=11)
+    ax.legend(**_LEGEND)
+    return _save(fig, path)
