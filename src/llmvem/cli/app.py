@@ -599,6 +599,12 @@ def features(
         from llmvem.store import ArtifactStore, atomic_write_text
         from llmvem.vision import extract_features
 
+        def save(values: np.ndarray, ids: list[str], what: str) -> None:  # features (.npy) + ids (.ids.txt)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.save(out, values)
+            atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(ids) + "\n")
+            typer.echo(f"{values.shape[0]} × {values.shape[1]} features{what} → {out}")
+
         cfg = _resolve(config, set_, flags, command="features")
         if cfg.features.pif and cfg.features.model is None:
             _fail("--pif needs --model RUN_DIR of a visual_words run (finetune.loss=visual_words)")
@@ -616,10 +622,7 @@ def features(
                 f, run_dir = cfg.features, cfg.features.model
                 values = features_from_run(stim, run_dir, f.weights, f.batch_size, cfg.device, cfg.progress, f.layer,
                                            f.pooling, head=f.head)  # fmt: skip
-            out.parent.mkdir(parents=True, exist_ok=True)
-            np.save(out, values)
-            atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(stim.ids) + "\n")
-            typer.echo(f"{values.shape[0]} × {values.shape[1]} features of {cfg.features.weights} → {out}")
+            save(values, stim.ids, f" of {cfg.features.weights}")
             return
         fm = extract_features(
             stim,
@@ -631,10 +634,7 @@ def features(
             layer=cfg.features.layer,
             pooling=cfg.features.pooling,
         )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, fm.values)
-        atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(fm.ids) + "\n")
-        typer.echo(f"{fm.values.shape[0]} × {fm.values.shape[1]} features → {out}")
+        save(fm.values, fm.ids, "")
 
     _run(go)
 
@@ -660,7 +660,8 @@ def words(
     """Which words does each image "say"? The top visual words of a visual_words model's vocabulary head.
 
     The model must come from a run trained with --set finetune.loss=visual_words (VW-LMM's vocabulary head);
-    stop words, subword pieces and special tokens are never listed.
+    stop words and special tokens are never listed, and a word split into several tokens is read as the whole word
+    (skateboard, not skate).
 
     Examples:
       llmvem train configs/nsd-objects92.yaml --data-dir ../shared/data --set finetune.loss=visual_words
