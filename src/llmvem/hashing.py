@@ -39,12 +39,21 @@ def hash_text(text: str) -> str:
     return hash_bytes(text.encode("utf-8"))
 
 
-def hash_array(array: np.ndarray) -> str:
-    """SHA-256 over dtype, shape and C-ordered bytes of ``array``."""
-    a = np.ascontiguousarray(array)
+def hash_array(array: Any) -> str:
+    """SHA-256 over dtype, shape and C-ordered bytes of ``array`` (read in blocks of rows: a memory-mapped array is
+    not copied whole); an object with its own ``digest()`` (a :class:`~llmvem.vision.pixels.PixelArray`) gives
+    that."""
+    if hasattr(array, "digest") and not isinstance(array, np.ndarray):
+        return str(array.digest())
+    a = np.asarray(array)
     h = hashlib.sha256()
     h.update(f"{a.dtype.str}|{a.shape}|".encode())
-    h.update(a.tobytes())
+    if a.ndim == 0:
+        h.update(np.ascontiguousarray(a).tobytes())
+    else:
+        step = max(1, (64 << 20) // max(a[:1].nbytes, 1))  # ~64 MB at a time
+        for i in range(0, len(a), step):
+            h.update(np.ascontiguousarray(a[i : i + step]).tobytes())
     return h.hexdigest()
 
 

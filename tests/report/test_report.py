@@ -310,6 +310,9 @@ def test_build_report_paired_section(tmp_path: Path) -> None:
     assert section.count("data:image/png;base64") >= 1
     from llmvem.report import plot_paired
 
+    one_seed = pd.DataFrame({"layer": ["pooled"], "brain_set": ["cichy_IT"], "diff": [0.01], "ci95_low": [None],
+                             "ci95_high": [None], "per_seed": [[0.01]]})  # fmt: skip
+    _assert_png(plot_paired(one_seed, tmp_path / "one_seed.png"), min_size=(200, 50))  # one seed: no interval
     with pytest.raises(DataError, match="paired-difference"):
         plot_paired(pd.DataFrame({"layer": ["pooled"], "diff": [0.1]}), tmp_path / "bad.png")
     # no paired blocks: no section

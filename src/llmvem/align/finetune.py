@@ -55,7 +55,8 @@ class FinetuneData:
     """Training inputs, row-aligned.
 
     Attributes:
-        activations: (n, C, h, w) float32 outputs of the frozen bottom.
+        activations: (n, C, h, w) float32 outputs of the frozen bottom; for whole-network training also a
+            :class:`~llmvem.vision.pixels.PixelArray` (8-bit pixels normalised batch by batch).
         text: (n, t) description embeddings (for ``loss: visual_words``: (n, V) visual-word target distributions),
             or ``None`` (no alignment possible).
         targets: the task's targets, or ``None``: (n, L) multi-hot labels (``multilabel``); (n,) integer class
@@ -64,7 +65,7 @@ class FinetuneData:
         n_classes: ``classifier``: K, the number of classes (default: the largest target + 1).
     """
 
-    activations: np.ndarray
+    activations: Any
     text: np.ndarray | None = None
     targets: np.ndarray | None = None
     n_classes: int | None = None
@@ -75,7 +76,7 @@ class FinetuneData:
             v = getattr(self, name)
             if v is not None and len(v) != n:
                 raise DataError(f"fine-tuning data: {len(v)} rows of {name} for {n} images")
-        if not np.isfinite(self.activations).all():
+        if not hasattr(self.activations, "pixels") and not np.isfinite(self.activations).all():  # pixels: finite
             raise DataError("fine-tuning data: activations contain NaN or inf")
         if self.targets is not None and not np.isfinite(np.asarray(self.targets, dtype=np.float64)).all():
             raise DataError("fine-tuning data: targets contain NaN or inf (mask or drop those voxels / labels first)")
@@ -334,7 +335,18 @@ def finetune(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg, device)
     loss_fn = ALIGN_LOSSES.get(cfg.loss)
-    acts = torch.from_numpy(np.ascontiguousarray(data.activations, dtype=np.float32))
+    acts: Any = data.activations
+    if hasattr(acts, "rows"):  # 8-bit pixels (PixelArray): each batch travels as bytes, normalised on the device
+        pixels = acts
+
+        def load(ix: torch.Tensor) -> torch.Tensor:
+            return pixels.rows(ix, device)
+    else:
+        acts = torch.from_numpy(np.ascontiguousarray(acts, dtype=np.float32))
+
+        def load(ix: torch.Tensor) -> torch.Tensor:
+            return acts[ix].to(device)
+
     text = torch.from_numpy(np.asarray(data.text, dtype=np.float32)) if data.text is not None else None
     targets = None
     if data.targets is not None:  # class indices stay integers (cross-entropy); labels and voxels are float
@@ -370,7 +382,7 @@ def finetune(
         distributed = train and world > 1
         local = idx[rank::world] if distributed else idx
         gathered = torch.cat([idx[r::world] for r in range(world)]) if distributed else idx
-        a = acts[local].to(device)
+        a = load(local)
         if aug is not None:  # crop/flip each sample in place in the batch: its text and labels stay its own
             a = apply_augment(a, aug[rank::world] if distributed else aug)
         mixed = mix is not None and mix.active
@@ -379,7 +391,7 @@ def finetune(
             mate = partner_positions(len(idx))
             pos = np.arange(len(idx))[rank::world] if distributed else np.arange(len(idx))
             local_mates = idx[torch.from_numpy(mate[pos])]
-            b = acts[local_mates].to(device)
+            b = load(local_mates)
             if aug is not None:  # the partner as augmented for itself
                 b = apply_augment(b, aug[mate[pos]])
             a = apply_mix(a, b, mix)
@@ -458,7 +470,7 @@ def finetune(
                 n_batches += 1
             row: dict[str, float] = {"epoch": epoch, "lambda": lam, "lr": opt.param_groups[0]["lr"]}
             row.update({k: v / n_batches for k, v in sums.items()})
-            row.update(_evaluate(model, run_batch, val_idx, bs, lam, task, acts, targets, device))
+            row.update(_evaluate(model, run_batch, val_idx, bs, lam, task, load, targets))
             history.append(row)
             val_loss = row.get("val_total", row.get("train_total", math.inf))
             improved = val_loss < best[0]
@@ -548,9 +560,8 @@ def _evaluate(
     bs: int,
     lam: float,
     task: str,
-    acts: Any,
+    load: Any,
     targets: Any,
-    device: str,
 ) -> dict[str, float]:
     import torch
 
@@ -570,7 +581,7 @@ def _evaluate(
                 sums[f"val_{k}"] = sums.get(f"val_{k}", 0.0) + float(v) * len(idx)
             n += len(idx)
             if task != "none":
-                logits.append(model(acts[idx].to(device))["task"].float().cpu())
+                logits.append(model(load(idx))["task"].float().cpu())
     out = {k: v / max(n, 1) for k, v in sums.items()}
     if logits and targets is not None:
         pred = torch.cat(logits).numpy()

@@ -528,7 +528,7 @@ def plot_paired(df: pd.DataFrame, path: str | Path, title: str | None = None) ->
         colour, _ = _style(i)
         rows = df[df["layer"] == layer]
         for k, (_, r) in enumerate(rows.iterrows()):
-            lo, hi, d = float(r["ci95_low"]), float(r["ci95_high"]), float(r["diff"])
+            lo, hi, d = (float("nan") if r[c] is None else float(r[c]) for c in ("ci95_low", "ci95_high", "diff"))
             if math.isfinite(lo) and math.isfinite(hi):
                 ax.hlines(y, lo, hi, colors=colour, linewidth=2.4, zorder=2)
             ax.scatter([d], [y], s=42, color=colour, edgecolors="white", linewidths=0.8, zorder=3,
