@@ -439,6 +439,40 @@ def finetune_step_cuda() -> dict[str, Any]:
     return out
 
 
+@benchmark
+def whole_inputs() -> dict[str, Any]:
+    """Whole-network training inputs: 2,000 preprocessed 224 × 224 images stored as 8-bit pixels (PixelArray,
+    memory-mapped .npy) vs float32 in memory: bytes per image, and time to assemble a shuffled batch of 64 ready
+    for the model (uint8 rows → float → per-channel affine) vs indexing the float32 tensor (the floor)."""
+    import tempfile
+
+    import torch
+
+    from llmvem.vision.pixels import PixelArray
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    pixels = rng.integers(0, 256, size=(n, 3, 224, 224), dtype=np.uint8)
+    scale, offset = np.full(3, 1 / 128, np.float32), np.full(3, -127 / 128, np.float32)
+    with tempfile.TemporaryDirectory() as d:
+        np.save(f"{d}/pixels.npy", pixels)
+        px = PixelArray(np.load(f"{d}/pixels.npy", mmap_mode="r"), scale, offset)
+        floats = torch.from_numpy(px[:])
+        batches = [torch.from_numpy(rng.permutation(n)[:64]) for _ in range(20)]
+        px.rows(batches[0], "cpu")  # page the file in (a warm cache, as after the first epoch)
+        t_px = best_of(lambda: [px.rows(b, "cpu") for b in batches], 5) / len(batches)
+        t_float = best_of(lambda: [floats[b] for b in batches], 5) / len(batches)
+    return {
+        "n_images": n,
+        "bytes_per_image_uint8": int(pixels[0].nbytes),
+        "bytes_per_image_float32": int(floats[0].numel() * 4),
+        "size_ratio": floats[0].numel() * 4 / pixels[0].nbytes,
+        "batch64_s_pixels": t_px,
+        "batch64_s_float_index": t_float,
+        "ratio_vs_float_index": t_px / t_float,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")

@@ -89,7 +89,7 @@ class PixelArray:
         px = torch.from_numpy(np.ascontiguousarray(self.pixels[index])).to(device)
         s = torch.as_tensor(np.asarray(self.scale, np.float32), device=px.device)[:, None, None]
         o = torch.as_tensor(np.asarray(self.offset, np.float32), device=px.device)[:, None, None]
-        return px.float() * s + o
+        return px.to(torch.float32).mul_(s).add_(o)  # in place: one float buffer per batch
 
     def digest(self) -> str:
         """SHA-256 of the pixels (in chunks: no copy of the whole array) and the normalisation."""
