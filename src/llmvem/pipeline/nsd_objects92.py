@@ -87,7 +87,7 @@ def cached_activations(store: ArtifactStore, split: Any, stimuli: Any, device: s
                     store.put_arrays("activations", spec, arrays)
             if store.has("activations", key):
                 got = store.get_arrays("activations", key, mmap=True)
-                return PixelArray(got["pixels"], np.asarray(got["scale"]), np.asarray(got["offset"]))
+                return PixelArray(got["pixels"], np.array(got["scale"]), np.array(got["offset"]))
     spec = {"split": split.identity, "images": stimuli.content_hashes, "version": 1}
     return store.cached("activations", spec, compute)["activations"]
 

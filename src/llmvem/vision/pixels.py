@@ -86,9 +86,9 @@ class PixelArray:
 
         if hasattr(index, "numpy"):
             index = index.cpu().numpy()
-        px = torch.from_numpy(np.ascontiguousarray(self.pixels[index])).to(device)
-        s = torch.as_tensor(np.asarray(self.scale, np.float32), device=px.device)[:, None, None]
-        o = torch.as_tensor(np.asarray(self.offset, np.float32), device=px.device)[:, None, None]
+        px = torch.from_numpy(np.require(self.pixels[index], requirements=["C", "W"])).to(device)  # a memmap view: copy
+        s = torch.tensor(np.asarray(self.scale, np.float32), device=px.device)[:, None, None]
+        o = torch.tensor(np.asarray(self.offset, np.float32), device=px.device)[:, None, None]
         return px.to(torch.float32).mul_(s).add_(o)  # in place: one float buffer per batch
 
     def digest(self) -> str:
