@@ -73,13 +73,18 @@ def cached_activations(store: ArtifactStore, split: Any, stimuli: Any, device: s
             key = store.key("activations", spec)
 
             def compute_pixels() -> dict[str, np.ndarray]:
-                out = []
+                out: np.ndarray | None = None  # filled batch by batch: peak memory is the uint8 array itself
+                i = 0
                 for x in batches():
                     px = PixelArray.quantize(x, *affine)
                     if px is None:
                         return {}  # not affine on these images after all: keep float32 (below)
-                    out.append(px)
-                return {"pixels": np.concatenate(out), "scale": affine[0], "offset": affine[1]}
+                    if out is None:
+                        out = np.empty((len(stimuli), *px.shape[1:]), dtype=np.uint8)
+                    out[i : i + len(px)] = px
+                    i += len(px)
+                assert out is not None
+                return {"pixels": out, "scale": affine[0], "offset": affine[1]}
 
             if not store.has("activations", key):
                 arrays = compute_pixels()
