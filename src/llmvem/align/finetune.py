@@ -44,6 +44,7 @@ from llmvem.config import FinetuneConfig
 from llmvem.errors import ConfigError, DataError, LlmvemError
 from llmvem.hashing import artifact_key
 from llmvem.store import atomic_write_text
+from llmvem.vision.pixels import PixelArray
 
 
 class TrainingDivergedError(LlmvemError):
@@ -76,7 +77,7 @@ class FinetuneData:
             v = getattr(self, name)
             if v is not None and len(v) != n:
                 raise DataError(f"fine-tuning data: {len(v)} rows of {name} for {n} images")
-        if not hasattr(self.activations, "pixels") and not np.isfinite(self.activations).all():  # pixels: finite
+        if not isinstance(self.activations, PixelArray) and not np.isfinite(self.activations).all():  # 8-bit: finite
             raise DataError("fine-tuning data: activations contain NaN or inf")
         if self.targets is not None and not np.isfinite(np.asarray(self.targets, dtype=np.float64)).all():
             raise DataError("fine-tuning data: targets contain NaN or inf (mask or drop those voxels / labels first)")
@@ -336,7 +337,7 @@ def finetune(
     opt = make_optimizer(params, cfg, device)
     loss_fn = ALIGN_LOSSES.get(cfg.loss)
     acts: Any = data.activations
-    if hasattr(acts, "rows"):  # 8-bit pixels (PixelArray): each batch travels as bytes, normalised on the device
+    if isinstance(acts, PixelArray):  # 8-bit pixels: each batch travels as bytes, normalised on the device
         pixels = acts
 
         def load(ix: torch.Tensor) -> torch.Tensor:
