@@ -15,7 +15,7 @@ from llmvem.cli.app import app
 from llmvem.store import ArtifactStore
 
 runner = CliRunner()
-COMMANDS = ["describe", "embed", "features", "train", "evaluate", "report", "demo", "datasets", "cache"]
+COMMANDS = ["describe", "embed", "features", "train", "evaluate", "report", "compare", "demo", "datasets", "cache"]
 
 
 def test_help_lists_the_pipeline_commands() -> None:

@@ -947,6 +947,33 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
 
 
 @app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories (of nsd_objects92 / objects92 experiments)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder for compare.csv and compare.png")] = Path("compare"),
+    label: Annotated[
+        list[str] | None, typer.Option("--label", help="a name per run, in order (default: the folder names)")
+    ] = None,
+    representation: Annotated[
+        str, typer.Option("--representation", help="the representation plotted: aligned, aligned_head, twin …")
+    ] = "aligned_head",
+) -> None:
+    """Put several runs side by side: one table of their RSA, paired differences and held-out accuracy
+    (compare.csv), and one representation's RSA per brain set as bars, one per run (compare.png).
+
+    Examples:
+      llmvem compare runs/nsd-objects92-A runs/nsd-objects92-B --label "λ=0.03" --label "λ=0.1" -o compare/
+    """
+
+    def go() -> None:
+        from llmvem.report.compare import write_comparison
+
+        csv, png = write_comparison(run_dirs, out, label or None, representation)
+        typer.echo(f"{len(run_dirs)} runs → {csv}, {png}")
+
+    _run(go)
+
+
+@app.command()
 def datasets(data_dir: DataDirOpt = None) -> None:
     """List the known datasets and whether their files are present in the data directory.
 

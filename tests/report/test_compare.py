@@ -1,0 +1,75 @@
+"""Several runs side by side: the long table, the bars, the CLI and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from llmvem.cli.app import app
+from llmvem.errors import DataError
+from llmvem.report.compare import compare_runs, write_comparison
+
+
+def _run(root: Path, name: str, head_it: float, with_ci: bool = True) -> Path:
+    d = root / name
+    d.mkdir(parents=True)
+    pair = {"diff_mean": head_it - 0.145, "ci95": [0.01, 0.09] if with_ci else [None, None], "per_seed": [0.05],
+            "p_paired_t_subjects": 0.002}  # fmt: skip
+    metrics = {
+        "rsa": {rep: {b: {"mean": v, "se": 0.02} for b in ("cichy_IT", "kriegeskorte_hIT")}
+                for rep, v in (("aligned", 0.21), ("aligned_head", head_it), ("twin", 0.20))},
+        "paired": {"cichy_IT": {**pair, "diff_mean": 0.01}}, "paired_heads": {"cichy_IT": pair},
+        "paired_pretrained": {"aligned_head": {"cichy_IT": {**pair, "diff_mean": 0.12}}},
+        "hed": {"aligned": {"mean_average_precision": 0.71}, "twin": {"mean_average_precision": 0.70}},
+    }  # fmt: skip
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    return d
+
+
+def test_compare_runs_long_table_and_bars(tmp_path: Path) -> None:
+    a, b = _run(tmp_path, "lam003", 0.205), _run(tmp_path, "lam01", 0.210, with_ci=False)
+    t = compare_runs([a, b], labels=["λ=0.03", "λ=0.1"])
+    assert list(t["run"].unique()) == ["λ=0.03", "λ=0.1"]
+    head = t[(t["section"] == "rsa") & (t["name"] == "aligned_head") & (t["brain_set"] == "cichy_IT")]
+    assert list(head["value"]) == [0.205, 0.210] and list(head["se"]) == [0.02, 0.02]
+    heads = t[t["section"] == "aligned − twin, last layers"].set_index("run")
+    assert heads.loc["λ=0.03", "value"] == pytest.approx(0.06) and heads.loc["λ=0.03", "ci95_high"] == 0.09
+    assert pd.isna(heads.loc["λ=0.1", "ci95_low"])  # one seed: no interval
+    assert set(t["section"]) == {"rsa", "aligned − twin, pooled", "aligned − twin, last layers",
+                                 "aligned − untouched", "hed"}  # fmt: skip
+    csv, png = write_comparison([a, b], tmp_path / "out")
+    assert pd.read_csv(csv).shape == t.shape and png.stat().st_size > 5000
+    with pytest.raises(DataError, match=r"no run has representation 'pif'; they have \['aligned', 'aligned_head'"):
+        write_comparison([a, b], tmp_path / "out", representation="pif")
+
+
+def test_compare_errors(tmp_path: Path) -> None:
+    a = _run(tmp_path, "a", 0.2)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no metrics\.json"):
+        compare_runs([a, tmp_path / "empty"])
+    (tmp_path / "empty" / "metrics.json").write_text(json.dumps({"encoding": {}}))
+    with pytest.raises(DataError, match="no RSA results"):
+        compare_runs([tmp_path / "empty"])
+    with pytest.raises(DataError, match="distinct labels"):
+        compare_runs([a, a])
+    with pytest.raises(DataError, match="1 label"):
+        compare_runs([a, a], labels=["x"])
+    with pytest.raises(DataError, match="no run directory"):
+        compare_runs([])
+
+
+def test_compare_command(tmp_path: Path) -> None:
+    a, b = _run(tmp_path, "a", 0.2), _run(tmp_path, "b", 0.22)
+    runner = CliRunner()
+    res = runner.invoke(app, ["compare", str(a), str(b), "--label", "first", "--label", "second", "-o",
+                              str(tmp_path / "cmp")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert set(pd.read_csv(tmp_path / "cmp" / "compare.csv")["run"]) == {"first", "second"}
+    res = runner.invoke(app, ["compare", str(a), str(tmp_path / "nowhere")])
+    text = " ".join(res.output.split())
+    assert res.exit_code != 0 and "no run directory" in text and "nowhere" in text and "Traceback" not in text
