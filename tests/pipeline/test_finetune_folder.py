@@ -134,7 +134,7 @@ def brain_npz(folder: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) 
     from llmvem.data.brain import BrainData, ncsnr_from_repeats
     from llmvem.data.files import save_brain
     from llmvem.data.stimuli import StimulusSet
-    from llmvem.pipeline.nsd_objects92 import cached_activations
+    from llmvem.pipeline.common import cached_activations
     from llmvem.store import ArtifactStore
     from llmvem.vision.trainable import split_backbone
 

@@ -70,7 +70,7 @@ def test_training_on_pixels_equals_training_on_floats(tmp_path: Path) -> None:
 
 def test_whole_network_activations_are_stored_as_pixels(tmp_path: Path) -> None:
     from llmvem.data.stimuli import StimulusSet
-    from llmvem.pipeline.nsd_objects92 import cached_activations
+    from llmvem.pipeline.common import cached_activations
     from llmvem.store import ArtifactStore
     from llmvem.vision.trainable import split_backbone
 

@@ -442,7 +442,7 @@ def run_finetune_folder(
 
     from llmvem.align.finetune import ALIGN_ONLY_KEYS, FinetuneData, finetune, unkeyed_settings
     from llmvem.align.heads import PCAVoxelHead
-    from llmvem.pipeline.nsd_objects92 import cached_activations
+    from llmvem.pipeline.common import cached_activations
     from llmvem.text.multi import embed_per_image
     from llmvem.vision.trainable import split_from_config
 

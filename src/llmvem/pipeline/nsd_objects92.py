@@ -21,80 +21,21 @@ import pandas as pd
 
 from llmvem.config import ExperimentConfig
 from llmvem.hashing import artifact_key, hash_array
-from llmvem.pipeline.common import Log, ci95, console_log, description_targets, embed_kwargs, make_store, print_table
+from llmvem.pipeline.common import (
+    Log,
+    cached_activations,
+    ci95,
+    console_log,
+    description_targets,
+    embed_kwargs,
+    make_store,
+    print_table,
+)
 from llmvem.runs import RunDir, seed_everything
-from llmvem.store import ArtifactStore, atomic_write_text
+from llmvem.store import atomic_write_text
 
 #: names used in metrics.json for our RDM sets
 BRAIN_SETS = {"cichy_it": "cichy_IT", "cichy_evc": "cichy_EVC", "kriegeskorte_hit": "kriegeskorte_hIT"}
-
-
-def cached_activations(store: ArtifactStore, split: Any, stimuli: Any, device: str, progress: bool) -> Any:
-    """Frozen-bottom activations (n, C, h, w) float32 of ``stimuli``, cached by image content and split identity.
-
-    When the whole network trains, the "activations" are the preprocessed images; they are stored as their 8-bit
-    pixels and returned as a memory-mapped :class:`~llmvem.vision.pixels.PixelArray` (indexing gives the same
-    float32 values; a quarter of the size, read as batches need it), unless the backbone's preprocessing is not a
-    per-channel affine map of the pixels, in which case float32 is kept.
-    """
-    from llmvem.vision.pixels import PixelArray, pixel_affine
-
-    bb_cache: dict[str, Any] = {}
-
-    def backbone() -> Any:
-        from llmvem.vision import load_backbone
-
-        # the split's own backbone carries its preprocessing (input size, normalisation of timm / CLIP models)
-        if "bb" not in bb_cache:
-            bb_cache["bb"] = (
-                split.backbone if split.backbone is not None else load_backbone(split.identity["backbone"]["name"])
-            )
-        return bb_cache["bb"]
-
-    def batches() -> Any:
-        import torch
-
-        from llmvem.progress import progress_bar
-
-        bb = backbone()
-        with progress_bar("activations", total=len(stimuli), enabled=progress) as advance, torch.inference_mode():
-            for i in range(0, len(stimuli), 32):
-                batch = torch.stack([bb.preprocess(stimuli.load(k)) for k in range(i, min(i + 32, len(stimuli)))])
-                yield split.bottom(batch.to(device)).cpu().numpy()
-                advance(len(batch))
-
-    def compute() -> dict[str, np.ndarray]:
-        return {"activations": np.concatenate(list(batches())).astype(np.float32)}
-
-    if getattr(split, "trains_whole_network", False):
-        affine = pixel_affine(backbone().preprocess)
-        if affine is not None:
-            spec = {"split": split.identity, "images": stimuli.content_hashes, "version": 2, "format": "uint8"}
-            key = store.key("activations", spec)
-
-            def compute_pixels() -> dict[str, np.ndarray]:
-                out: np.ndarray | None = None  # filled batch by batch: peak memory is the uint8 array itself
-                i = 0
-                for x in batches():
-                    px = PixelArray.quantize(x, *affine)
-                    if px is None:
-                        return {}  # not affine on these images after all: keep float32 (below)
-                    if out is None:
-                        out = np.empty((len(stimuli), *px.shape[1:]), dtype=np.uint8)
-                    out[i : i + len(px)] = px
-                    i += len(px)
-                assert out is not None
-                return {"pixels": out, "scale": affine[0], "offset": affine[1]}
-
-            if not store.has("activations", key):
-                arrays = compute_pixels()
-                if arrays:
-                    store.put_arrays("activations", spec, arrays)
-            if store.has("activations", key):
-                got = store.get_arrays("activations", key, mmap=True)
-                return PixelArray(got["pixels"], np.array(got["scale"]), np.array(got["offset"]))
-    spec = {"split": split.identity, "images": stimuli.content_hashes, "version": 1}
-    return store.cached("activations", spec, compute)["activations"]
 
 
 @dataclass
