@@ -89,3 +89,25 @@ def test_whole_network_activations_are_stored_as_pixels(tmp_path: Path) -> None:
     # a frozen bottom still stores float32 activations
     top3 = cached_activations(store, split_backbone("timm:test_resnet", trainable_blocks=1), stim, "cpu", False)
     assert isinstance(top3, np.ndarray) and top3.dtype == np.float32
+
+
+def test_images_that_are_not_affine_pixels_keep_float32(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmvem.data.stimuli import StimulusSet
+    from llmvem.pipeline.common import cached_activations
+    from llmvem.store import ArtifactStore
+    from llmvem.vision.trainable import split_backbone
+
+    for k in range(3):
+        Image.new("RGB", (40, 40), (10 * k, 20, 30)).save(tmp_path / f"im{k}.png")
+    stim, store = StimulusSet.from_folder(tmp_path), ArtifactStore(tmp_path / "store")
+    calls = []
+
+    def refuse(x: Any, scale: Any, offset: Any) -> None:
+        calls.append(len(x))
+
+    monkeypatch.setattr(PixelArray, "quantize", staticmethod(refuse))
+    whole = split_backbone("timm:test_resnet", trainable_blocks=None)
+    acts = cached_activations(store, whole, stim, "cpu", False)
+    assert isinstance(acts, np.ndarray) and acts.dtype == np.float32 and acts.shape[0] == 3
+    again = cached_activations(store, whole, stim, "cpu", False)
+    assert calls == [3] and np.array_equal(again, acts)  # the refusal is remembered: no second quantizing pass

@@ -201,12 +201,10 @@ def cached_activations(store: ArtifactStore, split: Any, stimuli: Any, device: s
                 assert out is not None
                 return {"pixels": out, "scale": affine[0], "offset": affine[1]}
 
-            if not store.has("activations", key):
-                arrays = compute_pixels()
-                if arrays:
-                    store.put_arrays("activations", spec, arrays)
-            if store.has("activations", key):
-                got = store.get_arrays("activations", key, mmap=True)
+            if not store.has("activations", key):  # not affine: remember it, so the next call goes to float32 at once
+                store.put_arrays("activations", spec, compute_pixels() or {"not_affine": np.zeros(0, np.uint8)})
+            got = store.get_arrays("activations", key, mmap=True)
+            if "pixels" in got:
                 return PixelArray(got["pixels"], np.array(got["scale"]), np.array(got["offset"]))
     spec = {"split": split.identity, "images": stimuli.content_hashes, "version": 1}
     return store.cached("activations", spec, compute)["activations"]
