@@ -47,6 +47,22 @@ def test_compare_runs_long_table_and_bars(tmp_path: Path) -> None:
         write_comparison([a, b], tmp_path / "out", representation="pif")
 
 
+def test_compare_reads_the_flat_rsa_of_objects92_runs(tmp_path: Path) -> None:
+    a = _run(tmp_path, "nsd", 0.2)
+    flat = tmp_path / "objects92"
+    flat.mkdir()
+    rsa = {"efficientnet_lite0 | cichy_IT": {"mean": 0.087, "sem": 0.02, "noise_lower": 0.45},
+           "minilm | cichy_IT": {"mean": 0.216, "sem": 0.026}}  # fmt: skip
+    (flat / "metrics.json").write_text(json.dumps({"rsa": rsa}))
+    t = compare_runs([a, flat])
+    rows = t[t["run"] == "objects92"].set_index("name")
+    assert rows.loc["minilm", "brain_set"] == "cichy_IT" and rows.loc["minilm", "value"] == 0.216
+    assert rows.loc["efficientnet_lite0", "se"] == 0.02
+    (flat / "metrics.json").write_text(json.dumps({"rsa": {"x": 3}}))
+    with pytest.raises(DataError, match="unreadable RSA entry 'x'"):
+        compare_runs([flat])
+
+
 def test_compare_errors(tmp_path: Path) -> None:
     a = _run(tmp_path, "a", 0.2)
     (tmp_path / "empty").mkdir()

@@ -39,6 +39,21 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
+def _rsa_entries(rsa: dict[str, Any], run_dir: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(representation, brain set, {"mean", "se" | "sem"})`` of both layouts of ``metrics["rsa"]``: nested
+    (``{rep: {brain_set: {...}}}``, the NSD experiment) and flat (``{"rep | target": {...}}``, objects92)."""
+    out = []
+    for key, v in rsa.items():
+        if isinstance(v, dict) and "mean" in v:  # flat
+            rep, _, target = str(key).partition(" | ")
+            out.append((rep, target or "?", v))
+        elif isinstance(v, dict):
+            out += [(key, b, x) for b, x in v.items() if isinstance(x, dict)]
+        else:
+            raise DataError(f"{run_dir / 'metrics.json'}: unreadable RSA entry {key!r}")
+    return out
+
+
 def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
@@ -70,10 +85,9 @@ def compare_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = 
     rows: list[dict[str, Any]] = []
     for run, d in zip(names, dirs, strict=True):
         m = _metrics(d)
-        for rep, sets in m["rsa"].items():
-            for brain_set, v in (sets or {}).items():
-                rows.append({"run": run, "section": "rsa", "name": rep, "brain_set": brain_set,
-                             "value": _num(v.get("mean")), "se": _num(v.get("se"))})  # fmt: skip
+        for rep, brain_set, v in _rsa_entries(m["rsa"], d):
+            rows.append({"run": run, "section": "rsa", "name": rep, "brain_set": brain_set,
+                         "value": _num(v.get("mean")), "se": _num(v.get("se", v.get("sem")))})  # fmt: skip
         blocks = [(_PAIRED[k], "aligned − twin", m.get(k)) for k in _PAIRED]
         blocks += [("aligned − untouched", rep, b) for rep, b in (m.get("paired_pretrained") or {}).items()]
         for section, name, block in blocks:
