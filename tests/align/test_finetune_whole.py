@@ -38,21 +38,30 @@ def _cfg(**kw: Any) -> FinetuneConfig:
     return FinetuneConfig(**{**base, **kw})
 
 
-def test_resume_with_augmentation_equals_uninterrupted(whole: Any, images: FinetuneData, tmp_path: Path) -> None:
-    cfg = _cfg(augment="crop_flip", augment_min_scale=0.3)
-    full = finetune(whole, images, TRAIN, VAL, cfg, 1.0, "multilabel", seed=2, ckpt_dir=tmp_path / "a")
+def _interrupted_run_equals_uninterrupted(
+    whole: Any, images: FinetuneData, cfg: FinetuneConfig, seed: int, tmp_path: Path
+) -> Any:
+    """Train 3 epochs in ``tmp_path/a``; train again in ``tmp_path/b``, stopped after epoch 1 and resumed; check the
+    resumed run equals the uninterrupted one (weights, metrics log) and return the uninterrupted result."""
+    full = finetune(whole, images, TRAIN, VAL, cfg, 1.0, "multilabel", seed=seed, ckpt_dir=tmp_path / "a")
 
     def stop(epoch: int) -> None:
         if epoch == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        finetune(whole, images, TRAIN, VAL, cfg, 1.0, "multilabel", seed=2, ckpt_dir=tmp_path / "b", on_epoch_end=stop)
-    resumed = finetune(whole, images, TRAIN, VAL, cfg, 1.0, "multilabel", seed=2, ckpt_dir=tmp_path / "b")
+        finetune(whole, images, TRAIN, VAL, cfg, 1.0, "multilabel", seed, ckpt_dir=tmp_path / "b", on_epoch_end=stop)
+    resumed = finetune(whole, images, TRAIN, VAL, cfg, 1.0, "multilabel", seed=seed, ckpt_dir=tmp_path / "b")
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     for k, v in full.state.items():
         torch.testing.assert_close(resumed.state[k], v, rtol=0, atol=1e-6)
     assert (tmp_path / "b" / "metrics.csv").read_text() == (tmp_path / "a" / "metrics.csv").read_text()
+    return full
+
+
+def test_resume_with_augmentation_equals_uninterrupted(whole: Any, images: FinetuneData, tmp_path: Path) -> None:
+    cfg = _cfg(augment="crop_flip", augment_min_scale=0.3)
+    full = _interrupted_run_equals_uninterrupted(whole, images, cfg, 2, tmp_path)
 
     # the augmentation did something, and is a different run (never resumed from an unaugmented checkpoint)
     plain = finetune(whole, images, TRAIN, VAL, _cfg(), 1.0, "multilabel", seed=2, ckpt_dir=tmp_path / "a")
@@ -89,19 +98,7 @@ def test_augmentation_and_mixing_need_the_whole_network(images: FinetuneData, tm
 
 def test_resume_with_mixup_and_cutmix_equals_uninterrupted(whole: Any, images: FinetuneData, tmp_path: Path) -> None:
     cfg = _cfg(augment="crop_flip", mixup_alpha=0.4, cutmix_alpha=1.0, mix_prob=0.8)
-    full = finetune(whole, images, TRAIN, VAL, cfg, 1.0, "multilabel", seed=4, ckpt_dir=tmp_path / "a")
-
-    def stop(epoch: int) -> None:
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        finetune(whole, images, TRAIN, VAL, cfg, 1.0, "multilabel", seed=4, ckpt_dir=tmp_path / "b", on_epoch_end=stop)
-    resumed = finetune(whole, images, TRAIN, VAL, cfg, 1.0, "multilabel", seed=4, ckpt_dir=tmp_path / "b")
-    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
-    for k, v in full.state.items():
-        torch.testing.assert_close(resumed.state[k], v, rtol=0, atol=1e-6)
-    assert (tmp_path / "b" / "metrics.csv").read_text() == (tmp_path / "a" / "metrics.csv").read_text()
+    full = _interrupted_run_equals_uninterrupted(whole, images, cfg, 4, tmp_path)
 
     # mixing changes the run, and is keyed: never resumed from the unmixed checkpoint
     unmixed_cfg = _cfg(augment="crop_flip")
