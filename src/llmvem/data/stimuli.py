@@ -217,12 +217,22 @@ def load_image(path: Path, mode: str = "RGB") -> Image.Image:
 def align_ids(reference: Sequence[str], other: Sequence[str], what: str, other_what: str) -> list[int]:
     """Positions in ``other`` of each id of ``reference``; a clear error if any id is missing on either side.
 
+    NSD ids are checked too (:mod:`llmvem.data.nsd_ids`): ``nsd-00000`` is an error, and ids that match only after
+    a shift of one say so.
+
     Returns:
         ``order`` such that ``[other[k] for k in order] == list(reference)``.
     """
+    from llmvem.data.nsd_ids import check_ids, explain_mismatch
+
+    check_ids(reference, what)
+    check_ids(other, other_what)
     pos = {s: k for k, s in enumerate(other)}
     missing = [s for s in reference if s not in pos]
     if missing:
+        shifted = explain_mismatch(missing, other)
+        if shifted is not None:
+            raise IdMismatchError(f"{len(missing)} of {len(reference)} {what} id(s) have no {other_what}: {shifted}")
         extra = sorted(set(other) - set(reference))
         raise IdMismatchError(
             f"{len(missing)} of {len(reference)} {what} id(s) have no {other_what}: {list(missing[:10])}"
