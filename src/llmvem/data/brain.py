@@ -12,6 +12,40 @@ from llmvem.data.stimuli import _duplicates, align_ids
 from llmvem.errors import DataError
 
 
+@dataclass(frozen=True)
+class BrainSpace:
+    """Where the voxels of a :class:`BrainData` live, so per-voxel results can be written back as images.
+
+    Attributes:
+        kind: ``"volume"`` or ``"fsaverage"``.
+        name: e.g. ``"func1pt8mm"``, ``"func1mm"``, ``"fsaverage"``.
+        shape: (X, Y, Z) of the volume, else None (the voxel table's ``index`` is the flat Fortran-order index).
+        affine: (4, 4) float64 voxel → world affine of the volume (from the ROI NIfTI read), else None.
+        n_vertices: vertices per hemisphere on fsaverage (163842), else None.
+    """
+
+    kind: str
+    name: str
+    shape: tuple[int, int, int] | None = None
+    affine: np.ndarray | None = field(default=None, compare=False)
+    n_vertices: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("volume", "fsaverage"):
+            raise DataError(f"BrainSpace: kind must be 'volume' or 'fsaverage', got {self.kind!r}")
+        if self.shape is not None:
+            object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+            if len(self.shape) != 3:
+                raise DataError(f"BrainSpace {self.name!r}: shape must be (X, Y, Z), got {self.shape}")
+        if self.affine is not None:
+            affine = np.asarray(self.affine, dtype=np.float64)
+            if affine.shape != (4, 4):
+                raise DataError(f"BrainSpace {self.name!r}: affine must be (4, 4), got {affine.shape}")
+            object.__setattr__(self, "affine", affine)
+        if self.n_vertices is not None:
+            object.__setattr__(self, "n_vertices", int(self.n_vertices))
+
+
 @dataclass
 class BrainData:
     """Voxel (or vertex / unit) responses to a set of stimuli.
@@ -27,6 +61,7 @@ class BrainData:
             the averaged responses; derived from ``ncsnr`` and ``n_repeats`` if not given.
         splits: optional mapping split name → stimulus ids (``{"train": [...], "test": [...]}``).
         name: a short name (``"demo-subj01"``).
+        space: optional :class:`BrainSpace` (volume shape and affine, or fsaverage) the voxels belong to.
     """
 
     responses: np.ndarray
@@ -37,6 +72,7 @@ class BrainData:
     noise_ceiling: np.ndarray | None = None
     splits: dict[str, list[str]] = field(default_factory=dict)
     name: str = "brain"
+    space: BrainSpace | None = None
 
     def __post_init__(self) -> None:
         r = np.asarray(self.responses)
@@ -110,6 +146,7 @@ class BrainData:
             noise_ceiling=self.noise_ceiling,
             splits={k: [i for i in v if i in keep] for k, v in self.splits.items()},
             name=self.name,
+            space=self.space,
         )
 
     def check_finite(self) -> np.ndarray:

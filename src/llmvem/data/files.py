@@ -5,7 +5,8 @@ Formats
 - **Matrix** (features, embeddings): ``X.npy`` (n, d) with ``X.ids.txt`` beside it (one stimulus id per line, the
   row order), as ``llmvem features`` / ``llmvem embed`` write them; or ``X.npz`` with arrays ``values`` and ``ids``.
 - **Brain**: a ``.npz`` written by :func:`save_brain` (``responses`` (n, v), ``stimulus_ids``, ``roi`` and optional
-  ``ncsnr``, ``n_repeats``, ``noise_ceiling``, ``splits`` as JSON, other voxel columns as ``voxel_<name>``); an
+  ``ncsnr``, ``n_repeats``, ``noise_ceiling``, ``splits`` as JSON, other voxel columns as ``voxel_<name>``, the
+  voxels' space as JSON ``space`` with ``space_affine``); an
   Algonauts 2023 subject folder (``…/subj01`` holding ``training_split``); or an NSD root (holding ``nsddata`` and
   ``nsddata_betas``; the subject comes from ``subject=``).
 - **RDMs**: ``DATASET:TARGET`` for a dataset's RDM set (``objects92:cichy_it``); a ``.npz`` with ``rdms``
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from llmvem.data.brain import BrainData, RDMSet
+from llmvem.data.brain import BrainData, BrainSpace, RDMSet
 from llmvem.errors import DataError
 from llmvem.store import atomic_write_bytes
 
@@ -120,6 +121,13 @@ def save_brain(brain: BrainData, path: str | Path) -> Path:
     for attr in ("ncsnr", "n_repeats", "noise_ceiling"):
         if getattr(brain, attr) is not None:
             arrays[attr] = np.asarray(getattr(brain, attr))
+    if brain.space is not None:
+        sp = brain.space
+        arrays["space"] = np.asarray(
+            json.dumps({"kind": sp.kind, "name": sp.name, "shape": sp.shape, "n_vertices": sp.n_vertices})
+        )
+        if sp.affine is not None:
+            arrays["space_affine"] = np.asarray(sp.affine, dtype=np.float64)
     for col in brain.voxels.columns:
         if col != "roi":
             values = brain.voxels[col].to_numpy()
@@ -143,6 +151,13 @@ def _load_brain_npz(path: Path) -> BrainData:
                 if key.startswith("voxel_"):
                     voxels[key[len("voxel_") :]] = z[key]
             splits = json.loads(str(z["splits"])) if "splits" in z else {}
+            space = None
+            if "space" in z:
+                sp = json.loads(str(z["space"]))
+                if not isinstance(sp, dict) or "kind" not in sp or "name" not in sp:
+                    raise DataError(f"brain file {path}: 'space' must be JSON with 'kind' and 'name', got {sp!r}")
+                affine = z["space_affine"] if "space_affine" in z else None
+                space = BrainSpace(sp["kind"], sp["name"], sp.get("shape"), affine, sp.get("n_vertices"))
             return BrainData(
                 responses=z["responses"],
                 stimulus_ids=[str(s) for s in z["stimulus_ids"]],
@@ -152,6 +167,7 @@ def _load_brain_npz(path: Path) -> BrainData:
                 noise_ceiling=z.get("noise_ceiling"),
                 splits=splits,
                 name=str(z["name"]) if "name" in z else path.stem,
+                space=space,
             )
     except (OSError, ValueError, json.JSONDecodeError) as exc:
         raise DataError(f"brain file {path}: cannot read it ({exc})") from exc
