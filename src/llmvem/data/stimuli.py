@@ -183,35 +183,24 @@ class StimulusSet:
 
 
 def check_image(path: Path) -> str | None:
-    """Return ``None`` if ``path`` decodes as an image, else the reason it does not."""
-    from PIL import Image, UnidentifiedImageError
+    """Return ``None`` if ``path`` decodes as an image, else the reason it does not (see
+    :func:`llmvem.data.images.read_image`: missing, permission denied, not an image, corrupt, too large)."""
+    from llmvem.data.images import ImageReadError, read_image
 
-    if not path.is_file():
-        return "file not found"
     try:
-        with Image.open(path) as im:
-            im.load()
-    except UnidentifiedImageError:
-        return "not a recognised image format"
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated data, bad headers
-        return f"corrupt image ({exc})"
+        read_image(path)
+    except ImageReadError as exc:
+        return exc.reason
     return None
 
 
 def load_image(path: Path, mode: str = "RGB") -> Image.Image:
-    """Open and fully decode an image, converting to ``mode``; errors name the file and the reason."""
-    from PIL import Image
+    """Open and fully decode an image as every stage sees it (:func:`llmvem.data.images.to_rgb`: EXIF orientation,
+    16-bit rescaled, alpha on white), then in ``mode`` if not ``"RGB"``; errors name the file and the reason."""
+    from llmvem.data.images import load_rgb
 
-    reason = None
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert(mode)
-    except FileNotFoundError:
-        reason = "file not found"
-    except (OSError, SyntaxError, ValueError) as exc:
-        reason = f"cannot decode image ({exc})"
-    raise DataError(f"{path}: {reason}")
+    rgb = load_rgb(path)
+    return rgb if mode == "RGB" else rgb.convert(mode)
 
 
 def align_ids(reference: Sequence[str], other: Sequence[str], what: str, other_what: str) -> list[int]:

@@ -62,44 +62,27 @@ class PreparedImage:
 def prepare_image(path: str | Path, max_side: int | None = DEFAULT_MAX_SIDE) -> PreparedImage:
     """Decode ``path`` fully and make it 8-bit RGB no larger than ``max_side`` pixels on its longer side.
 
-    CMYK, 16-bit, greyscale-with-alpha, palette and alpha images are converted (alpha is composited onto white);
-    images larger than ``max_side`` are downscaled with Lanczos filtering; EXIF orientation is applied. ``max_side``
-    ``None`` or 0 keeps the size.
+    The conversion is the one every stage uses (:func:`llmvem.data.images.to_rgb`: EXIF orientation applied,
+    16-bit rescaled, alpha composited onto white), so a describer sees the pixels the vision model sees. Images
+    larger than ``max_side`` are then downscaled with Lanczos filtering; ``max_side`` ``None`` or 0 keeps the size.
 
     Raises:
-        DescribeFailure: (kind ``"input"``) the file is missing, truncated or not an image.
+        DescribeFailure: (kind ``"input"``) the file is missing, unreadable, truncated, not an image or above
+            PIL's decompression-bomb limit.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image
+
+    from llmvem.data.images import ImageReadError, read_image, to_rgb
 
     p = Path(path)
     try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise DescribeFailure(f"cannot read {p}: {exc.strerror or exc}", kind="input") from None
-    try:
-        opened = Image.open(io.BytesIO(raw))
-        opened.load()
-    except UnidentifiedImageError:
-        raise DescribeFailure(f"{p.name}: not a recognised image format", kind="input") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DescribeFailure(f"{p.name}: corrupt or truncated image ({exc})", kind="input") from None
+        opened, raw = read_image(p)
+    except ImageReadError as exc:
+        raise DescribeFailure(f"{p.name}: {exc.reason}", kind="input") from None
     fmt = opened.format or ""
-    im: Image.Image = opened
-    notes: list[str] = []
-    original = im.size
-    changed = False
-    orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
-    if orientation not in (None, 1):
-        im = ImageOps.exif_transpose(im)
-        notes.append(f"applied EXIF orientation {orientation}")
-        changed = True
-    mode = im.mode
-    if mode not in ("RGB", "L"):
-        im = _to_rgb(im)
-        notes.append(f"converted {mode} to RGB" + (" (alpha composited onto white)" if _has_alpha(mode, im) else ""))
-        changed = True
-    elif mode == "L":
-        im = im.convert("RGB")  # greyscale files are sent as they are; the decoded copy is RGB for local models
+    original = opened.size
+    im, notes = to_rgb(opened)
+    changed = bool(notes)
     if max_side and max(im.size) > max_side:
         w, h = im.size
         scale = max_side / max(w, h)
@@ -112,33 +95,3 @@ def prepare_image(path: str | Path, max_side: int | None = DEFAULT_MAX_SIDE) -> 
     if not passthrough and fmt not in _PASSTHROUGH and not changed:
         notes.append(f"re-encoded {fmt or 'unknown format'} as PNG")
     return PreparedImage(im, notes, original, raw if passthrough else None, mime)
-
-
-def _has_alpha(mode: str, im: Image.Image) -> bool:
-    return mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info)
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """8-bit RGB from any PIL mode: 16/32-bit integer and float images are rescaled to their range."""
-    import numpy as np
-    from PIL import Image
-
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        if mode.startswith("I;16") or (mode == "I" and a.size and a.min() >= 0 and a.max() <= 65535):
-            a = a / 257.0  # 16-bit 0..65535 → 0..255
-        else:
-            lo, hi = float(a.min()), float(a.max())
-            a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
-        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
-    if mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        mode = im.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(bg, rgba).convert("RGB")
-    if mode == "CMYK":
-        return im.convert("RGB")
-    return im.convert("RGB")

@@ -152,6 +152,7 @@ def cached_activations(store: ArtifactStore, split: Any, stimuli: Any, device: s
     float32 values; a quarter of the size, read as batches need it), unless the backbone's preprocessing is not a
     per-channel affine map of the pixels, in which case float32 is kept.
     """
+    from llmvem.data.images import RGB_CONVERSION
     from llmvem.vision.pixels import PixelArray, pixel_affine
 
     bb_cache: dict[str, Any] = {}
@@ -184,7 +185,8 @@ def cached_activations(store: ArtifactStore, split: Any, stimuli: Any, device: s
     if getattr(split, "trains_whole_network", False):
         affine = pixel_affine(backbone().preprocess)
         if affine is not None:
-            spec = {"split": split.identity, "images": stimuli.content_hashes, "version": 2, "format": "uint8"}
+            spec = {"split": split.identity, "images": stimuli.content_hashes, "version": 2, "format": "uint8",
+                    "decoding": RGB_CONVERSION}
             key = store.key("activations", spec)
 
             def compute_pixels() -> dict[str, np.ndarray]:
@@ -206,5 +208,5 @@ def cached_activations(store: ArtifactStore, split: Any, stimuli: Any, device: s
             got = store.get_arrays("activations", key, mmap=True)
             if "pixels" in got:
                 return PixelArray(got["pixels"], np.array(got["scale"]), np.array(got["offset"]))
-    spec = {"split": split.identity, "images": stimuli.content_hashes, "version": 1}
+    spec = {"split": split.identity, "images": stimuli.content_hashes, "version": 1, "decoding": RGB_CONVERSION}
     return store.cached("activations", spec, compute)["activations"]

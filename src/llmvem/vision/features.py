@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from llmvem.data.images import RGB_CONVERSION
 from llmvem.errors import BackendError, ConfigError, DataError
 from llmvem.progress import progress_bar
 from llmvem.store import ArtifactStore
@@ -62,6 +63,7 @@ def feature_spec(stimuli: StimulusSet, backbone: Backbone) -> dict[str, Any]:
         "preprocessing": backbone.preprocessing,
         "pooling": backbone.pooling,
         "images": _content_hashes(stimuli),
+        "decoding": RGB_CONVERSION,  # how files become RGB pixels (llmvem.data.images)
     }
 
 
