@@ -106,6 +106,7 @@ class BrainData:
             missing = [i for i in ids if i not in known]
             if missing:
                 raise DataError(f"BrainData {self.name!r}: split {split!r} names unknown stimulus ids {missing[:10]}")
+        _check_disjoint_splits(self.splits, self.name)
 
     @property
     def n_stimuli(self) -> int:
@@ -155,6 +156,24 @@ class BrainData:
         finite = np.isfinite(r).all(axis=0)
         std = np.where(finite, np.nanstd(np.where(np.isfinite(r), r, 0.0), axis=0), 0.0)
         return finite & (std > 0)
+
+
+def _check_disjoint_splits(splits: dict[str, list[str]], name: str) -> None:
+    """Raise if ``train`` and ``test`` share stimuli, or a split lists one stimulus twice: a model scored on the
+    images it was fitted to reports inflated accuracy without a word."""
+    for split, ids in splits.items():
+        dup = _duplicates([str(i) for i in ids])
+        if dup:
+            raise DataError(f"BrainData {name!r}: split {split!r} lists {len(dup)} stimulus id(s) twice: {dup[:10]}")
+    if "train" in splits and "test" in splits:
+        test = {str(i) for i in splits["test"]}
+        both = [str(i) for i in splits["train"] if str(i) in test]
+        if both:
+            raise DataError(
+                f"BrainData {name!r}: {len(both)} stimulus id(s) are in both the 'train' and the 'test' split, e.g. "
+                f"{both[:10]}; the splits must be disjoint (fix the file's splits, or drop them to let llmvem draw a "
+                "seeded hold-out)"
+            )
 
 
 def ncsnr_to_noise_ceiling(ncsnr: np.ndarray, n_repeats: np.ndarray | int) -> np.ndarray:

@@ -73,7 +73,14 @@ def with_splits(brain: BrainData, test_fraction: float, seed: int) -> tuple[Brai
     Returns:
         ``(brain, own)``; ``own`` says whether the data's own splits were used.
     """
-    if "train" in brain.splits and "test" in brain.splits:
+    if "train" in brain.splits and "test" in brain.splits:  # disjoint: checked by BrainData
+        sizes = {s: len(brain.splits[s]) for s in ("train", "test")}
+        if min(sizes.values()) < 3:
+            raise DataError(
+                f"brain {brain.name!r}: its own splits hold {sizes['train']} train and {sizes['test']} test "
+                "stimuli; each needs ≥ 3 to fit and score a model (fix the splits, or remove them to let llmvem draw "
+                "a seeded --test-fraction hold-out)"
+            )
         return brain, True
     ids = list(brain.stimulus_ids)
     n_test = round(test_fraction * len(ids))
