@@ -595,20 +595,22 @@ def features(
     def go() -> None:
         import numpy as np
 
+        from llmvem.data.files import check_writable_ids, write_ids
         from llmvem.data.stimuli import StimulusSet
-        from llmvem.store import ArtifactStore, atomic_write_text
+        from llmvem.store import ArtifactStore
         from llmvem.vision import extract_features
 
         def save(values: np.ndarray, ids: list[str], what: str) -> None:  # features (.npy) + ids (.ids.txt)
             out.parent.mkdir(parents=True, exist_ok=True)
             np.save(out, values)
-            atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(ids) + "\n")
+            write_ids(out.with_suffix(".ids.txt"), ids, f"features {out}")
             typer.echo(f"{values.shape[0]} × {values.shape[1]} features{what} → {out}")
 
         cfg = _resolve(config, set_, flags, command="features")
         if cfg.features.pif and cfg.features.model is None:
             _fail("--pif needs --model RUN_DIR of a visual_words run (finetune.loss=visual_words)")
         stim = StimulusSet.from_folder(images)
+        check_writable_ids(stim.ids, f"images of {images}")  # before the work: the .ids.txt must round-trip
         if cfg.features.model is not None:
             from llmvem.align.finetune import features_from_run
 

@@ -244,6 +244,9 @@ class RDMSet:
         self.stimulus_ids = [str(s) for s in self.stimulus_ids]
         if len(self.stimulus_ids) != r.shape[1]:
             raise DataError(f"RDMSet {self.name!r}: {len(self.stimulus_ids)} ids for {r.shape[1]}×{r.shape[2]} RDMs")
+        dup = _duplicates(self.stimulus_ids)
+        if dup:
+            raise DataError(f"RDMSet {self.name!r}: duplicate stimulus ids {dup[:10]}")
         if len(self.subjects) != r.shape[0]:
             raise DataError(f"RDMSet {self.name!r}: {len(self.subjects)} subject names for {r.shape[0]} RDMs")
         if not np.isfinite(r).all():

@@ -18,6 +18,7 @@ Every loader raises :class:`~llmvem.errors.DataError` naming the file and what i
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,16 +58,52 @@ def split_spec(spec: str) -> tuple[str | None, str]:
 
 
 def _read_ids(path: Path, n: int, what: str) -> list[str]:
+    """The ids of ``<X>.ids.txt`` (one per line), checked by :func:`check_row_ids` against ``n`` rows."""
     if not path.is_file():
         raise DataError(f"{what}: no stimulus id file {path} (one id per line, the row order of the matrix)")
-    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{what}: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    return check_row_ids(ids, n, what, str(path))
+
+
+def check_row_ids(ids: list[str], n: int, what: str, where: str) -> list[str]:
+    """The one id check of every file kind (matrices, RDMs; ``.npy`` + ``.ids.txt`` or ``.npz``): ``n`` ids, unique.
+
+    Args:
+        ids: the ids read from ``where``.
+        n: rows (matrix) or rows/columns (RDMs) they must name.
+        what, where: the file, for the message.
+    Raises:
+        DataError: a count mismatch or a duplicated id (a duplicated row would be used twice, silently).
+    """
     if len(ids) != n:
-        raise DataError(f"{what}: {path} lists {len(ids)} ids for {n} rows")
+        raise DataError(f"{what}: {where} lists {len(ids)} ids for {n} rows")
     seen: set[str] = set()
-    dup = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+    dup = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
     if dup:
-        raise DataError(f"{what}: duplicate stimulus ids in {path}: {dup[:5]}")
+        raise DataError(f"{what}: {len(dup)} stimulus id(s) appear more than once in {where}: {dup[:5]}")
     return ids
+
+
+def check_writable_ids(ids: list[str], what: str) -> None:
+    """Raise unless every id survives a round trip through an ``.ids.txt`` file (one id per line, stripped)."""
+    bad = [i for i in ids if not i or i != i.strip() or "\n" in i or "\r" in i]
+    if bad:
+        raise DataError(
+            f"{what}: {len(bad)} stimulus id(s) cannot be written one per line (empty, a line break inside, or "
+            f"spaces at either end), e.g. {[b[:60] for b in bad[:3]]}; rename the files or ids"
+        )
+
+
+def write_ids(path: str | Path, ids: list[str], what: str) -> Path:
+    """Write ``ids`` one per line to ``path`` atomically, after :func:`check_writable_ids`. Returns the path."""
+    check_writable_ids(ids, what)
+    path = Path(path)
+    atomic_write_bytes(path, ("\n".join(ids) + "\n").encode("utf-8"))
+    return path
 
 
 def load_matrix(spec: str | Path) -> Matrix:
@@ -90,19 +127,27 @@ def load_matrix(spec: str | Path) -> Matrix:
                 if "values" not in z or "ids" not in z:
                     raise DataError(f"{what}: an .npz matrix needs arrays 'values' and 'ids', found {list(z.keys())}")
                 values, ids = np.asarray(z["values"]), [str(i) for i in z["ids"]]
+                check_row_ids(ids, len(values) if values.ndim else 0, what, "its 'ids' array")
         else:
             values = np.load(path, allow_pickle=False)
             ids = _read_ids(path.with_suffix(".ids.txt"), len(values) if values.ndim else 0, what)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{what}: cannot read it ({exc})") from exc
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{what}: cannot read it ({_npy_problem(exc)})") from exc
     if values.ndim != 2:
         raise DataError(f"{what}: expected a 2-D (stimuli, dims) array, got shape {values.shape}")
-    if len(ids) != values.shape[0]:
-        raise DataError(f"{what}: {len(ids)} ids for {values.shape[0]} rows")
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
         raise DataError(f"{what}: {int(bad.sum())} row(s) hold NaN/inf, e.g. stimulus {ids[int(np.argmax(bad))]!r}")
     return Matrix(name or path.stem, values.astype(np.float32, copy=False), ids, path)
+
+
+def _npy_problem(exc: BaseException) -> str:
+    """What is wrong with an unreadable ``.npy`` / ``.npz``, in words (numpy blames pickling for any non-array)."""
+    if isinstance(exc, zipfile.BadZipFile):
+        return f"not a valid .npz (zip) archive: {exc}"
+    if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+        return "not a NumPy .npy/.npz file (or one holding Python objects, which llmvem does not load)"
+    return str(exc)
 
 
 # --------------------------------------------------------------------------- brain
@@ -169,8 +214,8 @@ def _load_brain_npz(path: Path) -> BrainData:
                 name=str(z["name"]) if "name" in z else path.stem,
                 space=space,
             )
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise DataError(f"brain file {path}: cannot read it ({exc})") from exc
+    except (OSError, ValueError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
+        raise DataError(f"brain file {path}: cannot read it ({_npy_problem(exc)})") from exc
 
 
 def load_brain(source: str | Path, subject: int = 1) -> BrainData:
@@ -233,13 +278,14 @@ def load_rdms(spec: str, data_dir: str | Path | None = None) -> tuple[str, RDMSe
                 if "rdms" not in z or "stimulus_ids" not in z:
                     raise DataError(f"{what}: needs arrays 'rdms' and 'stimulus_ids', found {list(z.keys())}")
                 rdms_arr, ids = np.asarray(z["rdms"], dtype=np.float64), [str(i) for i in z["stimulus_ids"]]
+                check_row_ids(ids, rdms_arr.shape[-1] if rdms_arr.ndim else 0, what, "its 'stimulus_ids' array")
                 subjects = [str(s) for s in z["subjects"]] if "subjects" in z else None
         else:
             rdms_arr = np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
             ids = _read_ids(path.with_suffix(".ids.txt"), rdms_arr.shape[-1] if rdms_arr.ndim else 0, what)
             subjects = None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{what}: cannot read it ({exc})") from exc
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{what}: cannot read it ({_npy_problem(exc)})") from exc
     if rdms_arr.ndim == 2:
         rdms_arr = rdms_arr[None]
     if rdms_arr.ndim != 3 or rdms_arr.shape[1] != rdms_arr.shape[2]:

@@ -128,7 +128,7 @@ def embed_to_file(
     Raises:
         DataError: bad texts (named by id or position); ``ids`` of the wrong length.
     """
-    from llmvem.store import atomic_write_text
+    from llmvem.data.files import check_writable_ids, write_ids
     from llmvem.text.multi import TextEmbeddings
 
     if block_size < 1:
@@ -137,6 +137,7 @@ def embed_to_file(
     if len(labels) != len(texts):
         raise DataError(f"{len(labels)} ids for {len(texts)} texts; give one id per text")
     check_texts(texts, labels=labels if ids is not None else None)
+    check_writable_ids(labels, f"embeddings {out}")  # before the work: the .ids.txt must round-trip
     enc = load_text_encoder(encoder, device=device) if isinstance(encoder, str) else encoder
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +169,7 @@ def embed_to_file(
             fh.close()
         if tmp.exists():
             tmp.unlink()
-    atomic_write_text(out.with_suffix(".ids.txt"), "\n".join(labels) + "\n")
+    write_ids(out.with_suffix(".ids.txt"), labels, f"embeddings {out}")
     return TextEmbeddings(values=np.load(out, mmap_mode="r"), ids=labels, encoder=enc.name)
 
 

@@ -59,9 +59,11 @@ class TextEmbeddings:
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``path`` (.npy, float32) and ``<path>.ids.txt`` (one id per line); returns both paths."""
-        from llmvem.store import atomic_write_bytes, atomic_write_text
+        from llmvem.data.files import check_writable_ids, write_ids
+        from llmvem.store import atomic_write_bytes
 
         path = Path(path)
+        check_writable_ids(list(self.ids), f"embeddings {path}")
         path.parent.mkdir(parents=True, exist_ok=True)
         import io
 
@@ -69,7 +71,7 @@ class TextEmbeddings:
         np.save(buf, np.asarray(self.values, dtype=np.float32))
         atomic_write_bytes(path, buf.getvalue())
         ids_path = path.with_suffix(".ids.txt")
-        atomic_write_text(ids_path, "\n".join(self.ids) + "\n")
+        write_ids(ids_path, list(self.ids), f"embeddings {path}")
         return path, ids_path
 
 
