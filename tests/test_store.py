@@ -205,6 +205,45 @@ def test_damaged_entry_reports_path(tmp_path: Path) -> None:
         store.get_arrays("a", key)
 
 
+def test_entry_corrupted_in_place_is_detected_not_used(tmp_path: Path) -> None:
+    """Same size, one byte changed (what a bad disk, a stray write or an editor does): the digest catches it."""
+    store = ArtifactStore(tmp_path)
+    spec = {"i": 2}
+    key = store.put_arrays("a", spec, {"x": np.arange(100, dtype=np.float32)}, extra={"n": 100})
+    f = store.path("a", key) / "x.npy"
+    raw = bytearray(f.read_bytes())
+    raw[-4] ^= 0x40  # a float's byte in the data, not the header: np.load would read it without complaint
+    f.write_bytes(bytes(raw))
+    assert f.stat().st_size == len(raw)
+    with pytest.raises(StoreError, match=r"x.npy is damaged: its content no longer matches the SHA-256"):
+        store.get_arrays("a", key)
+    with pytest.raises(StoreError, match="llmvem cache clean --key"):
+        store.cached("a", spec, lambda: pytest.fail("must not recompute over a damaged entry silently"))
+    with pytest.raises(StoreError, match="damaged"):
+        store.get_arrays("a", key, mmap=True)
+    e = store.path("a", key) / "extra.json"
+    e.write_text(e.read_text().replace("100", "999"))
+    with pytest.raises(StoreError, match="extra.json is damaged"):
+        store.get_extra("a", key)
+
+
+def test_entry_without_digests_is_recomputed_and_replaced(tmp_path: Path) -> None:
+    """Layout 1 (no digests) cannot be verified: it counts as absent, and the next write replaces it."""
+    store = ArtifactStore(tmp_path)
+    key = store.put_arrays("a", {"i": 3}, {"x": np.ones(3)})
+    meta_path = store.path("a", key) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert set(meta["digests"]) == {"x.npy"} and meta["layout"] == 2
+    del meta["digests"], meta["layout"]
+    meta_path.write_text(json.dumps(meta))
+    np.save(store.path("a", key) / "x.npy", np.full(3, 7.0))  # an old, unverifiable copy
+    assert not store.has("a", key)
+    got = store.cached("a", {"i": 3}, lambda: {"x": np.ones(3)})
+    np.testing.assert_array_equal(got["x"], np.ones(3))
+    assert store.has("a", key) and [e.key for e in store.entries()] == [key]
+    assert not list((tmp_path / ".tmp").iterdir())  # the replaced copy is gone
+
+
 def test_atomic_write_text_replaces_whole_file(tmp_path: Path) -> None:
     p = tmp_path / "m.json"
     atomic_write_text(p, "one")

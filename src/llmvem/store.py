@@ -2,7 +2,7 @@
 
 Layout under the store root (default ``~/.cache/llmvem``, or ``$LLMVEM_CACHE``)::
 
-    <root>/<kind>/<key[:2]>/<key>/meta.json      # the spec that produced the entry, creation time, file list
+    <root>/<kind>/<key[:2]>/<key>/meta.json      # the spec, creation time, file list and each file's SHA-256
     <root>/<kind>/<key[:2]>/<key>/<name>.npy     # arrays (or any files the producer wrote)
     <root>/.tmp/...                              # entries being written; never read
 
@@ -10,6 +10,12 @@ An entry is written into a private temporary directory, every file is fsynced, t
 place in one ``rename(2)``. A reader therefore sees either no entry or a complete one: a writer killed mid-way leaves
 only a stale temporary directory (removed by :meth:`ArtifactStore.clean`), and two concurrent writers of the same key
 race harmlessly (the first rename wins, the loser discards its copy).
+
+Every file's SHA-256 is written to ``meta.json`` (``"digests"``, layout 2) and checked before the file is read
+(:meth:`ArtifactStore.get_arrays`, :meth:`ArtifactStore.get_extra`; once per process and file version), so an entry
+damaged in place — same size, different bytes — is reported, never used. An entry without digests (written before
+layout 2, or with an unreadable ``meta.json``) counts as absent: it is recomputed and replaced on the next use
+(decision record 0008).
 
 Example
 -------
@@ -46,6 +52,7 @@ ENV_CACHE = "LLMVEM_CACHE"
 _META = "meta.json"
 _TMP = ".tmp"
 _HASH_MEMO_FILE = "file-hashes.json"
+LAYOUT = 2  # 2: meta.json holds a SHA-256 of every file of the entry ("digests")
 
 
 def default_store_root() -> Path:
@@ -131,7 +138,44 @@ class ArtifactStore:
         return self.root / kind / key[:2] / key
 
     def has(self, kind: str, key: str) -> bool:
-        return (self.path(kind, key) / _META).is_file()
+        """Whether a finished entry ``(kind, key)`` with content digests exists (see the module docstring)."""
+        return self._meta(kind, key) is not None
+
+    def _meta(self, kind: str, key: str) -> dict[str, Any] | None:
+        """The entry's ``meta.json`` if it is a readable layout-2 entry (with digests), else ``None``."""
+        try:
+            meta = json.loads((self.path(kind, key) / _META).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict) or not isinstance(meta.get("digests"), dict):
+            return None
+        return meta
+
+    def _verified(self, kind: str, key: str, name: str) -> Path:
+        """Path of file ``name`` of the entry, after checking its SHA-256 against ``meta.json``.
+
+        Raises:
+            StoreError: the entry is absent, or the file is missing or its bytes changed since it was written.
+        """
+        meta = self._meta(kind, key)
+        if meta is None:
+            raise StoreError(f"no artifact {kind}/{key} in store {self.root}")
+        p = self.path(kind, key) / name
+        expected = meta["digests"].get(name)
+        fix = f"remove it with `llmvem cache clean --key {key[:12]}` (it is recomputed on the next run)"
+        if expected is None:
+            raise StoreError(f"artifact {kind}/{key[:12]}: file {name} is not one it was written with; {fix}")
+        try:
+            st = p.stat()
+            ok = _file_matches(str(p), st.st_size, st.st_mtime_ns, st.st_ino, expected)
+        except OSError as exc:
+            raise StoreError(f"artifact file {p} cannot be read ({exc.strerror or exc}); {fix}") from exc
+        if not ok:
+            raise StoreError(
+                f"artifact file {p} is damaged: its content no longer matches the SHA-256 recorded when it was "
+                f"written; {fix}"
+            )
+        return p
 
     # ----------------------------------------------------------------- writing
     @contextlib.contextmanager
@@ -146,6 +190,7 @@ class ArtifactStore:
         tmp_root.mkdir(parents=True, exist_ok=True)
         tmp = tmp_root / f"{kind}-{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
+        replaced: Path | None = None
         try:
             yield tmp
             files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
@@ -154,11 +199,17 @@ class ArtifactStore:
                 "key": key,
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "files": files,
+                "digests": {f: hash_file(tmp / f) for f in files},
+                "layout": LAYOUT,
                 "spec": json.loads(canonical_json(spec)) if spec is not None else None,
             }
             (tmp / _META).write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
             _fsync_tree(tmp)
             final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists() and not self.has(kind, key):  # an entry without digests (older layout, damaged meta)
+                replaced = tmp_root / f"replaced-{final.name[:16]}-{uuid.uuid4().hex[:8]}"
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(final, replaced)
             try:
                 os.rename(tmp, final)
             except OSError as exc:
@@ -167,8 +218,9 @@ class ArtifactStore:
                 raise StoreError(f"could not publish artifact {kind}/{key} to {final}: {exc}") from exc
             _fsync_dir(final.parent)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            for leftover in (tmp, replaced):
+                if leftover is not None and leftover.exists():
+                    shutil.rmtree(leftover, ignore_errors=True)
 
     def put_arrays(
         self,
@@ -189,11 +241,12 @@ class ArtifactStore:
     # ----------------------------------------------------------------- reading
     def get_arrays(self, kind: str, key: str, mmap: bool = False) -> dict[str, np.ndarray]:
         """Load every ``.npy`` of an entry by name. Raises :class:`StoreError` if the entry is absent or damaged."""
-        d = self.path(kind, key)
-        if not self.has(kind, key):
+        meta = self._meta(kind, key)
+        if meta is None:
             raise StoreError(f"no artifact {kind}/{key} in store {self.root}")
         out: dict[str, np.ndarray] = {}
-        for p in sorted(d.glob("*.npy")):
+        for name in sorted(f for f in meta["digests"] if f.endswith(".npy") and "/" not in f):
+            p = self._verified(kind, key, name)
             try:
                 out[p.stem] = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
             except (OSError, ValueError) as exc:
@@ -203,8 +256,12 @@ class ArtifactStore:
         return out
 
     def get_extra(self, kind: str, key: str) -> dict[str, Any]:
-        p = self.path(kind, key) / "extra.json"
-        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+        """The entry's JSON ``extra`` (``{}`` if it has none), after its digest check."""
+        meta = self._meta(kind, key)
+        if meta is None or "extra.json" not in meta["digests"]:
+            return {}
+        extra: dict[str, Any] = json.loads(self._verified(kind, key, "extra.json").read_text(encoding="utf-8"))
+        return extra
 
     def cached(
         self,
@@ -342,6 +399,13 @@ def weights_sha256(path: str | Path) -> str:
     except OSError as exc:
         raise StoreError(f"weights file {p} cannot be read: {exc}") from exc
     return _memoised_sha256(str(p), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_matches(path: str, size: int, mtime_ns: int, inode: int, expected: str) -> bool:
+    """Whether the file's SHA-256 is ``expected``; memoised per file version (path, size, mtime, inode), so an
+    entry read many times in one process is hashed once."""
+    return hash_file(path) == expected
 
 
 @functools.lru_cache(maxsize=256)
