@@ -1,11 +1,17 @@
-"""Stimulus sets: ordered, stably identified images with content hashes and lazy loading."""
+"""Stimulus sets: ordered, stably identified images with content hashes and lazy loading.
+
+A set's images are image files (``paths``) or the positions of an :class:`ImageSource`, images held together in one
+array file (the rows of NSD's ``nsd_stimuli.hdf5``, :mod:`llmvem.data.nsd_stimuli`). Every stage reads them through
+the set (:meth:`StimulusSet.load`, :attr:`StimulusSet.content_hashes`, :attr:`StimulusSet.locations`), so both kinds
+work wherever a set does.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from llmvem.errors import DataError, IdMismatchError
 from llmvem.hashing import hash_file, hash_many
@@ -14,6 +20,39 @@ if TYPE_CHECKING:
     from PIL import Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class ImageRef(Protocol):
+    """One image of an :class:`ImageSource` where a file path would go (a describe request); ``str()`` names it."""
+
+    def png(self) -> bytes:
+        """The image's 8-bit RGB pixels encoded losslessly as PNG."""
+        ...
+
+
+class ImageSource(Protocol):
+    """Images that are not one file each, addressed by position ``0 … n-1`` (``n = len(source)``).
+
+    Implementations read lazily and survive pickling (a DataLoader worker reopens what it needs).
+    """
+
+    def __len__(self) -> int: ...
+
+    def load(self, k: int) -> Image.Image:
+        """Image ``k`` as 8-bit RGB."""
+        ...
+
+    def content_hashes(self) -> list[str]:
+        """SHA-256 content hash of every image (n), reading only this source's images."""
+        ...
+
+    def take(self, positions: Sequence[int]) -> ImageSource:
+        """A source of the images at ``positions``, in that order."""
+        ...
+
+    def ref(self, k: int) -> ImageRef:
+        """A reference to image ``k`` (see :class:`ImageRef`)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -47,10 +86,11 @@ class StimulusSet:
 
     Attributes:
         ids: stimulus ids, unique, in the set's order (length n).
-        paths: image file of each stimulus (length n).
+        paths: image file of each stimulus (length n); empty when the images come from ``source``.
         name: a short name of the set (``"objects92"``).
         labels: optional per-stimulus category label (length n).
         skipped: images left out by ``on_error='skip'``, with their reasons.
+        source: the images when they are not files (length n, in the set's order), else ``None``.
 
     Images are read only when asked for (:meth:`load`); content hashes are computed once, on first use.
     """
@@ -61,11 +101,17 @@ class StimulusSet:
     labels: list[str] | None = None
     skipped: list[BadImage] = field(default_factory=list)
     _hashes: list[str] | None = field(default=None, repr=False, compare=False)
+    source: ImageSource | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.ids = [str(i) for i in self.ids]
         self.paths = [Path(p) for p in self.paths]
-        if len(self.ids) != len(self.paths):
+        if self.source is not None:
+            if self.paths:
+                raise DataError(f"StimulusSet {self.name!r}: give image paths or an image source, not both")
+            if len(self.source) != len(self.ids):
+                raise DataError(f"StimulusSet {self.name!r}: {len(self.ids)} ids but {len(self.source)} images")
+        elif len(self.ids) != len(self.paths):
             raise DataError(f"StimulusSet {self.name!r}: {len(self.ids)} ids but {len(self.paths)} paths")
         dup = _duplicates(self.ids)
         if dup:
@@ -151,13 +197,27 @@ class StimulusSet:
     def load(self, i: int | str, mode: str = "RGB") -> Image.Image:
         """Decode stimulus ``i`` (position or id) as a PIL image in ``mode``."""
         k = self.index(i) if isinstance(i, str) else i
+        if self.source is not None:
+            if not -len(self) <= k < len(self):
+                raise IndexError(f"stimulus position {k} out of range for {len(self)} stimuli")
+            rgb = self.source.load(k % len(self))
+            return rgb if mode == "RGB" else rgb.convert(mode)
         return load_image(self.paths[k], mode=mode)
 
     @property
+    def locations(self) -> list[Path] | list[ImageRef]:
+        """Where each image is (length n): its file, or a reference into the image source."""
+        if self.source is not None:
+            return [self.source.ref(k) for k in range(len(self))]
+        return list(self.paths)
+
+    @property
     def content_hashes(self) -> list[str]:
-        """SHA-256 of each image file's bytes (computed once)."""
+        """SHA-256 of each image (computed once): of the file's bytes, or the source's hash (for
+        :mod:`llmvem.data.nsd_stimuli`, of the decoded pixels)."""
         if self._hashes is None:
-            self._hashes = [hash_file(p) for p in self.paths]
+            src = self.source
+            self._hashes = src.content_hashes() if src is not None else [hash_file(p) for p in self.paths]
         return self._hashes
 
     @property
@@ -175,11 +235,21 @@ class StimulusSet:
         hashes = [self._hashes[k] for k in ks] if self._hashes is not None else None
         return StimulusSet(
             ids=[self.ids[k] for k in ks],
-            paths=[self.paths[k] for k in ks],
+            paths=[self.paths[k] for k in ks] if self.source is None else [],
             name=self.name,
             labels=[self.labels[k] for k in ks] if self.labels is not None else None,
             _hashes=hashes,
+            source=self.source.take(ks) if self.source is not None else None,
         )
+
+    def with_ids(self, ids: Sequence[str]) -> StimulusSet:
+        """The same images, in the same order, under other ids (length n; e.g. canonical NSD ids)."""
+        if len(ids) != len(self):
+            raise DataError(f"StimulusSet {self.name!r}: {len(ids)} new ids for {len(self)} stimuli")
+        return StimulusSet(
+            ids=list(ids), paths=list(self.paths), name=self.name, labels=self.labels, skipped=list(self.skipped),
+            _hashes=self._hashes, source=self.source,
+        )  # fmt: skip
 
 
 def check_image(path: Path) -> str | None:

@@ -21,12 +21,15 @@ from llmvem.registry import Registry
 if TYPE_CHECKING:
     import pandas as pd
 
+    from llmvem.data.stimuli import ImageRef
+
 
 class ImageRequest(NamedTuple):
-    """One image to describe: its stimulus id, file, content hash and optional label."""
+    """One image to describe: its stimulus id, file (or a reference to an image that is not a file, such as a row of
+    ``nsd_stimuli.hdf5``: :class:`~llmvem.data.stimuli.ImageRef`), content hash and optional label."""
 
     id: str
-    path: Path
+    path: Path | ImageRef
     content_hash: str
     label: str | None = None
 

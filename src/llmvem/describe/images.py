@@ -17,6 +17,8 @@ from llmvem.describe.base import DescribeFailure
 if TYPE_CHECKING:
     from PIL import Image
 
+    from llmvem.data.stimuli import ImageRef
+
 #: formats sent as they are (no re-encoding) when already 8-bit RGB/greyscale and small enough
 _PASSTHROUGH = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 DEFAULT_MAX_SIDE = 1536
@@ -59,8 +61,11 @@ class PreparedImage:
         return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def prepare_image(path: str | Path, max_side: int | None = DEFAULT_MAX_SIDE) -> PreparedImage:
+def prepare_image(path: str | Path | ImageRef, max_side: int | None = DEFAULT_MAX_SIDE) -> PreparedImage:
     """Decode ``path`` fully and make it 8-bit RGB no larger than ``max_side`` pixels on its longer side.
+
+    ``path`` may also be an :class:`~llmvem.data.stimuli.ImageRef` (a row of ``nsd_stimuli.hdf5``): its pixels are
+    encoded as PNG and then treated exactly like a PNG file.
 
     The conversion is the one every stage uses (:func:`llmvem.data.images.to_rgb`: EXIF orientation applied,
     16-bit rescaled, alpha composited onto white), so a describer sees the pixels the vision model sees. Images
@@ -74,11 +79,14 @@ def prepare_image(path: str | Path, max_side: int | None = DEFAULT_MAX_SIDE) -> 
 
     from llmvem.data.images import ImageReadError, read_image, to_rgb
 
-    p = Path(path)
-    try:
-        opened, raw = read_image(p)
-    except ImageReadError as exc:
-        raise DescribeFailure(f"{p.name}: {exc.reason}", kind="input") from None
+    if isinstance(path, str | Path):
+        p = Path(path)
+        try:
+            opened, raw = read_image(p)
+        except ImageReadError as exc:
+            raise DescribeFailure(f"{p.name}: {exc.reason}", kind="input") from None
+    else:
+        opened, raw = _read_ref(path)
     fmt = opened.format or ""
     original = opened.size
     im, notes = to_rgb(opened)
@@ -95,3 +103,18 @@ def prepare_image(path: str | Path, max_side: int | None = DEFAULT_MAX_SIDE) -> 
     if not passthrough and fmt not in _PASSTHROUGH and not changed:
         notes.append(f"re-encoded {fmt or 'unknown format'} as PNG")
     return PreparedImage(im, notes, original, raw if passthrough else None, mime)
+
+
+def _read_ref(ref: ImageRef) -> tuple[Image.Image, bytes]:
+    """(decoded image, PNG bytes) of an image that is not a file; unreadable → DescribeFailure (kind "input")."""
+    from PIL import Image
+
+    from llmvem.errors import DataError
+
+    try:
+        raw = ref.png()
+    except DataError as exc:
+        raise DescribeFailure(f"{ref}: {exc}", kind="input") from None
+    im = Image.open(io.BytesIO(raw))
+    im.load()
+    return im, raw

@@ -206,7 +206,7 @@ def plan_descriptions(
     try:
         new = tuple.__new__  # NamedTuple construction without the Python-level __new__: 100,000s of items
         labels = stimuli.labels
-        for k, (sid, img_path, h) in enumerate(zip(stimuli.ids, stimuli.paths, hashes, strict=True)):
+        for k, (sid, img_path, h) in enumerate(zip(stimuli.ids, stimuli.locations, hashes, strict=True)):
             label = labels[k] if labels is not None else None
             req: ImageRequest = new(ImageRequest, (sid, img_path, h, label))
             for p in prompts:
