@@ -1,75 +1,208 @@
-"""Algonauts 2023 loader on a small subject folder written in the challenge layout."""
+"""Algonauts 2023 loader on a subject folder written as gifale95/algonauts_2023 ``challenge_data_preparation.py``
+writes it: int all-vertices masks (nsdgeneral + RSC, so 2s), ``np.save`` of the ctab's dict as ``mapping_<class>``,
+0-based ``nsd-NNNNN`` in the PNG names, test fMRI and noise ceiling of the later releases. Each image carries a
+planted signal keyed by its 1-based NSD id, so a shift of one id is caught."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
 from llmvem.data.algonauts import load_algonauts2023
-from llmvem.errors import DataError, DatasetNotFoundError
+from llmvem.data.nsd_ids import parse
+
+N_FS = 163_842  # fsaverage vertices per hemisphere
+CTABS = {  # nsddata/freesurfer/subjNN/label/<class>.mgz.ctab
+    "prf-visualrois": ["Unknown", "V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4"],
+    "floc-bodies": ["Unknown", "EBA", "FBA-1", "FBA-2", "mTL-bodies"],
+    "floc-faces": ["Unknown", "OFA", "FFA-1", "FFA-2", "mTL-faces", "aTL-faces"],
+    "floc-places": ["Unknown", "OPA", "PPA", "RSC"],
+    "floc-words": ["Unknown", "OWFA", "VWFA-1", "VWFA-2", "mfs-words", "mTL-words"],
+    "streams": ["Unknown", "early", "midventral", "midlateral", "midparietal", "ventral", "lateral", "parietal"],
+}
+DIM = 6
 
 
-def _subject(root: Path, n_train: int = 6, v: tuple[int, int] = (5, 4)) -> dict[str, np.ndarray]:
+def signal(nsd73k: int) -> np.ndarray:
+    """(DIM,) the planted signal of the image NSD calls ``nsd73k`` (1-based)."""
+    return np.random.default_rng(nsd73k).uniform(-1.0, 1.0, DIM)
+
+
+@dataclass
+class Fake:
+    root: Path
+    train_cond: np.ndarray  # 0-based brick indices, as the script's train_unique_cond
+    test_cond: np.ndarray
+    weights: dict[str, np.ndarray]  # hemi → (DIM, v_hemi)
+    labels: dict[tuple[str, str], np.ndarray]  # (hemi, class) → (v_hemi,) challenge-space labels
+    masks: dict[str, np.ndarray]  # hemi → (163842,) int all-vertices mask
+    noise_ceiling: dict[str, np.ndarray]
+
+
+def write_subject(
+    root: Path, n_train: int = 40, n_test: int = 12, n_hemi: tuple[int, int] = (60, 45), noise: float = 0.3
+) -> Fake:
+    """Write ``root`` (``.../subj01``) the way challenge_data_preparation.py does; see the module docstring."""
     rng = np.random.default_rng(0)
-    fmri_dir = root / "training_split" / "training_fmri"
-    img_dir = root / "training_split" / "training_images"
-    test_dir = root / "test_split" / "test_images"
-    roi_dir = root / "roi_masks"
-    for d in (fmri_dir, img_dir, test_dir, roi_dir):
-        d.mkdir(parents=True)
-    out = {}
-    for hemi, nv in zip(("lh", "rh"), v, strict=True):
-        out[hemi] = rng.standard_normal((n_train, nv)).astype(np.float32)
-        np.save(fmri_dir / f"{hemi}_training_fmri.npy", out[hemi])
-        verts = np.zeros(20, dtype=bool)
-        verts[rng.choice(20, nv, replace=False)] = True
-        np.save(roi_dir / f"{hemi}.all-vertices_fsaverage_space.npy", verts)
-        vis = np.zeros(nv, dtype=np.int64)
-        vis[:2] = [1, 2]
-        np.save(roi_dir / f"{hemi}.prf-visualrois_challenge_space.npy", vis)
-        streams = np.zeros(nv, dtype=np.int64)
-        streams[1:3] = 3
-        np.save(roi_dir / f"{hemi}.streams_challenge_space.npy", streams)
-    np.save(roi_dir / "mapping_prf-visualrois.npy", {0: "Unknown", 1: "V1v", 2: "V1d"})
-    np.save(roi_dir / "mapping_streams.npy", {0: "Unknown", 3: "ventral"})
-    for k in range(n_train):
-        (img_dir / f"train-{k + 1:04d}_nsd-{100 + k:05d}.png").write_bytes(b"")
-    (test_dir / "test-0001_nsd-00007.png").write_bytes(b"")
-    return out
+    # 0-based conditions: train starts at 13 (file nsd-00013 = NSD's nsd-00014) next to 14; test holds index 0
+    rest = rng.choice(np.arange(100, 73_000), n_train + n_test - 3, replace=False)
+    train_cond = np.unique(np.concatenate([[13, 14], rest[: n_train - 2]]))
+    test_cond = np.unique(np.concatenate([[0], rest[n_train - 2 :]]))
+    label_dir = root.parent / "nsddata" / "freesurfer" / root.name / "label"
+    label_dir.mkdir(parents=True)
+    fake = Fake(root, train_cond, test_cond, {}, {}, {}, {})
+    save = root / "roi_masks"
+    save.mkdir(parents=True)
+    for cls, names in CTABS.items():
+        ctab = label_dir / f"{cls}.mgz.ctab"
+        ctab.write_text("".join(f"{k} {n}\n" for k, n in enumerate(names)))
+        roi_map = pd.read_csv(ctab, delimiter=" ", header=None, index_col=0).to_dict()[1]
+        np.save(save / f"mapping_{cls}", roi_map)
+    for hemi, n in zip(("lh", "rh"), n_hemi, strict=True):
+        where = np.sort(rng.choice(N_FS, n + 4, replace=False))
+        nsdgeneral, rsc = np.zeros(N_FS), np.zeros(N_FS)
+        nsdgeneral[where[: n - 6]] = 1.0
+        rsc[where[n - 12 : n]] = 1.0  # 6 vertices in both (2), 6 only in RSC (1)
+        plus = (nsdgeneral + rsc).astype(int)
+        assert (plus == 2).sum() == 6 and np.count_nonzero(plus) == n
+        np.save(save / f"{hemi}.all-vertices_fsaverage_space", plus)
+        fake.masks[hemi] = plus
+        for cls, names in CTABS.items():
+            fs_roi = rng.integers(0, len(names), N_FS).astype(float) * (rng.random(N_FS) < 0.5)
+            fs_roi[np.where(plus == 0)[0]] = 0
+            fs_roi = fs_roi.astype(int)
+            challenge = fs_roi[np.where(plus)[0]]
+            np.save(save / f"{hemi}.{cls}_fsaverage_space", fs_roi)
+            np.save(save / f"{hemi}.{cls}_challenge_space", challenge)
+            fake.labels[(hemi, cls)] = challenge
+        w = rng.standard_normal((DIM, n))
+        fake.weights[hemi] = w
+        for split, conds, folder in (("training", train_cond, "training_split"), ("test", test_cond, "test_split")):
+            y = np.stack([signal(int(c) + 1) for c in conds]) @ w + noise * rng.standard_normal((len(conds), n))
+            (root / folder / f"{split}_fmri").mkdir(parents=True, exist_ok=True)
+            np.save(root / folder / f"{split}_fmri" / f"{hemi}_{split}_fmri.npy", np.float32(y))
+        ncsnr = rng.uniform(0.0, 1.5, n)
+        norm_term = float(np.mean(1.0 / rng.integers(1, 4, len(test_cond))))  # rep_3/3 + rep_2/2 + rep_1, averaged
+        fake.noise_ceiling[hemi] = ncsnr**2 / (ncsnr**2 + norm_term)
+        (root / "test_split" / "noise_ceiling").mkdir(parents=True, exist_ok=True)
+        np.save(root / "test_split" / "noise_ceiling" / f"{hemi}_noise_ceiling.npy", fake.noise_ceiling[hemi])
+    for kind, conds, folder in (("train", train_cond, "training_split/training_images"),
+                                ("test", test_cond, "test_split/test_images")):  # fmt: skip
+        (root / folder).mkdir(parents=True)
+        for i, c in enumerate(conds):
+            px = np.zeros((4, 4, 3), dtype=np.uint8)
+            px.reshape(-1, 3)[:DIM, 0] = np.round(128 + 100 * signal(int(c) + 1)).astype(np.uint8)
+            name = f"{kind}-{format(i + 1, '04')}_nsd-{format(int(c), '05')}.png"
+            Image.fromarray(px).convert("RGB").save(root / folder / name, format="png")
+    return fake
 
 
-def test_layout_is_read(tmp_path: Path) -> None:
-    data = _subject(tmp_path / "subj01")
-    subj = load_algonauts2023(tmp_path / "subj01", roi_classes=("prf-visualrois", "streams"))
+def drop_test_release(root: Path) -> None:
+    """The challenge-time release: no test fMRI and no noise ceiling."""
+    for folder in ("test_fmri", "noise_ceiling"):
+        for p in (root / "test_split" / folder).iterdir():
+            p.unlink()
+        (root / "test_split" / folder).rmdir()
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Fake:
+    return write_subject(tmp_path_factory.mktemp("algonauts") / "subj01")
+
+
+def test_canonical_ids_for_brain_and_images(fake: Fake) -> None:
+    subj = load_algonauts2023(fake.root)
     b = subj.brain
-    assert b.responses.shape == (6, 9)
-    np.testing.assert_array_equal(b.responses, np.concatenate([data["lh"], data["rh"]], axis=1))
-    assert b.stimulus_ids == [f"nsd-{100 + k:05d}" for k in range(6)]
-    assert subj.train_images.ids == b.stimulus_ids
-    assert subj.test_images.ids == ["nsd-00007"]
-    assert list(b.voxels["hemi"]) == ["lh"] * 5 + ["rh"] * 4
-    assert list(b.voxels["roi"][:5]) == ["V1v", "V1d", "ventral", "other", "other"]
-    assert list(b.voxels["streams"][:5]) == ["", "ventral", "ventral", "", ""]
-    assert (b.voxels["fsaverage_vertex"] >= 0).all()
-    assert b.rois == ["V1v", "V1d", "ventral", "other"]
+    assert subj.train_images.paths[0].name == "train-0001_nsd-00013.png"
+    assert b.stimulus_ids[0] == subj.train_images.ids[0] == "nsd-00014"  # 0-based file number + 1
+    assert subj.train_images.ids == [f"nsd-{int(c) + 1:05d}" for c in fake.train_cond]
+    assert subj.test_images.ids[0] == "nsd-00001" and subj.test_images.paths[0].name == "test-0001_nsd-00000.png"
+    assert b.stimulus_ids == subj.train_images.ids + subj.test_images.ids
+    assert b.splits == {"train": subj.train_images.ids, "test": subj.test_images.ids}
+    assert b.space is not None and (b.space.kind, b.space.n_vertices) == ("fsaverage", N_FS)
 
 
-def test_one_hemisphere_and_no_rois(tmp_path: Path) -> None:
-    _subject(tmp_path / "s")
-    subj = load_algonauts2023(tmp_path / "s", roi_classes=(), hemispheres=("rh",))
-    assert subj.brain.n_voxels == 4 and set(subj.brain.voxels["roi"]) == {"other"}
+def test_planted_signal_follows_the_ids(fake: Fake) -> None:
+    """Row ↔ id ↔ image: the responses and the PNG pixels match the signal of the canonical id, not its neighbour."""
+    subj = load_algonauts2023(fake.root, roi_classes=())
+    b = subj.brain
+    w = np.concatenate([fake.weights["lh"], fake.weights["rh"]], axis=1)
+
+    def fit(shift: int) -> float:
+        planted = np.stack([signal(parse(i) + shift) for i in b.stimulus_ids]) @ w  # type: ignore[operator]
+        return float(np.mean([np.corrcoef(p, y)[0, 1] for p, y in zip(planted, b.responses, strict=True)]))
+
+    assert fit(0) > 0.9 and abs(fit(-1)) < 0.3 and abs(fit(1)) < 0.3
+    for images in (subj.train_images, subj.test_images):
+        for sid, path in zip(images.ids, images.paths, strict=True):
+            px = np.asarray(Image.open(path)).reshape(-1, 3)[:DIM, 0].astype(float)
+            np.testing.assert_allclose((px - 128) / 100, signal(parse(sid)), atol=0.006)  # type: ignore[arg-type]
 
 
-def test_errors(tmp_path: Path) -> None:
-    with pytest.raises(DatasetNotFoundError, match="not found"):
-        load_algonauts2023(tmp_path / "nope")
-    _subject(tmp_path / "s")
-    with pytest.raises(DatasetNotFoundError, match="floc-bodies"):
-        load_algonauts2023(tmp_path / "s")  # the default classes include files this folder lacks
-    with pytest.raises(DataError, match="unknown ROI classes"):
-        load_algonauts2023(tmp_path / "s", roi_classes=("v1",))
-    np.save(tmp_path / "s" / "training_split" / "training_fmri" / "lh_training_fmri.npy", np.zeros((5, 5)))
-    with pytest.raises(DataError, match="5 rows but training_images holds 6"):
-        load_algonauts2023(tmp_path / "s", roi_classes=())
+def test_vertices_and_roi_columns(fake: Fake) -> None:
+    b = load_algonauts2023(fake.root).brain
+    v_lh = np.count_nonzero(fake.masks["lh"])
+    lh, rh = b.voxels.iloc[:v_lh], b.voxels.iloc[v_lh:]
+    assert set(lh["hemi"]) == {"lh"} and set(rh["hemi"]) == {"rh"}
+    np.testing.assert_array_equal(lh["fsaverage_vertex"], np.flatnonzero(fake.masks["lh"]))
+    np.testing.assert_array_equal(rh["fsaverage_vertex"], np.flatnonzero(fake.masks["rh"]))
+    twos = np.flatnonzero(fake.masks["lh"] == 2)
+    assert set(twos) <= set(lh["fsaverage_vertex"])  # the nsdgeneral ∩ RSC vertices are columns too
+    assert [c for c in b.voxels.columns if c.startswith("roi:")] == [f"roi:{c}" for c in CTABS]
+    for (hemi, cls), labels in fake.labels.items():
+        part = lh if hemi == "lh" else rh
+        expected = [CTABS[cls][k] if k > 0 else "" for k in labels]
+        assert list(part[f"roi:{cls}"]) == expected
+    first, prf = b.voxels["roi"].to_numpy(), b.voxels["roi:prf-visualrois"].to_numpy()
+    assert (first[prf != ""] == prf[prf != ""]).all()  # ``roi`` keeps the first class's label
+    # FFA-1 selects every FFA-1 vertex, also those an earlier class (prf-visualrois) labels first
+    ffa = (b.voxels["roi:floc-faces"] == "FFA-1").to_numpy()
+    np.testing.assert_array_equal(b.roi_mask("FFA-1"), ffa)
+    assert ((first != "FFA-1") & ffa).any()
+    np.testing.assert_array_equal(b.roi_mask("streams:ventral"), (b.voxels["roi:streams"] == "ventral").to_numpy())
+    assert b.roi_mask("other").sum() == ((b.voxels[[f"roi:{c}" for c in CTABS]] == "").all(axis=1)).sum()
+
+
+def test_test_split_and_noise_ceiling(fake: Fake) -> None:
+    b = load_algonauts2023(fake.root, roi_classes=("streams",)).brain
+    n_train = len(fake.train_cond)
+    test = np.concatenate([np.load(fake.root / f"test_split/test_fmri/{h}_test_fmri.npy") for h in ("lh", "rh")], 1)
+    np.testing.assert_array_equal(b.responses[n_train:], test)
+    np.testing.assert_array_equal(b.responses[b.split_indices("test")], test)
+    nc = np.concatenate([fake.noise_ceiling["lh"], fake.noise_ceiling["rh"]])
+    np.testing.assert_allclose(b.noise_ceiling, nc)  # an r² fraction, as the file: no rescaling
+    assert b.noise_ceiling.min() >= 0 and b.noise_ceiling.max() < 1  # type: ignore[union-attr]
+
+
+def test_encoding_on_the_loaded_subject_and_off_by_one_features(fake: Fake) -> None:
+    from llmvem.brain import fit_encoding_model
+    from llmvem.data.stimuli import align_ids
+    from llmvem.errors import DataError, IdMismatchError
+
+    b = load_algonauts2023(fake.root, roi_classes=("floc-faces", "streams")).brain
+    ids = b.stimulus_ids
+    feats = np.stack([signal(parse(i)) for i in ids])  # type: ignore[arg-type]
+    res = fit_encoding_model(feats, ids, b, alphas=(0.1, 1.0, 10.0))
+    assert np.nanmean(res.r) > 0.85
+    assert {"FFA-1", "ventral", "all"} <= set(res.summary["roi"])
+    # features keyed by the file numbers as written: nsd-00000 is refused, the others are named a shift of one
+    literal = [f"nsd-{int(c):05d}" for c in np.concatenate([fake.train_cond, fake.test_cond])]
+    with pytest.raises(DataError, match="0-based"):
+        fit_encoding_model(feats, literal, b)
+    with pytest.raises(IdMismatchError, match="shift of"):
+        align_ids(b.splits["train"], literal[: len(fake.train_cond)], "brain", "features")
+
+
+def test_without_the_test_release(tmp_path: Path) -> None:
+    fake = write_subject(tmp_path / "subj02", n_train=8, n_test=4, n_hemi=(20, 16))
+    drop_test_release(fake.root)
+    subj = load_algonauts2023(fake.root, roi_classes=(), hemispheres=("rh",))
+    b = subj.brain
+    assert b.stimulus_ids == subj.train_images.ids and list(b.splits) == ["train"]
+    assert b.noise_ceiling is None and b.n_voxels == 16 and set(b.voxels["roi"]) == {"other"}
+    assert len(subj.test_images.ids) == 4

@@ -25,7 +25,7 @@ class EncodingResult:
         model: the fitted :class:`RidgeEncoder`.
         r: (v,) Pearson r per voxel on the test stimuli (NaN for masked voxels).
         score: (v,) Algonauts noise-normalised score (NaN without a noise ceiling).
-        summary: one row per ROI (:func:`~llmvem.brain.metrics.roi_summary`).
+        summary: one row per ROI (:func:`roi_table`).
         train_ids, test_ids: the stimuli used.
     """
 
@@ -82,8 +82,39 @@ def fit_encoding_model(
     r[~model.valid_targets_] = np.nan
     nc = brain.noise_ceiling
     score = algonauts_score(r, nc) if nc is not None else np.full(r.shape, np.nan)
-    summary = roi_summary(r, list(brain.voxels["roi"].astype(str)), noise_ceiling=nc)
+    summary = roi_table(r, brain)
     return EncodingResult(model, r, score, summary, train_ids, test_ids)
+
+
+TOTAL_ROI = "all"
+"""The table row over every voxel once, added when the ROIs overlap or leave voxels out (:func:`roi_table`)."""
+
+
+def roi_voxel_masks(brain: BrainData) -> dict[str, np.ndarray]:
+    """(n_voxels,) bool mask of every ROI of every class (:attr:`BrainData.rois`) and, unless those ROIs hold each
+    voxel exactly once, of :data:`TOTAL_ROI` (every voxel once), so a per-voxel total stays per voxel."""
+    masks = {roi: brain.roi_mask(roi) for roi in brain.rois}
+    counts = np.sum(list(masks.values()), axis=0) if masks else np.zeros(brain.n_voxels, dtype=int)
+    if not (counts == 1).all():
+        masks[TOTAL_ROI if TOTAL_ROI not in masks else "all voxels"] = np.ones(brain.n_voxels, dtype=bool)
+    return masks
+
+
+def roi_table(values: np.ndarray, brain: BrainData, p_values: np.ndarray | None = None) -> pd.DataFrame:
+    """:func:`~llmvem.brain.metrics.roi_summary` of per-voxel ``values`` (v,) over :func:`roi_voxel_masks`.
+
+    A voxel counts in every ROI that labels it (``FFA-1`` of ``floc-faces`` and ``ventral`` of ``streams``); the
+    noise ceiling is ``brain.noise_ceiling``; FDR over ``p_values`` (v,) runs over all voxels, as in ``roi_summary``.
+
+    Returns:
+        One row per ROI, columns as :func:`~llmvem.brain.metrics.roi_summary`.
+    """
+    rows = []
+    for roi, mask in roi_voxel_masks(brain).items():
+        labels = np.where(mask, "in", "out")
+        s = roi_summary(values, list(labels), noise_ceiling=brain.noise_ceiling, p_values=p_values)
+        rows.append(s[s["roi"] == "in"].assign(roi=roi))
+    return pd.concat(rows, ignore_index=True)
 
 
 def encoding_rows(
@@ -93,13 +124,15 @@ def encoding_rows(
 
     Columns: ``model, roi, n_voxels, mean_r, median_r, noise_ceiling_r`` (mean √NC over the ROI's voxels; NaN
     without a ceiling), ``mean_score`` (% of ceiling, NaN without) and, with ``p_values``, ``frac_significant``.
+    Every ROI of every class has a row (a voxel counts in each ROI that labels it), plus :data:`TOTAL_ROI` over
+    every voxel once when the ROIs overlap or leave voxels out (:func:`roi_table`).
     """
     nc = brain.noise_ceiling
-    rois = list(brain.voxels["roi"].astype(str))
-    summary = roi_summary(r, rois, noise_ceiling=nc, p_values=p_values)
+    masks = roi_voxel_masks(brain)
+    summary = roi_table(r, brain, p_values=p_values)
     rows = []
     for _, s in summary.iterrows():
-        mask = brain.roi_mask(str(s["roi"]))
+        mask = masks[str(s["roi"])]
         row = {
             "model": model_name,
             "roi": s["roi"],

@@ -11,6 +11,9 @@ import pandas as pd
 from llmvem.data.stimuli import _duplicates, align_ids
 from llmvem.errors import DataError
 
+ROI_PREFIX = "roi:"
+"""Voxel-table columns ``roi:<class>`` name the ROI that labels each voxel in one ROI class (``""`` if none)."""
+
 
 @dataclass(frozen=True)
 class BrainSpace:
@@ -53,8 +56,9 @@ class BrainData:
     Attributes:
         responses: float32 (n_stimuli, n_voxels), repeats already averaged.
         stimulus_ids: length n_stimuli, unique, the row order of ``responses``.
-        voxels: DataFrame with n_voxels rows; column ``roi`` (str) names each voxel's region; more columns allowed
-            (``hemi``, ``x``, ``y``, ``z`` ...).
+        voxels: DataFrame with n_voxels rows; column ``roi`` (str) names each voxel's first region; ``roi:<class>``
+            columns (str, ``""`` if none) name its ROI in each ROI class read, so overlapping ROIs are all kept (see
+            :meth:`roi_mask`); more columns allowed (``hemi``, ``fsaverage_vertex``, ``index`` ...).
         ncsnr: optional (n_voxels,) noise-ceiling SNR (NSD / Algonauts convention).
         n_repeats: optional (n_stimuli,) int, how many presentations were averaged into each row.
         noise_ceiling: optional (n_voxels,) noise ceiling in units of r² (fraction of explainable variance) for
@@ -117,15 +121,68 @@ class BrainData:
         return int(self.responses.shape[1])
 
     @property
+    def roi_classes(self) -> list[str]:
+        """ROI classes that have a ``roi:<class>`` column in ``voxels`` (``["prf-visualrois", "streams"]``)."""
+        return [str(c)[len(ROI_PREFIX) :] for c in self.voxels.columns if str(c).startswith(ROI_PREFIX)]
+
+    def rois_by_class(self) -> dict[str, list[str]]:
+        """ROI names of each class (first appearance, ``""`` left out); ``{"roi": [...]}`` without class columns.
+
+        A voxel labelled in several classes (``FFA-1`` in ``floc-faces`` and ``ventral`` in ``streams``) is in a
+        ROI of each.
+        """
+        classes = self.roi_classes
+        if not classes:
+            return {"roi": list(dict.fromkeys(self.voxels["roi"].astype(str)))}
+        out = {}
+        for cls in classes:
+            names = dict.fromkeys(self.voxels[ROI_PREFIX + cls].astype(str))
+            out[cls] = [n for n in names if n]
+        return out
+
+    @property
     def rois(self) -> list[str]:
-        """ROI names in order of first appearance."""
-        return list(dict.fromkeys(self.voxels["roi"].astype(str)))
+        """Every ROI name, each once: over the ``roi:<class>`` columns (class order, then first appearance), or over
+        ``roi`` when there are none (as saved ``.npz`` files and simulated data have)."""
+        return list(dict.fromkeys(n for names in self.rois_by_class().values() for n in names))
+
+    def has_roi(self, roi: str) -> bool:
+        """Whether :meth:`roi_mask` finds ``roi`` (a name or ``class:name``)."""
+        mask = self._roi_match(roi)
+        return mask is not None and bool(mask.any())
 
     def roi_mask(self, roi: str) -> np.ndarray:
-        """Boolean (n_voxels,) mask of ``roi``."""
-        mask = (self.voxels["roi"].astype(str) == roi).to_numpy()
+        """Boolean (n_voxels,) mask of the voxels in ``roi``.
+
+        Args:
+            roi: a ROI name, matched in every ``roi:<class>`` column (``"FFA-1"``: every voxel any class labels
+                FFA-1), or ``"<class>:<name>"`` within one class (``"floc-faces:FFA-1"``, ``"streams:ventral"``). A
+                name found in no class column is looked up in ``roi`` (``"other"``: voxels no class labels).
+        Raises:
+            DataError: no voxel is in ``roi``; the message lists the ROIs of each class.
+        """
+        mask = self._roi_match(roi)
+        if mask is None or not mask.any():
+            listing = "; ".join(f"{c}: {', '.join(n) or '(none)'}" for c, n in self.rois_by_class().items())
+            raise DataError(
+                f"BrainData {self.name!r} has no ROI {roi!r}; its ROIs by class are {listing} (select one class "
+                "with 'class:name')"
+            )
+        return mask
+
+    def _roi_match(self, roi: str) -> np.ndarray | None:
+        """(n_voxels,) bool mask of ``roi`` (possibly all False), or None for a class that has no column."""
+        classes = self.roi_classes
+        cls, sep, name = roi.partition(":")
+        if sep and name and ROI_PREFIX + cls in self.voxels.columns:
+            return (self.voxels[ROI_PREFIX + cls].astype(str) == name).to_numpy()
+        if sep and classes and roi not in set(self.voxels["roi"].astype(str)):
+            return None
+        mask = np.zeros(self.n_voxels, dtype=bool)
+        for c in classes if roi else ():
+            mask |= (self.voxels[ROI_PREFIX + c].astype(str) == roi).to_numpy()
         if not mask.any():
-            raise DataError(f"BrainData {self.name!r} has no ROI {roi!r}; ROIs: {self.rois}")
+            mask = (self.voxels["roi"].astype(str) == roi).to_numpy()
         return mask
 
     def split_indices(self, split: str) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,18 +44,48 @@ def _need(values: list[Any], flag: str, what: str) -> None:
 def _brains(cfg: ExperimentConfig) -> list[BrainData]:
     inp = cfg.evaluate.inputs
     out: list[BrainData] = []
+    absent: dict[str, list[tuple[str, str]]] = {}
     for k, src in enumerate(inp.brain):
         brain = load_brain(src, subject=inp.subject)
         if inp.rois:
-            keep = np.isin(brain.voxels["roi"].astype(str).to_numpy(), inp.rois)
-            if not keep.any():
-                raise DataError(f"brain {src}: none of the ROIs {inp.rois}; it has {brain.rois}")
-            brain = _select_voxels(brain, keep)
+            brain, missing = _select_rois(brain, inp.rois, str(src))
+            for roi, why in missing.items():
+                absent.setdefault(roi, []).append((str(src), why))
         names = [b.name for b in out]
         if brain.name in names:
             brain = replace(brain, name=f"{brain.name}-{k + 1}")
         out.append(brain)
+    _check_absent_rois(absent, len(out))
     return out
+
+
+def _select_rois(brain: BrainData, rois: list[str], source: str) -> tuple[BrainData, dict[str, str]]:
+    """The voxels of ``brain`` in any of ``rois`` (names or ``class:name``, :meth:`BrainData.roi_mask`; a voxel in
+    several is kept once), and the names ``brain`` lacks → the error that lists the ROIs it has.
+
+    Raises:
+        DataError: ``brain`` has none of ``rois``.
+    """
+    masks, missing = [], {}
+    for roi in rois:
+        try:
+            masks.append(brain.roi_mask(roi))
+        except DataError as exc:
+            missing[roi] = str(exc)
+    if not masks:
+        raise DataError(f"brain {source}: none of the ROIs {rois}. {next(iter(missing.values()))}")
+    return _select_voxels(brain, np.logical_or.reduce(masks)), missing
+
+
+def _check_absent_rois(absent: dict[str, list[tuple[str, str]]], n_sources: int) -> None:
+    """A ROI no brain source has is an error (a typo, or another dataset's ROI); one some lack is a counted warning."""
+    for roi, where in absent.items():
+        if len(where) == n_sources:
+            raise DataError(f"--roi {roi!r}: no brain source has it. {where[0][1]}")
+    if absent:
+        parts = [f"ROI {roi!r} is absent from {len(w)} of {n_sources} brain sources ({', '.join(s for s, _ in w)})"
+                 for roi, w in absent.items()]  # fmt: skip
+        warnings.warn(f"evaluate --roi: {'; '.join(parts)}; each source is scored on the ROIs it has", stacklevel=3)
 
 
 def _select_voxels(brain: BrainData, keep: np.ndarray) -> BrainData:
