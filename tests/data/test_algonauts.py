@@ -5,6 +5,7 @@ planted signal keyed by its 1-based NSD id, so a shift of one id is caught."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from llmvem.data.algonauts import load_algonauts2023
 from llmvem.data.nsd_ids import parse
+from llmvem.errors import DataError, DatasetNotFoundError
 
 N_FS = 163_842  # fsaverage vertices per hemisphere
 CTABS = {  # nsddata/freesurfer/subjNN/label/<class>.mgz.ctab
@@ -45,7 +47,12 @@ class Fake:
 
 
 def write_subject(
-    root: Path, n_train: int = 40, n_test: int = 12, n_hemi: tuple[int, int] = (60, 45), noise: float = 0.3
+    root: Path,
+    n_train: int = 40,
+    n_test: int = 12,
+    n_hemi: tuple[int, int] = (60, 45),
+    noise: float = 0.3,
+    classes: tuple[str, ...] = tuple(CTABS),
 ) -> Fake:
     """Write ``root`` (``.../subj01``) the way challenge_data_preparation.py does; see the module docstring."""
     rng = np.random.default_rng(0)
@@ -58,7 +65,8 @@ def write_subject(
     fake = Fake(root, train_cond, test_cond, {}, {}, {}, {})
     save = root / "roi_masks"
     save.mkdir(parents=True)
-    for cls, names in CTABS.items():
+    for cls in classes:
+        names = CTABS[cls]
         ctab = label_dir / f"{cls}.mgz.ctab"
         ctab.write_text("".join(f"{k} {n}\n" for k, n in enumerate(names)))
         roi_map = pd.read_csv(ctab, delimiter=" ", header=None, index_col=0).to_dict()[1]
@@ -72,7 +80,8 @@ def write_subject(
         assert (plus == 2).sum() == 6 and np.count_nonzero(plus) == n
         np.save(save / f"{hemi}.all-vertices_fsaverage_space", plus)
         fake.masks[hemi] = plus
-        for cls, names in CTABS.items():
+        for cls in classes:
+            names = CTABS[cls]
             fs_roi = rng.integers(0, len(names), N_FS).astype(float) * (rng.random(N_FS) < 0.5)
             fs_roi[np.where(plus == 0)[0]] = 0
             fs_roi = fs_roi.astype(int)
@@ -182,7 +191,7 @@ def test_test_split_and_noise_ceiling(fake: Fake) -> None:
 def test_encoding_on_the_loaded_subject_and_off_by_one_features(fake: Fake) -> None:
     from llmvem.brain import fit_encoding_model
     from llmvem.data.stimuli import align_ids
-    from llmvem.errors import DataError, IdMismatchError
+    from llmvem.errors import IdMismatchError
 
     b = load_algonauts2023(fake.root, roi_classes=("floc-faces", "streams")).brain
     ids = b.stimulus_ids
@@ -206,3 +215,100 @@ def test_without_the_test_release(tmp_path: Path) -> None:
     assert b.stimulus_ids == subj.train_images.ids and list(b.splits) == ["train"]
     assert b.noise_ceiling is None and b.n_voxels == 16 and set(b.voxels["roi"]) == {"other"}
     assert len(subj.test_images.ids) == 4
+
+
+# --------------------------------------------------------------------------- bad input
+SMALL = {"n_train": 8, "n_test": 4, "n_hemi": (20, 16), "classes": ("floc-faces", "streams")}
+
+
+@pytest.fixture()
+def small(tmp_path: Path) -> Fake:
+    return write_subject(tmp_path / "subj03", **SMALL)  # type: ignore[arg-type]
+
+
+def _load(fake: Fake) -> object:
+    return load_algonauts2023(fake.root, roi_classes=SMALL["classes"])  # type: ignore[arg-type]
+
+
+def test_missing_folder_and_arguments(tmp_path: Path, small: Fake) -> None:
+    with pytest.raises(DatasetNotFoundError, match="not found"):
+        load_algonauts2023(tmp_path / "nope")
+    with pytest.raises(DatasetNotFoundError, match="training_images not found"):
+        load_algonauts2023(tmp_path)
+    with pytest.raises(DatasetNotFoundError, match=r"ROI classes there are \['floc-faces', 'streams'\]"):
+        load_algonauts2023(small.root)  # the default classes include files this folder lacks
+    with pytest.raises(DataError, match="unknown ROI classes"):
+        load_algonauts2023(small.root, roi_classes=("v1",))
+    with pytest.raises(DataError, match="hemispheres"):
+        load_algonauts2023(small.root, roi_classes=(), hemispheres=("lh", "lh"))
+
+
+def test_mask_and_fmri_of_different_lengths(small: Fake) -> None:
+    mask = small.masks["lh"].copy()
+    mask[np.flatnonzero(mask == 0)[0]] = 2
+    np.save(small.root / "roi_masks" / "lh.all-vertices_fsaverage_space.npy", mask)
+    with pytest.raises(DataError, match=r"marks 21 vertices .* has 20 columns"):
+        _load(small)
+
+
+def test_labels_without_names_and_mapping_not_a_dict(small: Fake) -> None:
+    np.save(small.root / "roi_masks" / "mapping_streams.npy", {0: "Unknown", 1: "early"})
+    used = sorted(int(k) for k in set(small.labels[("lh", "streams")]) - {0, 1})
+    with pytest.raises(
+        DataError, match=re.escape(f"labels {used} of ") + r".*lh\.streams_challenge_space\.npy have no name"
+    ):
+        _load(small)
+    np.save(small.root / "roi_masks" / "mapping_streams.npy", np.array(CTABS["streams"]))
+    with pytest.raises(DataError, match="must hold a dict label → ROI name"):
+        _load(small)
+
+
+def test_images_that_do_not_match_the_fmri_rows(small: Fake) -> None:
+    images = sorted((small.root / "training_split" / "training_images").iterdir())
+    images[-1].unlink()
+    with pytest.raises(DataError, match=r"has 8 rows but .*training_images holds 7 images"):
+        _load(small)
+    images[3].rename(images[3].with_name(images[3].name.replace("train-0004", "train-0008")))
+    with pytest.raises(DataError, match=r"missing \['train-0004'\]"):
+        _load(small)
+
+
+def test_images_numbered_from_zero(small: Fake) -> None:
+    folder = small.root / "test_split" / "test_images"
+    for p in sorted(folder.iterdir()):
+        k = int(p.name[5:9])
+        p.rename(folder / p.name.replace(f"test-{k:04d}", f"test-{k - 1:04d}"))
+    with pytest.raises(DataError, match="numbered test-0001 … test-0004 \\(1-based"):
+        _load(small)
+
+
+def test_stray_files_are_counted(small: Fake) -> None:
+    (small.root / "training_split" / "training_images" / "notes.txt").write_text("x")
+    (small.root / "training_split" / "training_images" / ".DS_Store").write_text("x")
+    with pytest.warns(UserWarning, match=r"1 file\(s\) in .* are not train-XXXX_nsd-NNNNN images .*notes.txt"):
+        _load(small)
+
+
+def test_test_release_half_there_or_wrong(small: Fake) -> None:
+    (small.root / "test_split" / "test_fmri" / "rh_test_fmri.npy").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"rh_test_fmri\.npy not found"):
+        _load(small)
+    np.save(small.root / "test_split" / "test_fmri" / "rh_test_fmri.npy", np.zeros((3, 16), np.float32))
+    with pytest.raises(DataError, match=r"has 3 rows but .*test_images holds 4 images"):
+        _load(small)
+    np.save(small.root / "test_split" / "test_fmri" / "rh_test_fmri.npy", np.zeros((4, 16), np.float32))
+    nc_path = small.root / "test_split" / "noise_ceiling" / "lh_noise_ceiling.npy"
+    np.save(nc_path, 100 * small.noise_ceiling["lh"])
+    with pytest.raises(DataError, match="fraction of variance in \\[0, 1\\]"):
+        _load(small)
+    nc_path.unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"lh_noise_ceiling\.npy not found"):
+        _load(small)
+
+
+def test_image_both_train_and_test(small: Fake) -> None:
+    folder = small.root / "test_split" / "test_images"
+    first = sorted(folder.iterdir())[0]
+    first.rename(folder / f"test-0001_nsd-{int(small.train_cond[0]):05d}.png")
+    with pytest.raises(DataError, match="both training and test images"):
+        _load(small)

@@ -157,10 +157,7 @@ def _fsaverage_vertices(root: Path, hemi: str, v: int, fmri_path: Path) -> tuple
 def _roi_names(root: Path, hemi: str, cls: str, v: int) -> np.ndarray:
     """(v,) object array: the ROI name of each challenge-space vertex in ``cls`` (``""`` for label ≤ 0)."""
     mask_path = root / "roi_masks" / f"{hemi}.{cls}_challenge_space.npy"
-    map_path = root / "roi_masks" / f"mapping_{cls}.npy"
-    for p in (mask_path, map_path):
-        if not p.is_file():
-            raise DatasetNotFoundError(f"Algonauts: ROI file {p} not found (or pass roi_classes=())")
+    map_path = root / "roi_masks" / f"mapping_{cls}.npy"  # both checked by _check_args
     labels = np.asarray(np.load(mask_path))
     if labels.shape != (v,):
         raise DataError(f"Algonauts: {mask_path} has shape {labels.shape}, expected ({v},) like the fMRI columns")
@@ -224,6 +221,16 @@ def _check_args(root: Path, roi_classes: list[str], hemispheres: list[str]) -> N
     train_dir = root / "training_split" / "training_images"
     if not train_dir.is_dir():
         raise DatasetNotFoundError(f"Algonauts: {train_dir} not found (is {root} an Algonauts 2023 subject folder?)")
+    roi_dir = root / "roi_masks"
+    files = [roi_dir / f"mapping_{c}.npy" for c in roi_classes]
+    files += [roi_dir / f"{h}.{c}_challenge_space.npy" for c in roi_classes for h in hemispheres]
+    absent = [p.name for p in files if not p.is_file()]
+    if absent:
+        have = sorted(p.stem[len("mapping_") :] for p in roi_dir.glob("mapping_*.npy"))
+        raise DatasetNotFoundError(
+            f"Algonauts: {len(absent)} ROI file(s) missing from {roi_dir} (e.g. {absent[:3]}); the ROI classes there "
+            f"are {have}: pass roi_classes= some of them, or () for none"
+        )
 
 
 def load_algonauts2023(
