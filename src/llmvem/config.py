@@ -114,6 +114,12 @@ class FeaturesConfig(_Section):
     head: Literal["project", "task"] | None = Field(
         None, description="with --model: the output of a head (project: text-space projection, task: task logits)"
     )
+    subset: str | None = Field(
+        None, description="nsd_stimuli.hdf5 only: all (default), shared1000, shared515, subjNN or a text file of ids"
+    )
+    design: Path | None = Field(
+        None, description="nsd_stimuli.hdf5 only: nsd_expdesign.mat (default: found from the NSD root layout)"
+    )
 
 
 class TrainConfig(_Section):

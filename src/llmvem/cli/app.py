@@ -91,6 +91,8 @@ COMMAND_FLAG_KEYS: dict[str, dict[str, str]] = {
         "--weights": "features.weights",
         "--pif/--no-pif": "features.pif",
         "--head": "features.head",
+        "--subset": "features.subset",
+        "--design": "features.design",
     },
     "words": {"--model": "features.model", "--weights": "features.weights", "--top": "words.top_k"},
 }
@@ -532,7 +534,7 @@ def embed(
 
 @app.command()
 def features(
-    images: Annotated[Path, typer.Argument(help="folder of images")],
+    images: Annotated[Path, typer.Argument(help="folder of images, or NSD's nsd_stimuli.hdf5")],
     out: Annotated[Path, typer.Option("--out", "-o", help="features .npy (ids go to <out>.ids.txt)")] = Path(
         "features.npy"
     ),
@@ -561,6 +563,14 @@ def features(
         str | None,
         typer.Option("--head", help="with --model: a head's output: project (text-space projection) or task (logits)"),
     ] = None,
+    subset: Annotated[
+        str | None,
+        typer.Option("--subset", help="nsd_stimuli.hdf5: all, shared1000, shared515, subjNN or a file of ids"),
+    ] = None,
+    design: Annotated[
+        Path | None,
+        typer.Option("--design", help="nsd_stimuli.hdf5: nsd_expdesign.mat (default: from the NSD root layout)"),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -570,10 +580,15 @@ def features(
     """Extract pooled image features with a pretrained backbone or a fine-tuned model of a run directory.
 
     --layer taps any named module (an unknown name lists the close and valid ones); features are cached per
-    backbone, layer and pooling.
+    backbone, layer and pooling. The ids written to <out>.ids.txt are canonical NSD ids (nsd-NNNNN, 1-based) when
+    every file name is an NSD image name (sharedNNNN_nsdNNNNN, Algonauts train-XXXX_nsd-NNNNN / test-XXXX_nsd-NNNNN,
+    whose number is 0-based) and the file stems otherwise. NSD's nsd_stimuli.hdf5 is read directly, without
+    exporting images: --subset picks the images (the design file is found from the NSD root layout, or --design).
 
     Examples:
       llmvem features ../shared/data/objects92/images -o obj92.npy
+      llmvem features subj01/training_split/training_images -o f.npy
+      llmvem features nsd/nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5 --subset shared1000 -o shared.npy
       llmvem features images/ --backbone timm:resnet50 --layer layer3 -o layer3.npy
       llmvem features images/ --backbone hf_clip:openai/clip-vit-base-patch32 --layer encoder.layers.5 --pooling avg
       llmvem features my_images/ --model runs/nsd-objects92-20261122-101500 --weights aligned-seed0 -o aligned.npy
@@ -587,6 +602,8 @@ def features(
         "--weights": weights,
         "--pif/--no-pif": pif,
         "--head": head,
+        "--subset": subset,
+        "--design": design,
         "--cache-dir": cache_dir,
         "--device": device,
         "--progress/--no-progress": progress,
@@ -596,7 +613,7 @@ def features(
         import numpy as np
 
         from llmvem.data.files import check_writable_ids, write_ids
-        from llmvem.data.stimuli import StimulusSet
+        from llmvem.data.nsd_stimuli import stimuli_from_path
         from llmvem.store import ArtifactStore
         from llmvem.vision import extract_features
 
@@ -609,7 +626,7 @@ def features(
         cfg = _resolve(config, set_, flags, command="features")
         if cfg.features.pif and cfg.features.model is None:
             _fail("--pif needs --model RUN_DIR of a visual_words run (finetune.loss=visual_words)")
-        stim = StimulusSet.from_folder(images)
+        stim = stimuli_from_path(images, cfg.features.subset, design=cfg.features.design)
         check_writable_ids(stim.ids, f"images of {images}")  # before the work: the .ids.txt must round-trip
         if cfg.features.model is not None:
             from llmvem.align.finetune import features_from_run
