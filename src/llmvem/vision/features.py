@@ -3,6 +3,9 @@
 The cache key (artifact kind ``"image_features"``) is made of the backbone identity (weights hash or seed),
 preprocessing, pooling, tapped layer (``layer=``) and the ordered content hashes of the images. Stimulus ids are not
 part of it: the same images under other ids reuse the entry, and the result carries the ids that were asked for.
+Content hashes are the set's own (:attr:`~llmvem.data.stimuli.StimulusSet.content_hashes`): an image file's bytes, or
+the decoded pixels of a row of ``nsd_stimuli.hdf5`` (:mod:`llmvem.data.nsd_stimuli`); an image held both ways has
+two entries with the same values.
 """
 
 from __future__ import annotations
