@@ -75,7 +75,9 @@ def test_volume_betas_hdf5_and_nifti(tmp_path: Path) -> None:
     assert brain.n_voxels == voxels.size
     np.testing.assert_array_equal(brain.voxels["index"], voxels)
     assert set(brain.voxels["roi"]) == {"early", "ventral"}
+    assert list(brain.voxels["roi:streams"]) == list(brain.voxels["roi"])  # one column per ROI file (contract 2)
     assert (brain.voxels["roi"] == "ventral").sum() == 2
+    assert brain.space is not None and brain.space.shape == SHAPE
     exp = _expected(betas, design, voxels)
     assert brain.n_stimuli == 400 and sorted(brain.stimulus_ids) == sorted(exp)
     for k in [0, 17, 399]:

@@ -382,12 +382,14 @@ def _read_hdf5(path: Path, idx: np.ndarray, shape: tuple[int, ...]) -> np.ndarra
                     f"{shape[0]}) for the ROI grid {shape}: betas and ROI files of different spaces?"
                 )
             n_t = d.shape[0]
-            plist = d.id.get_create_plist()
-            if d.chunks == (n_t, 1, 1, 1) and plist.get_nfilters() == 0 and d.id.get_num_chunks() == d.size // n_t:
+            if d.chunks == (n_t, 1, 1, 1) and d.id.get_create_plist().get_nfilters() == 0:
                 read = d.id.read_direct_chunk
-                raw = b"".join(read((0, int(c), int(b), int(a)))[1] for a, b, c in zip(x, y, z, strict=True))
-                vox = np.frombuffer(raw, dtype=d.dtype).reshape(idx.size, n_t)
-                return _to_float(vox.T)
+                try:
+                    raw = b"".join(read((0, int(c), int(b), int(a)))[1] for a, b, c in zip(x, y, z, strict=True))
+                except (OSError, ValueError, KeyError):  # a chunk never written: read through HDF5 (fill value)
+                    raw = b""
+                if len(raw) == idx.size * n_t * d.dtype.itemsize:
+                    return _to_float(np.frombuffer(raw, dtype=d.dtype).reshape(idx.size, n_t).T)
             out = np.empty((n_t, idx.size), dtype=d.dtype)
             brk = np.flatnonzero((np.diff(idx) != 1) | (np.diff(z * shape[1] + y) != 0)) + 1
             for s, e in zip(np.r_[0, brk], np.r_[brk, idx.size], strict=True):
@@ -509,7 +511,9 @@ class _RepeatAverager:
         over = self.over_row[self.inverse[t]]
         use = np.flatnonzero(rows >= 0)
         order = use[np.argsort(rows[use], kind="stable")]
-        urows, starts = np.unique(rows[order], return_index=True)
+        _, starts, n_per = np.unique(rows[order], return_index=True, return_counts=True)
+        rank = np.arange(order.size) - np.repeat(starts, n_per)
+        groups = [order[rank == r] for r in range(int(n_per.max()) if order.size else 0)]  # each: distinct rows
         f3 = np.flatnonzero(first3)
         f3_over = np.flatnonzero(first3 & (over >= 0))
         empty = _empty_voxel_sessions(b)
@@ -519,8 +523,8 @@ class _RepeatAverager:
             z = _zscore_block(b[:, c0:c1]) if self.zscore else b[:, c0:c1].copy()
             z[:, empty[c0:c1]] = 0.0
             z = np.nan_to_num(z, copy=False)
-            if order.size:
-                self.sums[urows, c0:c1] += np.add.reduceat(z[order], starts, axis=0, dtype=np.float64)
+            for g in groups:
+                self.sums[rows[g], c0:c1] += z[g]
             self.sumsq[c0:c1] += np.einsum("ij,ij->j", z[f3], z[f3], dtype=np.float64)
             if f3_over.size:
                 np.add.at(self.first3_sums[:, c0:c1], over[f3_over], z[f3_over])
