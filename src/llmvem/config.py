@@ -28,7 +28,8 @@ from llmvem.errors import ConfigError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: no setting is meaningful as NaN or ±inf (a timeout of inf never fires)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DatasetConfig(_Section):
@@ -350,9 +351,21 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] = Exper
             lines.append(f"  - {path}: unknown key; allowed keys of {section}: {', '.join(allowed)}")
         else:
             got = err.get("input")
-            got_s = f" (got {got!r})" if not isinstance(got, dict) else ""
+            got_s = f" (got {_short_repr(got)})" if not isinstance(got, dict) else ""
             lines.append(f"  - {path}: {err.get('msg')}{got_s}")
     return "invalid config:\n" + "\n".join(lines)
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    """``repr`` of a bad value, bounded: a huge or self-referencing YAML value (``&a [*a, *a]`` nested) is shown in
+    a few levels and at most ``limit`` characters instead of being expanded without end."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 6, 6, 6, 6
+    r.maxstring, r.maxother, r.maxlong = limit, limit, 60
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -378,8 +391,18 @@ def _parse_value(text: Any) -> Any:
         return text
 
 
-def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, literal: Mapping[str, Any] | None = None
+) -> ExperimentConfig:
     """Read a YAML config (or start from defaults), apply dotted-key overrides, validate.
+
+    Args:
+        path: the YAML file (``None``: defaults).
+        overrides: dotted key → value; a string value is read as YAML (``"3"`` → 3, ``"[a, b]"`` → a list): the
+            ``--set key=value`` syntax.
+        literal: dotted key → value taken as it is, applied after ``overrides``: named CLI flags, whose strings
+            are never YAML (``--model "ok #2"`` is ``ok #2``, a prompt with ``: `` stays text); typed values (ints,
+            floats, bools, lists) arrive typed.
 
     Raises:
         ConfigError: unreadable YAML, unknown keys, or invalid values — the message names each bad key path.
@@ -400,6 +423,8 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         tree = loaded
     for key, value in (overrides or {}).items():
         _set_dotted(tree, key, _parse_value(value))
+    for key, value in (literal or {}).items():
+        _set_dotted(tree, key, value)
     try:
         return ExperimentConfig.model_validate(tree)
     except ValidationError as exc:
@@ -407,8 +432,29 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
-    """The resolved config as YAML (every key, defaults included)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    """The resolved config as YAML (every key, defaults included; credentials in ``describe.base_url`` removed)."""
+    data = cfg.model_dump(mode="json")
+    data["describe"]["base_url"] = split_url_credentials(data["describe"]["base_url"])[0]
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def split_url_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``"http://user:key@host/v1"`` → ``("http://host/v1", "user", "key")``; a URL without credentials is returned
+    as it is with ``(None, None)``. The one place credentials are taken out of a URL, so that no message, record or
+    saved config shows them.
+
+    >>> split_url_credentials("https://me:s3cret@api.example.com:8443/v1")
+    ('https://api.example.com:8443/v1', 'me', 's3cret')
+    """
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return clean, unquote(user) or None, unquote(password) or None
 
 
 def config_keys(model: type[BaseModel] = ExperimentConfig, prefix: str = "") -> list[str]:

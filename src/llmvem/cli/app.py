@@ -126,7 +126,12 @@ def _fail(message: str, code: int = 2) -> None:
 def _resolve(
     config: Path | None, sets: list[str] | None, flags: dict[str, Any], command: str | None = None
 ) -> ExperimentConfig:
-    """Config file + ``--set`` overrides + named flags (flags win), validated."""
+    """Config file + ``--set`` overrides + named flags (flags win), validated.
+
+    Only ``--set`` values are read as YAML (``--set train.lr=3e-4``, ``--set describe.prompt=[a, b]``). A named
+    flag's value is taken literally: typer has already typed ints, floats, bools and lists, and a string stays the
+    string typed (``--model "ok #2"``, a prompt holding ``: `` or ``#``, ``--cache-dir "/x/cc #2"``).
+    """
     from llmvem.config import load_config
     from llmvem.errors import ConfigError
 
@@ -136,10 +141,20 @@ def _resolve(
             raise ConfigError(f"--set expects key.path=value, got {item!r}")
         k, v = item.split("=", 1)
         overrides[k.strip()] = v
+    literal: dict[str, Any] = {}
     for flag, value in flags.items():
         if value is not None:
-            overrides[flag_key(flag, command)] = str(value) if isinstance(value, Path) else value
-    return load_config(config, overrides)
+            literal[flag_key(flag, command)] = _flag_value(value)
+    return load_config(config, overrides, literal=literal)
+
+
+def _flag_value(value: Any) -> Any:
+    """A typer-parsed flag value as config data: paths as strings, lists/tuples as lists, the rest unchanged."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_flag_value(v) for v in value]
+    return value
 
 
 def _run(fn: Any) -> Any:

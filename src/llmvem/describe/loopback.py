@@ -6,7 +6,8 @@ from the image bytes it receives (their SHA-256, size and mode) and injects faul
 - ``faults``: a queue; each request pops the next fault, if any (``"500"``, ``"503"``, ``"429"`` with
   ``Retry-After``, ``"slow"`` (answers after ``slow_s``), ``"malformed"`` (invalid JSON), ``"close"`` (drops the
   connection without answering), ``"empty"`` / ``"garbage"`` (a 200 with an empty / non-text answer),
-  ``"401"``, ``"404"``, ``"400"``);
+  ``"401"``, ``"404"``, ``"400"``, ``"trickle"`` (a correct answer, status line and headers included, sent one byte
+  every ``trickle_s``: each read succeeds, the whole takes long));
 - ``image_faults``: image SHA-256 → fault applied to every request for that image (permanent failures).
 
 Run it alone with ``python -m llmvem.describe.loopback --port 8123`` (it prints its URL, and stops after
@@ -27,7 +28,7 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("500", "503", "429", "slow", "malformed", "close", "empty", "garbage", "401", "404", "400")
+FAULTS = ("500", "503", "429", "slow", "malformed", "close", "empty", "garbage", "401", "404", "400", "trickle")
 
 
 def expected_reply(image_bytes: bytes, prompt: str, seed: int | None = None) -> str:
@@ -68,6 +69,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.flush_headers()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _trickle(self, body: bytes, every_s: float) -> None:
+        """Send a 200 with ``body`` one byte at a time (status line and headers too)."""
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        self.close_connection = True
+        try:
+            for b in head.encode() + body:
+                self.wfile.write(bytes([b]))
+                self.wfile.flush()
+                time.sleep(every_s)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
@@ -140,6 +153,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "total_tokens": len(prompt.split()) + 64 + len(text.split()),
             },
         }
+        if fault == "trickle":
+            self._trickle(json.dumps(body).encode(), owner.trickle_s)
+            return
         self._send(200, json.dumps(body).encode())
 
 
@@ -151,6 +167,7 @@ class LoopbackChatServer:
         delay_s: seconds every reply waits (simulates model latency).
         slow_s: seconds a ``"slow"`` fault waits before answering.
         retry_after_s: the ``Retry-After`` of a ``"429"`` fault.
+        trickle_s: seconds between the bytes of a ``"trickle"`` answer.
         lifetime_s: the server shuts itself down after this many seconds.
 
     Attributes:
@@ -180,8 +197,10 @@ class LoopbackChatServer:
         slow_s: float = 2.0,
         retry_after_s: float = 1.0,
         lifetime_s: float = 600.0,
+        trickle_s: float = 0.05,
     ) -> None:
         self.delay_s = delay_s
+        self.trickle_s = trickle_s
         self.slow_s = slow_s
         self.retry_after_s = retry_after_s
         self.lifetime_s = lifetime_s

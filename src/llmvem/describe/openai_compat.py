@@ -8,13 +8,19 @@ model or endpoint) stop the run at once: every other request would fail the same
 
 The API key is read from an environment variable (``api_key_env``, default ``OPENAI_API_KEY``) when the describer
 is built; it is sent only in the ``Authorization`` header, is no part of the describer's identity or of any record,
-and is masked in every error message.
+and is masked in every error message. Credentials written into ``base_url`` (``https://user:key@host/v1``) are
+taken out of the URL at once (sent as HTTP basic auth) and masked the same way: no message or record shows them.
+
+Timeouts: ``timeout_s`` bounds each attempt as a whole — connecting, sending and reading the whole answer — not each
+socket read, so a server that trickles its answer a byte at a time still fails at ``timeout_s`` (a "timed out"
+failure, retried like any other).
 """
 
 from __future__ import annotations
 
 import email.utils
 import json
+import math
 import os
 import random
 import socket
@@ -23,12 +29,16 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from llmvem.config import split_url_credentials
 from llmvem.describe.base import DESCRIBERS, DescribeFailure, Generation, ImageRequest
 from llmvem.describe.images import DEFAULT_MAX_SIDE, prepare_image
 from llmvem.errors import ConfigError
 
 if TYPE_CHECKING:
     import httpx
+
+#: per thread: the monotonic time by which the request in flight must be finished (see ``_DeadlineBackend``)
+_DEADLINE = threading.local()
 
 #: statuses worth retrying: rate limits, timeouts, server errors and overloaded proxies
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
@@ -45,7 +55,7 @@ class OpenAICompatibleDescriber:
         revision: a free-form model version recorded in the identity (a weights digest or tag) — a server cannot
             prove which weights stand behind a name, so say it when it matters.
         max_side: images are downscaled to this longer side before sending (recorded with the description).
-        timeout_s: seconds allowed for each request (connect, send and each read).
+        timeout_s: seconds allowed for each attempt as a whole (connect, send and read the whole answer).
         max_retries: retries after the first attempt.
         retry_base_s, retry_max_s: backoff base and cap (seconds).
         system_prompt: optional system message.
@@ -68,10 +78,15 @@ class OpenAICompatibleDescriber:
     ) -> None:
         if not model:
             raise ConfigError("the openai backend needs a model name (--model), as the server knows it")
+        base_url, user, password = split_url_credentials(base_url)
+        self._secrets = [x for x in (password, user) if x]  # masked in every message
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"describe.base_url must start with http:// or https://, got {base_url!r}")
-        if timeout_s <= 0 or max_retries < 0 or retry_base_s < 0:
-            raise ConfigError("timeout_s must be > 0, max_retries and retry_base_s ≥ 0")
+            raise ConfigError(f"describe.base_url must start with http:// or https://, got {self._mask(base_url)!r}")
+        if not (math.isfinite(timeout_s) and timeout_s > 0) or max_retries < 0 or not retry_base_s >= 0:
+            raise ConfigError(
+                f"timeout_s must be a finite number > 0 (got {timeout_s}), max_retries and retry_base_s ≥ 0"
+            )
+        self._basic_auth = (user or "", password or "") if (user or password) else None
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/chat/completions"
@@ -113,12 +128,11 @@ class OpenAICompatibleDescriber:
             headers = {"Content-Type": "application/json", "User-Agent": "llmvem-describe"}
             if self._api_key:
                 headers["Authorization"] = f"Bearer {self._api_key}"
-            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # headers and body leave at once
             client = httpx.Client(
                 headers=headers,
+                auth=httpx.BasicAuth(*self._basic_auth) if self._basic_auth else None,
                 timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
-                transport=httpx.HTTPTransport(limits=limits, socket_options=nodelay, trust_env=True),
+                transport=_deadline_transport(),
                 trust_env=True,
             )
             self._local.client = client
@@ -135,7 +149,10 @@ class OpenAICompatibleDescriber:
         self._local = threading.local()
 
     def _mask(self, text: str) -> str:
-        return text.replace(self._api_key, "***") if self._api_key else text
+        for secret in [getattr(self, "_api_key", None), *getattr(self, "_secrets", [])]:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     def request_body(self, data_url: str, prompt: str, params: Mapping[str, Any], sample: int) -> dict[str, Any]:
         """The chat-completions JSON body: one user message with the prompt text and the image."""
@@ -176,6 +193,7 @@ class OpenAICompatibleDescriber:
         for attempt in range(self.max_retries + 1):
             self._wait_turn()
             retry_after: float | None = None
+            _DEADLINE.t = time.monotonic() + self.timeout_s  # the whole attempt, body included
             try:
                 resp = client.post(self.url, content=body)
             except httpx.TimeoutException as exc:
@@ -208,6 +226,8 @@ class OpenAICompatibleDescriber:
                     )
                 else:
                     raise DescribeFailure(f"HTTP {status}{_detail(resp, self._mask)}", attempt + 1)
+            finally:
+                _DEADLINE.t = None
             if attempt == self.max_retries:
                 break
             if retry_after is not None:
@@ -249,6 +269,91 @@ class OpenAICompatibleDescriber:
             attempts=attempts,
             info=info,
         )
+
+
+def _deadline_transport() -> httpx.HTTPTransport:
+    """One keep-alive connection, TCP_NODELAY, and every socket operation bounded by the thread's request deadline."""
+    import httpcore
+    import httpx
+
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # headers and body leave at once
+    transport = httpx.HTTPTransport(limits=limits, socket_options=nodelay, trust_env=True)
+    if isinstance(getattr(transport, "_pool", None), httpcore.ConnectionPool):  # httpx ≥ 0.18 keeps its pool here
+        transport._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=True),
+            max_connections=1,
+            max_keepalive_connections=1,
+            keepalive_expiry=limits.keepalive_expiry,
+            socket_options=nodelay,
+            network_backend=_DeadlineBackend(),  # type: ignore[arg-type]  # duck-typed NetworkBackend
+        )
+    return transport
+
+
+def _remaining(timeout: float | None, error: type[Exception]) -> float | None:
+    """``timeout`` cut to what is left of the thread's request deadline; ``error`` once it has passed."""
+    deadline = getattr(_DEADLINE, "t", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error("the request's deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream:
+    """A network stream whose reads and writes never outlast the request deadline (httpcore ``NetworkStream``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        import httpcore
+
+        data: bytes = self._stream.read(max_bytes, _remaining(timeout, httpcore.ReadTimeout))
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        import httpcore
+
+        self._stream.write(buffer, _remaining(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None) -> Any:
+        import httpcore
+
+        t = _remaining(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, t))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend:
+    """httpcore's sync network backend with :class:`_DeadlineStream` streams."""
+
+    def __init__(self) -> None:
+        import httpcore
+
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, **kw: Any) -> _DeadlineStream:
+        import httpcore
+
+        t = _remaining(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_tcp(host, port, t, **kw))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, **kw: Any) -> _DeadlineStream:
+        import httpcore
+
+        t = _remaining(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, t, **kw))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
 
 
 def _retry_after(value: str | None) -> float | None:

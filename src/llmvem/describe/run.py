@@ -34,7 +34,7 @@ from llmvem.describe.clean import clean_steps, clean_text
 from llmvem.describe.log import DescriptionLog
 from llmvem.describe.prompts import resolve_prompt
 from llmvem.errors import BackendError, DataError
-from llmvem.hashing import artifact_key
+from llmvem.hashing import artifact_key, hash_file, hash_text
 from llmvem.store import ArtifactStore
 
 LOG_DIR = "descriptions"
@@ -163,6 +163,41 @@ def _key_prefix(job: str, prompt: str, sample: int) -> Any:
     return hashlib.sha256(f"{job}\x00{prompt}\x00{sample}\x00".encode())
 
 
+#: content-hash prefix of an image file that could not be read (its requests become recorded ``input`` failures)
+UNREADABLE = "unreadable:"
+
+
+def _image_hashes(stimuli: StimulusSet) -> list[str]:
+    """Content hash of each image; a file that cannot be read (permission, I/O error) gets ``UNREADABLE`` + a hash
+    of its id instead of stopping the whole run: its requests are recorded as failures, and a re-run after the file
+    is fixed describes it under its real hash."""
+    try:
+        return list(stimuli.content_hashes)
+    except OSError:
+        if stimuli.source is not None:  # not one file per image: nothing to isolate
+            raise
+    out = []
+    for sid, path in zip(stimuli.ids, stimuli.paths, strict=True):
+        try:
+            out.append(hash_file(path))
+        except OSError:
+            out.append(UNREADABLE + hash_text(sid))
+    return out
+
+
+def _unreadable(image: ImageRequest) -> DescribeFailure:
+    """The recorded failure of an image whose file could not be hashed (the reason read again now)."""
+    from llmvem.data.images import ImageReadError, read_image
+
+    path = Path(str(image.path))  # UNREADABLE marks files only
+    try:
+        read_image(path)
+        reason = "cannot read the file"  # readable again: the re-run will describe it
+    except ImageReadError as exc:
+        reason = exc.reason
+    return DescribeFailure(f"{path.name}: {reason}", kind="input")
+
+
 def log_path_for(store: ArtifactStore, job: str) -> Path:
     return store.root / LOG_DIR / f"{job[:24]}.jsonl"
 
@@ -195,7 +230,7 @@ def plan_descriptions(
     custom = getattr(describer, "resolve_prompt", None)
     resolved: dict[tuple[str, str | None], tuple[str, str]] = {}
     prefixes: dict[tuple[str, int], Any] = {}
-    hashes = stimuli.content_hashes
+    hashes = _image_hashes(stimuli)
     items: list[WorkItem] = []
     todo: list[WorkItem] = []
     seen: set[str] = set()
@@ -347,6 +382,10 @@ Outcome = tuple[WorkItem, "Generation | BaseException", float]
 
 def _run_batch(describer: Describer, batch: list[WorkItem], params: Mapping[str, Any]) -> list[Outcome]:
     """Describe ``batch`` (one item unless the backend batches); exceptions become outcomes, never escape."""
+    bad: list[Outcome] = [(it, _unreadable(it.image), 0.0) for it in batch if it.image.content_hash[:11] == UNREADABLE]
+    if bad:
+        batch = [it for it in batch if not it.image.content_hash.startswith(UNREADABLE)]
+        return bad + (_run_batch(describer, batch, params) if batch else [])
     t0 = time.perf_counter()
     many = getattr(describer, "describe_batch", None)
     if many is not None and len(batch) > 1:
