@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ import pandas as pd
 
 from llmvem.brain.metrics import algonauts_score, pearson_r, roi_summary
 from llmvem.brain.ridge import DEFAULT_ALPHAS, RidgeEncoder
-from llmvem.data.brain import BrainData
+from llmvem.data.brain import ROI_PREFIX, BrainData
 from llmvem.data.stimuli import align_ids
 from llmvem.errors import DataError
 
@@ -100,8 +101,14 @@ def roi_voxel_masks(brain: BrainData) -> dict[str, np.ndarray]:
     return masks
 
 
-def roi_table(values: np.ndarray, brain: BrainData, p_values: np.ndarray | None = None) -> pd.DataFrame:
-    """:func:`~llmvem.brain.metrics.roi_summary` of per-voxel ``values`` (v,) over :func:`roi_voxel_masks`.
+def roi_table(
+    values: np.ndarray,
+    brain: BrainData,
+    p_values: np.ndarray | None = None,
+    masks: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
+    """:func:`~llmvem.brain.metrics.roi_summary` of per-voxel ``values`` (v,) over ``masks`` (default
+    :func:`roi_voxel_masks`).
 
     A voxel counts in every ROI that labels it (``FFA-1`` of ``floc-faces`` and ``ventral`` of ``streams``); the
     noise ceiling is ``brain.noise_ceiling``; FDR over ``p_values`` (v,) runs over all voxels, as in ``roi_summary``.
@@ -109,12 +116,23 @@ def roi_table(values: np.ndarray, brain: BrainData, p_values: np.ndarray | None 
     Returns:
         One row per ROI, columns as :func:`~llmvem.brain.metrics.roi_summary`.
     """
+    masks = roi_voxel_masks(brain) if masks is None else masks
+    nc = brain.noise_ceiling
+    by_class = brain.rois_by_class()
+    counts = Counter(n for names in by_class.values() for n in names)
+    found: dict[str, dict[str, Any]] = {}
+    for cls in by_class:  # one roi_summary per class column, for the names only that class holds
+        column = ROI_PREFIX + cls if brain.roi_classes else "roi"
+        labels = brain.voxels[column].astype(str).tolist()
+        summary = roi_summary(values, labels, noise_ceiling=nc, p_values=p_values).set_index("roi")
+        found.update({n: row for n, row in summary.to_dict("index").items() if counts.get(n) == 1 and n in masks})
     rows = []
-    for roi, mask in roi_voxel_masks(brain).items():
-        labels = np.where(mask, "in", "out")
-        s = roi_summary(values, list(labels), noise_ceiling=brain.noise_ceiling, p_values=p_values)
-        rows.append(s[s["roi"] == "in"].assign(roi=roi))
-    return pd.concat(rows, ignore_index=True)
+    for roi, mask in masks.items():
+        if roi not in found:  # a name in several classes, or the total
+            labels = ["in" if m else "" for m in mask]
+            found[roi] = roi_summary(values, labels, nc, p_values).set_index("roi").to_dict("index")["in"]
+        rows.append({"roi": roi, **found[roi]})
+    return pd.DataFrame(rows)
 
 
 def encoding_rows(
@@ -129,7 +147,7 @@ def encoding_rows(
     """
     nc = brain.noise_ceiling
     masks = roi_voxel_masks(brain)
-    summary = roi_table(r, brain, p_values=p_values)
+    summary = roi_table(r, brain, p_values=p_values, masks=masks)
     rows = []
     for _, s in summary.iterrows():
         mask = masks[str(s["roi"])]

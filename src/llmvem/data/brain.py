@@ -133,11 +133,11 @@ class BrainData:
         """
         classes = self.roi_classes
         if not classes:
-            return {"roi": list(dict.fromkeys(self.voxels["roi"].astype(str)))}
+            return {"roi": [str(n) for n in pd.unique(self.voxels["roi"].astype(str).to_numpy())]}
         out = {}
         for cls in classes:
-            names = dict.fromkeys(self.voxels[ROI_PREFIX + cls].astype(str))
-            out[cls] = [n for n in names if n]
+            names = pd.unique(self.voxels[ROI_PREFIX + cls].astype(str).to_numpy())  # in order of appearance
+            out[cls] = [str(n) for n in names if n]
         return out
 
     @property
