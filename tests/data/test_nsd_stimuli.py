@@ -232,6 +232,9 @@ def test_pickled_and_in_dataloader_workers(brick: Path) -> None:
     back = pickle.loads(pickle.dumps(stim))
     assert back == stim and back.source is not None
     np.testing.assert_array_equal(np.asarray(back.load("nsd-73000")), row_pixels(72_999))
+    assert isinstance(stim.source, NSDStimulusFile)
+    stim.source.close()  # closed files reopen on the next read
+    np.testing.assert_array_equal(np.asarray(stim.load(1)), row_pixels(12))
 
     class Rows(torch.utils.data.Dataset):
         def __len__(self) -> int:

@@ -69,6 +69,7 @@ class NSDStimulusFile:
         self.path = Path(path)
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         self._file: Any = None
+        self._ds: Any = None
         self._pid = -1
         self._lock = threading.Lock()
 
@@ -91,15 +92,15 @@ class NSDStimulusFile:
     def _dataset(self) -> Any:
         """The ``imgBrick`` dataset, opened in this process (a handle inherited through ``fork`` is not reused)."""
         with self._lock:
-            if self._file is None or self._pid != os.getpid():
+            if self._ds is None or self._pid != os.getpid():
                 import h5py
 
                 try:
                     self._file = h5py.File(self.path, "r")
                 except OSError as exc:
                     raise DataError(f"cannot open the NSD stimulus file {self.path}: {exc}") from None
-                self._pid = os.getpid()
-            return self._file[DATASET]
+                self._ds, self._pid = self._file[DATASET], os.getpid()
+            return self._ds
 
     def pixels(self, k: int) -> np.ndarray:
         """Image ``k`` as a (425, 425, 3) uint8 array (H × W × RGB)."""
@@ -131,7 +132,7 @@ class NSDStimulusFile:
         with self._lock:
             if self._file is not None and self._pid == os.getpid():
                 self._file.close()
-            self._file = None
+            self._file = self._ds = None
 
 
 @dataclass(frozen=True, eq=False)
