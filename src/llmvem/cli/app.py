@@ -1037,7 +1037,10 @@ def cache_ls(
     ] = None,
     cache_dir: CacheDirOpt = None,
 ) -> None:
-    """List the entries of the artifact store.
+    """List the entries of the artifact store, and count the describe record logs and generated demo sets.
+
+    The record logs (descriptions/*.jsonl: every description and failure of `llmvem describe`, possibly paid API
+    output) are not entries: they are counted on their own line, and `cache clean --all` keeps them.
 
     Examples:
       llmvem cache ls --kind image_features
@@ -1053,11 +1056,15 @@ def cache_ls(
     for e in entries:
         table.add_row(e.kind, e.key[:12], _size(e.size_bytes), e.created, e.summary)
     Console().print(table)
-    if store.root.is_dir():
-        logs = list((store.root / "descriptions").glob("*.jsonl"))
-        sets = list((store.root / "demo_sets").glob("*")) if (store.root / "demo_sets").is_dir() else []
-        if logs or sets:
-            typer.echo(f"also: {len(logs)} description record log(s), {len(sets)} generated demo set(s)")
+    logs, sets = _record_logs(store.root), _demo_sets(store.root)
+    if logs:
+        n_rec = sum(_count_lines(p) for p in logs)
+        typer.echo(
+            f"describe record logs: {len(logs)} ({n_rec} records, {_size(sum(p.stat().st_size for p in logs))}) in "
+            f"{store.root / _LOG_DIR}; kept by `cache clean --all`, removed only by `cache clean --kind {_LOG_DIR}`"
+        )
+    if sets:
+        typer.echo(f"generated demo sets: {len(sets)} in {store.root / 'demo_sets'}")
     stale = store.stale_temporaries()
     typer.echo(
         f"{len(entries)} entries, {_size(sum(e.size_bytes for e in entries))}"
@@ -1067,32 +1074,69 @@ def cache_ls(
 
 @cache_app.command("clean")
 def cache_clean(
-    kind: Annotated[str | None, typer.Option("--kind", help="only entries of this kind")] = None,
-    key: Annotated[str | None, typer.Option("--key", help="only entries whose key starts with this")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="remove every entry")] = False,
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="only entries of this kind; 'descriptions': the describe record logs"),
+    ] = None,
+    key: Annotated[str | None, typer.Option("--key", help="only entries (or logs) whose key starts with this")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="every entry and generated demo set; the describe record logs are kept")
+    ] = False,
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Remove entries of the artifact store (and unfinished temporary writes older than an hour).
 
+    The describe record logs (descriptions/*.jsonl: every description `llmvem describe` made, possibly paid API
+    output) are removed only when asked for by name, with --kind descriptions; --all keeps them.
+
     Examples:
       llmvem cache clean --kind twin
       llmvem cache clean --all
+      llmvem cache clean --kind descriptions --key 3fa2
     """
     from llmvem.store import ArtifactStore
 
     if not (kind or key or all_):
-        _fail("say what to remove: --kind KIND, --key PREFIX or --all")
+        _fail("say what to remove: --kind KIND, --key PREFIX or --all (record logs only with --kind descriptions)")
     store = ArtifactStore(cache_dir)
+    if kind == _LOG_DIR:
+        logs = [p for p in _record_logs(store.root) if not key or p.name.startswith(key)]
+        for p in logs:
+            p.unlink()
+        typer.echo(f"removed {len(logs)} describe record log(s) from {store.root / _LOG_DIR}")
+        return
     n = store.clean(kind=kind, key_prefix=key)
     extra = ""
     if all_ and not (kind or key):
         import shutil
 
-        others = [p for p in store.root.iterdir()] if store.root.is_dir() else []
-        for p in others:  # record logs (descriptions/), generated demo sets, hash memo: everything
+        keep = {_LOG_DIR, ".tmp"}
+        others = [p for p in store.root.iterdir() if p.name not in keep] if store.root.is_dir() else []
+        others = [p for p in others if not (p.is_dir() and any(p.glob("*/*/meta.json")))]  # entries: counted above
+        for p in others:  # generated demo sets, the hash memo, fine-tuning checkpoints
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-        extra = f" and {len(others)} other item(s) (record logs, demo sets)" if others else ""
+        extra = f" and {len(others)} other item(s) (demo sets, checkpoints, hash memo)" if others else ""
+        kept = _record_logs(store.root)
+        extra += f"; kept {len(kept)} describe record log(s) (remove with --kind {_LOG_DIR})" if kept else ""
     typer.echo(f"removed {n} entr{'y' if n == 1 else 'ies'}{extra} from {store.root}")
+
+
+_LOG_DIR = "descriptions"  # llmvem.describe.run.LOG_DIR (not imported: `cache` stays light)
+
+
+def _record_logs(root: Path) -> list[Path]:
+    d = root / _LOG_DIR
+    return sorted(d.glob("*.jsonl")) if d.is_dir() else []
+
+
+def _demo_sets(root: Path) -> list[Path]:
+    d = root / "demo_sets"
+    return sorted(d.iterdir()) if d.is_dir() else []
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
 
 
 def _size(n: float) -> str:
