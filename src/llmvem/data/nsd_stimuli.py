@@ -7,9 +7,11 @@ The file, relative to the NSD root (the layout of the public bucket, as ``nsd_ac
     nsddata/experiments/nsd/nsd_expdesign.mat        subjectim (8, 10000), sharedix (1, 1000): 1-based 73k ids
 
 Row ``i`` of ``imgBrick`` is one image, height × width × RGB, with the canonical id ``nsd_ids.from_index(i)``
-(``nsd-{i + 1:05d}``). NSD wrote it from MATLAB as ``[3 425 425 73000]``, which h5py reads transposed; the file is
-uncompressed (36.8 GiB = 73,000 × 541,875 bytes) and its chunk layout is not documented: one image is read with
-``imgBrick[i]``, a single chunk read when the file is chunked per image and one contiguous read when it is not.
+(``nsd-{i + 1:05d}``). NSD's MATLAB code reads it as ``[3 425 425 73000]`` (``h5read(..., [1 1 1 k], [3 425 425
+n])`` then ``permute([3 2 1])``, cvnlab/nsddatapaper), which h5py sees transposed. Its reported size, 36.8 GiB, is
+that of the raw pixels (73,000 × 541,875 bytes), so it is not compressed; its chunk layout is not documented. One
+image is read with ``imgBrick[i]``: one chunk when the file is chunked per image, one contiguous read when it is not
+(the tests cover one-image and tiled chunks).
 
 Subsets (:data:`SUBSETS`): ``all`` (73,000), ``shared1000`` (``sharedix``), ``shared515`` (the shared images all
 eight subjects saw three times, :meth:`llmvem.data.nsd.NSDDesign.shared515`), ``subjNN`` (``subjectim[NN - 1]``, the
