@@ -72,8 +72,8 @@ class NSDStimulusFile:
         self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         self._file: Any = None
         self._ds: Any = None
-        self._pid = -1
-        self._lock = threading.Lock()
+        self._pid = -1  # the process that opened _file
+        self._lock, self._lock_pid = threading.Lock(), os.getpid()
 
     def __len__(self) -> int:
         return int(self.rows.size)
@@ -93,15 +93,20 @@ class NSDStimulusFile:
 
     def _dataset(self) -> Any:
         """The ``imgBrick`` dataset, opened in this process (a handle inherited through ``fork`` is not reused)."""
+        pid = os.getpid()
+        if self._ds is not None and self._pid == pid:
+            return self._ds
+        if self._lock_pid != pid:  # a forked child: the parent's lock may have been held by another thread
+            self._lock, self._lock_pid = threading.Lock(), pid
         with self._lock:
-            if self._ds is None or self._pid != os.getpid():
+            if self._ds is None or self._pid != pid:
                 import h5py
 
                 try:
                     self._file = h5py.File(self.path, "r")
                 except OSError as exc:
                     raise DataError(f"cannot open the NSD stimulus file {self.path}: {exc}") from None
-                self._ds, self._pid = self._file[DATASET], os.getpid()
+                self._ds, self._pid = self._file[DATASET], pid
             return self._ds
 
     def pixels(self, k: int) -> np.ndarray:
