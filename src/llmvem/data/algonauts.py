@@ -123,6 +123,26 @@ def _fmri(path: Path, n_rows: int, images: Path) -> np.ndarray:
     return fmri
 
 
+def _read_into(path: Path, out: np.ndarray, block_bytes: int = 1 << 24) -> None:
+    """Fill ``out`` (n, v), a view of the response matrix, from the ``.npy`` at ``path`` in blocks of rows, so the
+    file is never mapped or held whole (peak memory: the matrix plus one block)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if fortran or dtype.hasobject or tuple(shape) != out.shape:
+            out[...] = np.load(path, mmap_mode="r")
+            return
+        n, v = out.shape
+        step = max(1, block_bytes // max(1, v * dtype.itemsize))
+        block = np.empty((min(step, n), v), dtype=dtype)
+        for start in range(0, n, step):
+            rows = min(step, n - start)
+            if f.readinto(block[:rows].data.cast("B")) != rows * v * dtype.itemsize:
+                raise DataError(f"Algonauts: {path} is shorter than its header says {shape}")
+            out[start : start + rows] = block[:rows]
+
+
 def _mapping(path: Path) -> dict[int, str]:
     """Label → ROI name of a ``mapping_<class>.npy`` (``np.save`` of a dict)."""
     try:
@@ -263,7 +283,7 @@ def load_algonauts2023(
     if with_test and common:
         raise DataError(f"Algonauts: {len(common)} image(s) are both training and test images (e.g. {common[:3]})")
 
-    blocks: list[tuple[np.ndarray, np.ndarray | None]] = []
+    blocks: list[tuple[Path, int, Path | None]] = []  # (training fMRI, columns, test fMRI) per hemisphere
     tables: list[pd.DataFrame] = []
     n_vertices: set[int | None] = set()
     for hemi, test_path in zip(hemis, test_paths, strict=True):
@@ -275,17 +295,17 @@ def load_algonauts2023(
         if te is not None and te.shape[1] != tr.shape[1]:
             raise DataError(f"Algonauts: {test_path} has {te.shape[1]} columns but {fmri_path} has {tr.shape[1]}")
         table, nv = _hemi_table(root, hemi, tr.shape[1], classes, fmri_path)
-        blocks.append((tr, te))
+        blocks.append((fmri_path, tr.shape[1], test_path if with_test else None))
         tables.append(table)
         n_vertices.add(nv)
-    widths = [tr.shape[1] for tr, _ in blocks]
+    widths = [v for _, v, _ in blocks]
     ids = train.ids + (test.ids if with_test else [])
     responses = np.empty((len(ids), sum(widths)), dtype=np.float32)
-    col = 0
-    for (tr, te), v in zip(blocks, widths, strict=True):
-        responses[: len(train.ids), col : col + v] = tr
-        if te is not None:
-            responses[len(train.ids) :, col : col + v] = te
+    col, n_train = 0, len(train.ids)
+    for tr_path, v, te_path in blocks:
+        _read_into(tr_path, responses[:n_train, col : col + v])
+        if te_path is not None:
+            _read_into(te_path, responses[n_train:, col : col + v])
         col += v
     lengths = sorted(n for n in n_vertices if n is not None)
     if len(lengths) > 1:
