@@ -61,12 +61,29 @@ def _read_ids(path: Path, n: int, what: str) -> list[str]:
     """The ids of ``<X>.ids.txt`` (one per line), checked by :func:`check_row_ids` against ``n`` rows."""
     if not path.is_file():
         raise DataError(f"{what}: no stimulus id file {path} (one id per line, the row order of the matrix)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{what}: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = read_text_file(path, f"{what}: id file")
     ids = [line.strip() for line in text.splitlines() if line.strip()]
     return check_row_ids(ids, n, what, str(path))
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """The text of a UTF-8 file (a leading byte-order mark, as spreadsheet exports write, is dropped).
+
+    Raises:
+        DataError: the file cannot be read, or is not UTF-8 (the message gives the first bad byte's line).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{what} {path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{what} {path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
 
 
 def check_row_ids(ids: list[str], n: int, what: str, where: str) -> list[str]:
@@ -303,14 +320,17 @@ def load_captions(path: str | Path) -> tuple[list[str], list[str]]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"caption corpus {path}: not found")
+    import io
+
+    text = read_text_file(path, "caption corpus")
     if path.suffix == ".txt":
-        texts = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+        texts = [t.strip() for t in text.splitlines() if t.strip()]
         return [str(k) for k in range(len(texts))], texts
     try:
         if path.suffix == ".jsonl":
-            df = pd.read_json(path, lines=True, dtype=False)
+            df = pd.read_json(io.StringIO(text), lines=True, dtype=False)
         else:
-            df = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str)
+            df = pd.read_csv(io.StringIO(text), sep="\t" if path.suffix == ".tsv" else ",", dtype=str)
     except ValueError as exc:
         raise DataError(f"caption corpus {path}: cannot read it ({exc})") from exc
     id_col = next((c for c in ("id", "image", "stimulus_id") if c in df.columns), None)

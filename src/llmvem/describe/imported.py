@@ -43,33 +43,40 @@ def read_text_table(path: str | Path) -> pd.DataFrame:
     Raises:
         DataError: missing file, unknown format, malformed records or missing columns (the message names them).
     """
+    import io
+
     import pandas as pd
+
+    from llmvem.data.files import read_text_file
 
     p = Path(path)
     if not p.is_file():
         raise DataError(f"descriptions file not found: {p}")
     suffix = p.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".csv", ".tsv", ".json"):
+        raise DataError(f"{p}: descriptions must be .jsonl, .json (COCO captions) or .csv/.tsv")
+    text = read_text_file(p, "descriptions file")  # not UTF-8: one clear error, not a traceback
     if suffix in (".jsonl", ".ndjson"):
         rows = []
-        with open(p, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except ValueError as exc:
-                    raise DataError(f"{p}, line {n}: not valid JSON ({exc})") from None
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as exc:
+                raise DataError(f"{p}, line {n}: not valid JSON ({exc})") from None
         df = pd.DataFrame(rows)
     elif suffix in (".csv", ".tsv"):
-        df = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
-    elif suffix == ".json":
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            df = pd.read_csv(io.StringIO(text), sep="\t" if suffix == ".tsv" else ",")
+        except (ValueError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{p}: not a readable {suffix[1:].upper()} table ({exc})") from None
+    else:
+        try:
+            data = json.loads(text)
         except ValueError as exc:
             raise DataError(f"{p}: not valid JSON ({exc})") from None
         df = _json_table(data, p)
-    else:
-        raise DataError(f"{p}: descriptions must be .jsonl, .json (COCO captions) or .csv/.tsv")
     id_col = next((c for c in _ID_FIELDS if c in df.columns), None)
     if id_col is None or "text" not in df.columns:
         raise DataError(
