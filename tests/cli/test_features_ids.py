@@ -79,12 +79,28 @@ def test_algonauts_folder_and_the_stimulus_file_give_the_same_ids_and_features(t
         for i, row in enumerate(ROWS):
             Image.fromarray(f["imgBrick"][row]).convert("RGB").save(folder / f"train-{i + 1:04d}_nsd-{row:05d}.png")
     ids, by_file = _features(str(folder), "-o", str(tmp_path / "f.npy"))
-    assert ids == ["nsd-00013", "nsd-00014", "nsd-02951"]  # the files' 0-based numbers + 1, as load_algonauts2023
+    assert ids == ["nsd-00013", "nsd-00014", "nsd-02951"]  # the files' 0-based numbers + 1
+    assert ids == _algonauts_brain_ids(tmp_path / "subj01")  # they pair with the loader's responses
     wanted = tmp_path / "wanted.txt"
     wanted.write_text("train-0001_nsd-00012\nnsd-00014\nshared0003_nsd02951\n")  # any NSD names
     ids_h5, by_row = _features(str(brick), "--subset", str(wanted), "-o", str(tmp_path / "g.npy"))
     assert ids_h5 == ids
     np.testing.assert_array_equal(by_row, by_file)
+
+
+def _algonauts_brain_ids(subject: Path) -> list[str]:
+    """Ids of ``load_algonauts2023`` on ``subject`` (training images already there), with the fMRI and the
+    all-vertices mask written as challenge_data_preparation.py writes them (one hemisphere, 5 vertices)."""
+    from llmvem.data.algonauts import load_algonauts2023
+
+    n = len(list((subject / "training_split" / "training_images").iterdir()))
+    (subject / "training_split" / "training_fmri").mkdir(parents=True)
+    np.save(subject / "training_split" / "training_fmri" / "lh_training_fmri.npy", np.ones((n, 5), np.float32))
+    mask = np.zeros(163_842, dtype=int)
+    mask[[3, 8, 9, 20, 40]] = [1, 2, 1, 1, 2]
+    (subject / "roi_masks").mkdir()
+    np.save(subject / "roi_masks" / "lh.all-vertices_fsaverage_space.npy", mask)
+    return list(load_algonauts2023(subject, roi_classes=(), hemispheres=("lh",)).brain.stimulus_ids)
 
 
 def test_shared1000_names_become_canonical_other_folders_keep_their_stems(tmp_path: Path) -> None:
