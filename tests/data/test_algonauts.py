@@ -312,3 +312,15 @@ def test_image_both_train_and_test(small: Fake) -> None:
     first.rename(folder / f"test-0001_nsd-{int(small.train_cond[0]):05d}.png")
     with pytest.raises(DataError, match="both training and test images"):
         _load(small)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_fmri_read_in_blocks_into_a_column_slice(tmp_path: Path, order: str) -> None:
+    from llmvem.data.algonauts import _read_into
+
+    data = np.random.default_rng(1).standard_normal((37, 11))  # float64: cast on the way in
+    np.save(tmp_path / "x.npy", np.asarray(data, order=order))
+    out = np.zeros((37, 20), np.float32)
+    _read_into(tmp_path / "x.npy", out[:, 4:15], block_bytes=200)  # 2 rows per block
+    np.testing.assert_array_equal(out[:, 4:15], data.astype(np.float32))
+    assert not out[:, :4].any() and not out[:, 15:].any()
