@@ -5,6 +5,7 @@ planted signal keyed by its 1-based NSD id, so a shift of one id is caught."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,3 +325,27 @@ def test_fmri_read_in_blocks_into_a_column_slice(tmp_path: Path, order: str) -> 
     _read_into(tmp_path / "x.npy", out[:, 4:15], block_bytes=200)  # 2 rows per block
     np.testing.assert_array_equal(out[:, 4:15], data.astype(np.float32))
     assert not out[:, :4].any() and not out[:, 15:].any()
+
+
+def test_evaluate_encoding_on_the_folder_with_roi(fake: Fake, tmp_path: Path) -> None:
+    """``llmvem evaluate encoding -b subj01 --roi FFA-1``: the test release is the held-out split; every FFA-1
+    vertex is scored, also those ``prf-visualrois`` labels first."""
+    from typer.testing import CliRunner
+
+    from llmvem.cli.app import app
+
+    b = load_algonauts2023(fake.root).brain
+    np.save(tmp_path / "f.npy", np.stack([signal(parse(i)) for i in b.stimulus_ids]).astype(np.float32))  # type: ignore[arg-type]
+    (tmp_path / "f.ids.txt").write_text("\n".join(b.stimulus_ids) + "\n")
+    out = tmp_path / "runs"
+    res = CliRunner().invoke(app, ["evaluate", "encoding", "-f", f"planted={tmp_path / 'f.npy'}", "-b", str(fake.root),
+                                   "--roi", "FFA-1", "--output-dir", str(out), "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (run,) = [p for p in out.iterdir() if p.is_dir()]
+    table = pd.read_csv(run / "encoding.csv").set_index("roi")
+    n_ffa = int(b.roi_mask("FFA-1").sum())
+    assert table.loc["FFA-1", "n_voxels"] == n_ffa and table.loc["FFA-1", "mean_r"] > 0.8
+    assert table.loc["all", "n_voxels"] == n_ffa  # other classes' ROIs overlap FFA-1; the total counts each once
+    assert table.loc["FFA-1", "noise_ceiling_r"] > 0
+    split = json.loads((run / "metrics.json").read_text())["subjects"]
+    assert next(iter(split.values())) == {"n_train": 40, "n_test": 12, "splits": "own"}
