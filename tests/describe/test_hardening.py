@@ -109,3 +109,43 @@ def test_an_unreadable_image_is_a_recorded_failure(server: LoopbackChatServer, t
     out = " ".join(res.output.split())
     assert "broken.png: cannot read the file (Input/output error)" in out and "Traceback" not in out
     assert server.requests == 2  # the unreadable file was never sent
+
+
+def test_answers_longer_than_max_tokens_are_flagged(server: LoopbackChatServer, tmp_path: Path) -> None:
+    stim = StimulusSet.from_folder(_folder(tmp_path, 1))
+    d = OpenAICompatibleDescriber("vlm", base_url=server.url, timeout_s=5)
+    store = ArtifactStore(tmp_path / "s")
+    ok = describe_stimuli(stim, d, params={"max_tokens": 64}, store=store, progress=False)
+    assert ok.records[0].warnings == []
+    # the loopback server ignores max_tokens (as some servers do): an 11-word answer to max_tokens=4
+    long = describe_stimuli(stim, d, params={"max_tokens": 4}, store=store, progress=False)
+    n = long.records[0].completion_tokens
+    assert n is not None and n > 4
+    assert long.records[0].warnings == [f"answer longer than max_tokens=4 allows ({n} completion tokens reported)"]
+    again = describe_stimuli(stim, d, params={"max_tokens": 4}, store=store, progress=False)  # read back from the log
+    assert again.records[0].warnings == long.records[0].warnings and server.requests == 2
+
+
+def test_describe_folder_says_what_it_leaves_out(tmp_path: Path) -> None:
+    import os
+
+    from llmvem.describe.run import stimuli_from_folder
+    from llmvem.errors import DataError
+
+    classes = tmp_path / "classes"
+    for c in ("cat", "dog"):
+        (classes / c).mkdir(parents=True)
+        _folder(classes / c, 1).rename(classes / c / "x")
+    with pytest.raises(DataError, match=r"it has 2 subfolder\(s\) \(cat, dog\).*run it on each subfolder"):
+        stimuli_from_folder(classes)
+    imgs = _folder(tmp_path, 2)
+    (imgs / "sub").mkdir()
+    (imgs / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (imgs / "loop.png").symlink_to(imgs / "loop.png")
+    os.mkfifo(imgs / "pipe.png")  # reading it would block: never read
+    left_out = (
+        r"2 broken or looping link\(s\) \(gone.png, loop.png\); 1 non-regular file\(s\) \(pipe.png\); 1 subfolder"
+    )
+    with pytest.warns(UserWarning, match=left_out):
+        stim = stimuli_from_folder(imgs)
+    assert stim.ids == ["img_0", "img_1"]

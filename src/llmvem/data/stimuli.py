@@ -76,7 +76,8 @@ class UnreadableImagesError(DataError):
         more = f"\n  ... and {len(self.bad) - 20} more" if len(self.bad) > 20 else ""
         super().__init__(
             f"{len(self.bad)} unreadable image(s):\n{lines}{more}\n"
-            "Fix or remove these files (or pass on_error='skip' to leave them out explicitly)."
+            "Fix these files, or move them out of the folder (in Python, StimulusSet.from_folder(..., "
+            "on_error='skip') leaves them out and lists them in .skipped)."
         )
 
 

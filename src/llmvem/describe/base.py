@@ -107,6 +107,8 @@ class Description:
     does not report them; ``image_notes`` lists conversions applied to the image before it was sent. When the
     descriptions were read with cleaning (``describe_stimuli(clean=...)``), ``clean`` names the steps applied to
     ``text`` and ``raw_text`` holds the text as generated; otherwise ``clean`` is empty, ``raw_text`` ``None``.
+    ``warnings`` flags a stored text that looks wrong without being a failure (an answer far longer than
+    ``max_tokens`` allows: the server ignored the limit, or the text is not what the model generated).
     """
 
     image: str
@@ -127,6 +129,28 @@ class Description:
     key: str = ""
     raw_text: str | None = None
     clean: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def length_warning(text: str, completion_tokens: int | None, max_tokens: int | None) -> str | None:
+    """A warning when ``text`` is far longer than ``max_tokens`` allows, else ``None``.
+
+    Reported token counts above ``max_tokens`` count; without them, more than 1.5 words per allowed token (English
+    runs at ~0.75 words per token, so twice the most a model could have written) does.
+
+    >>> length_warning("a b c", 5, 64) is None
+    True
+    >>> length_warning(" ".join(["w"] * 200), None, 64)
+    'answer far longer than max_tokens=64 allows (200 words)'
+    """
+    if not max_tokens:
+        return None
+    if completion_tokens is not None and completion_tokens > max_tokens:
+        return f"answer longer than max_tokens={max_tokens} allows ({completion_tokens} completion tokens reported)"
+    n_words = len(text.split())
+    if n_words > 1.5 * max_tokens:
+        return f"answer far longer than max_tokens={max_tokens} allows ({n_words} words)"
+    return None
 
 
 @dataclass(frozen=True)

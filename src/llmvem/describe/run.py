@@ -29,6 +29,7 @@ from llmvem.describe.base import (
     Generation,
     ImageRequest,
     check_text,
+    length_warning,
 )
 from llmvem.describe.clean import clean_steps, clean_text
 from llmvem.describe.log import DescriptionLog
@@ -105,9 +106,25 @@ def stimuli_from_folder(folder: str | Path, labels: str | Path | None = None) ->
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"image folder not found: {folder}")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths, skipped = _folder_images(folder, IMAGE_SUFFIXES)
+    subdirs = skipped.get("subfolder", [])
     if not paths:
-        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+        hint = (
+            f"; it has {len(subdirs)} subfolder(s) ({', '.join(subdirs[:5])}): describe reads one flat folder, so "
+            "run it on each subfolder"
+            if subdirs
+            else ""
+        )
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found directly in {folder}{hint}")
+    if skipped:
+        import warnings
+
+        warnings.warn(
+            f"{folder}: left out "
+            + "; ".join(f"{len(v)} {k}(s) ({', '.join(v[:5])})" for k, v in skipped.items())
+            + f"; describing the {len(paths)} image file(s) directly in it",
+            stacklevel=2,
+        )
     ids = [p.stem for p in paths]
     lab = None
     if labels is not None:
@@ -117,6 +134,30 @@ def stimuli_from_folder(folder: str | Path, labels: str | Path | None = None) ->
             raise DataError(f"{len(missing)} image(s) have no label in {labels}: {missing[:10]}")
         lab = [table[i] for i in ids]
     return StimulusSet.from_paths(paths, ids=ids, name=folder.name, labels=lab, verify=False)
+
+
+def _folder_images(folder: Path, suffixes: Sequence[str]) -> tuple[list[Path], dict[str, list[str]]]:
+    """Image files directly in ``folder`` (sorted), and what was left out that looks like it was meant to count:
+    subfolders, symbolic links that lead nowhere (broken or looping), and image-named entries that are not regular
+    files (FIFOs, sockets, devices: reading one could block forever)."""
+    paths: list[Path] = []
+    skipped: dict[str, list[str]] = {}
+    for p in sorted(folder.iterdir()):
+        image_name = p.suffix.lower() in suffixes
+        try:
+            is_dir, is_file = p.is_dir(), p.is_file()
+            exists = p.exists()
+        except OSError:  # a symlink loop on some Pythons
+            is_dir = is_file = exists = False
+        if is_file and image_name:
+            paths.append(p)
+        elif is_dir and not p.name.startswith("."):
+            skipped.setdefault("subfolder", []).append(p.name)
+        elif p.is_symlink() and not exists:
+            skipped.setdefault("broken or looping link", []).append(p.name)
+        elif image_name and not is_file and not is_dir:
+            skipped.setdefault("non-regular file", []).append(p.name)
+    return paths, skipped
 
 
 def read_labels(path: str | Path) -> dict[str, str]:
@@ -371,6 +412,7 @@ def collect(plan: DescribePlan, log: DescriptionLog, clean: Sequence[str] = ()) 
                 key=it.key,
                 raw_text=r["text"] if clean else None,
                 clean=list(clean),
+                warnings=list(r.get("warnings", [])),
             )
         )
     return Descriptions(out, failures)
@@ -459,6 +501,9 @@ def _execute(
                 "info": res.info,
             }
             if reason is None:
+                warn = length_warning(res.text, res.completion_tokens, params.get("max_tokens"))
+                if warn is not None:
+                    extra["warnings"] = [warn]
                 log.append(it.key, True, {**base, "text": res.text, **extra})
                 consecutive = 0
                 return
