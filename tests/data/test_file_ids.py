@@ -50,15 +50,15 @@ def test_duplicate_ids_in_npz_matrix_are_rejected(tmp_path: Path) -> None:
 
 def test_not_an_archive_is_named_as_such(tmp_path: Path) -> None:
     (tmp_path / "zip.npz").write_bytes(b"PK\x03\x04" + b"\0" * 40)  # a zip header, then garbage
-    with pytest.raises(DataError, match="not a valid .npz"):
+    with pytest.raises(DataError, match=r"not a valid \.npz"):
         load_brain(tmp_path / "zip.npz")
     (tmp_path / "txt.npz").write_text("subject,voxel\n1,2\n")
-    with pytest.raises(DataError, match="not a NumPy .npy/.npz file"):
+    with pytest.raises(DataError, match=r"not a NumPy \.npy/\.npz file"):
         load_brain(tmp_path / "txt.npz")
     (tmp_path / "zip2.npz").write_bytes((tmp_path / "zip.npz").read_bytes())
-    with pytest.raises(DataError, match="not a valid .npz"):
+    with pytest.raises(DataError, match=r"not a valid \.npz"):
         load_rdms(str(tmp_path / "zip2.npz"))
-    with pytest.raises(DataError, match="not a valid .npz"):
+    with pytest.raises(DataError, match=r"not a valid \.npz"):
         load_matrix(tmp_path / "zip2.npz")
 
 
@@ -84,3 +84,13 @@ def test_features_refuses_a_file_name_with_a_line_break(tmp_path: Path) -> None:
     assert res.exit_code == 2, res.output
     assert "cannot be written one per line" in " ".join(res.output.split())
     assert not out.exists() and not (tmp_path / "c").exists()
+
+
+def test_a_similarity_matrix_is_not_taken_for_an_rdm(tmp_path: Path) -> None:
+    x = np.random.default_rng(3).standard_normal((5, 20))
+    np.save(tmp_path / "sim.npy", np.corrcoef(x))  # diagonal 1, symmetric: passes every RDM check but the sign
+    (tmp_path / "sim.ids.txt").write_text("a\nb\nc\nd\ne\n")
+    with pytest.raises(DataError, match=r"this is a similarity matrix .* \(1 - r\)"):
+        load_rdms(str(tmp_path / "sim.npy"))
+    np.save(tmp_path / "sim.npy", 1 - np.corrcoef(x))
+    assert load_rdms(str(tmp_path / "sim.npy"))[1].n_stimuli == 5

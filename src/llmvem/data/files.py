@@ -309,6 +309,12 @@ def load_rdms(spec: str, data_dir: str | Path | None = None) -> tuple[str, RDMSe
         raise DataError(f"{what}: expected (n, n) or (subjects, n, n) RDMs, got shape {rdms_arr.shape}")
     if not np.isfinite(rdms_arr).all():
         raise DataError(f"{what}: RDMs hold NaN/inf")
+    diag = np.diagonal(rdms_arr, axis1=1, axis2=2)
+    if rdms_arr.shape[1] > 1 and np.allclose(diag, 1.0, atol=1e-6) and (rdms_arr <= 1.0 + 1e-6).all():
+        raise DataError(
+            f"{what}: every diagonal value is 1 and none is above 1: this is a similarity matrix (e.g. correlations), "
+            "not an RDM; RSA on it would flip the sign of every score. Save dissimilarities instead (1 - r)"
+        )
     subjects = subjects or [f"s{k + 1:02d}" for k in range(rdms_arr.shape[0])]
     return name or path.stem, RDMSet(rdms_arr, ids, subjects, name=name or path.stem)
 
