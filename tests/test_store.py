@@ -265,6 +265,18 @@ def test_record_log_ignores_partial_trailing_line(tmp_path: Path) -> None:
     assert [json.loads(line)["key"] for line in p.read_text().splitlines()] == ["a", "b", "c"]
 
 
+def test_record_log_never_truncates_records_after_a_damaged_line(tmp_path: Path) -> None:
+    p = tmp_path / "log.jsonl"
+    log = RecordLog(p)
+    for k in "abc":
+        log.append({"key": k, "v": 1})
+    lines = p.read_bytes().splitlines(keepends=True)
+    p.write_bytes(lines[0] + b'{"key": "b", \xff\n' + lines[2])  # the middle record damaged in place
+    with pytest.raises(StoreError, match="line 2: not a record of this log"):
+        RecordLog(p)
+    assert p.read_bytes().endswith(lines[2])  # record "c" is still there
+
+
 def test_hash_file_matches_content(tmp_path: Path) -> None:
     p = tmp_path / "f.bin"
     p.write_bytes(b"abc")

@@ -350,15 +350,22 @@ class RecordLog:
         raw = self.path.read_bytes()
         good_end = 0
         pos = 0
-        for line in raw.splitlines(keepends=True):
+        lines = raw.splitlines(keepends=True)
+        for n, line in enumerate(lines, 1):
             pos += len(line)
+            last = n == len(lines)
             if not line.endswith(b"\n"):
                 break  # partial trailing line
             try:
                 rec = json.loads(line)
-            except ValueError:
-                break
-            self._records[str(rec[self.key_field])] = rec
+                key = str(rec[self.key_field])
+            except (ValueError, KeyError, TypeError):
+                if last:
+                    break  # a torn last record: truncated away below
+                raise StoreError(  # never truncate the records after a damaged one
+                    f"{self.path}, line {n}: not a record of this log; remove the line (its work item will be redone)"
+                ) from None
+            self._records[key] = rec
             good_end = pos
         if good_end < len(raw):
             with open(self.path, "r+b") as fh:
