@@ -223,7 +223,7 @@ def test_entry_corrupted_in_place_is_detected_not_used(tmp_path: Path) -> None:
         store.get_arrays("a", key, mmap=True)
     e = store.path("a", key) / "extra.json"
     e.write_text(e.read_text().replace("100", "999"))
-    with pytest.raises(StoreError, match="extra.json is damaged"):
+    with pytest.raises(StoreError, match=r"extra\.json is damaged"):
         store.get_extra("a", key)
 
 
