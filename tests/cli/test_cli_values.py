@@ -66,3 +66,9 @@ def test_huge_or_self_referencing_yaml_values_fail_fast_and_short() -> None:
         with pytest.raises(ConfigError, match=r"describe\.model: Input should be a valid string") as info:
             _resolve(None, [f"describe.model={value}"], {})
         assert time.monotonic() - t0 < 2.0 and len(str(info.value)) < 600
+
+
+def test_config_file_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_bytes(b"describe:\n  model: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        _resolve(tmp_path / "c.yaml", None, {})
