@@ -167,6 +167,7 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
                 r = pearson_r(y_te, pred)
             r = np.asarray(r, dtype=np.float64)
             r[~model.valid_targets_] = np.nan
+            _warn_test_only_nonfinite(y_te, model.valid_targets_, r, f"{m.name} on {brain.name}")
             r_by[f"{m.name} | {brain.name}"] = r
             for row in encoding_rows(m.name, r, brain, p_values):
                 rows.append({"subject": brain.name, **row})
@@ -220,16 +221,40 @@ def _roi_rdm_sets(brains: list[BrainData], metric: str) -> dict[str, RDMSet]:
     if not rois:
         raise DataError("RSA on brain ROIs: no ROI is present in every brain source")
     out = {}
+    dropped: list[str] = []
     for roi in rois:
         rdms = []
         for b in brains:
-            mask = b.roi_mask(roi) & b.check_finite()
+            in_roi = b.roi_mask(roi)
+            mask = in_roi & b.check_finite()
+            if (n_out := int((in_roi & ~mask).sum())) > 0:
+                dropped.append(f"{b.name}/{roi}: {n_out} of {int(in_roi.sum())}")
             if mask.sum() < 2:
                 raise DataError(f"brain {b.name!r} ROI {roi!r}: fewer than 2 finite, non-constant voxels")
             rows = np.asarray(align_ids(common, b.stimulus_ids, "common stimuli", f"brain {b.name!r}"))
             rdms.append(compute_rdm(b.responses[np.ix_(rows, np.flatnonzero(mask))], metric))
         out[roi] = RDMSet(np.stack(rdms), common, [b.name for b in brains], name=roi, measure=metric)
+    if dropped:
+        warnings.warn(
+            f"RSA on brain ROIs: voxels with NaN/inf or constant responses left out of the RDMs ({'; '.join(dropped)})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return out
+
+
+def _warn_test_only_nonfinite(y_te: np.ndarray, fitted: np.ndarray, r: np.ndarray, what: str) -> None:
+    """Voxels fitted on finite training data but holding NaN/inf in the test rows: their r is NaN (set in ``r``),
+    counted in a warning (the fit's own warning counts only the training rows)."""
+    bad = fitted & ~np.isfinite(y_te).all(axis=0)
+    if bad.any():
+        r[bad] = np.nan
+        warnings.warn(
+            f"{what}: {int(bad.sum())} of {len(bad)} voxels hold NaN/inf in the test stimuli only and are left out of "
+            "the scores",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
 def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
