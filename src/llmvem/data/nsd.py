@@ -354,10 +354,13 @@ def _check_dtype(dtype: np.dtype, path: Path) -> None:
 
 
 def _to_float(a: np.ndarray) -> np.ndarray:
-    """float32 percent signal change: int16 betas are percent signal change × 300."""
+    """C-ordered float32 percent signal change: int16 betas are percent signal change × 300 (float32 division)."""
+    out = np.empty(a.shape, dtype=np.float32)
     if np.issubdtype(a.dtype, np.integer):
-        return (a.astype(np.float32) / _INT16_SCALE).astype(np.float32)
-    return a.astype(np.float32)
+        np.divide(a, np.float32(_INT16_SCALE), out=out, dtype=np.float32)
+    else:
+        out[...] = a
+    return out
 
 
 def _read_hdf5(path: Path, idx: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -448,12 +451,12 @@ def _read_session(lay: _Layout, s: int, fmt: str, idx: np.ndarray, grid: tuple[i
 
 # --------------------------------------------------------------------------- repeat averaging
 def _zscore_block(b: np.ndarray) -> np.ndarray:
-    """z-score columns (float64 statistics, float32 result); constant columns become NaN."""
-    mean = b.mean(axis=0, dtype=np.float64)
-    std = b.std(axis=0, dtype=np.float64)
+    """z-score columns (float64 statistics and arithmetic, float32 result); constant columns become NaN."""
+    d = b - b.mean(axis=0, dtype=np.float64)  # float64 (n, k)
+    std = np.sqrt(np.einsum("ij,ij->j", d, d) / b.shape[0])
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = (b - mean) / np.where(std > 0, std, np.nan)
-    return z.astype(np.float32)
+        d /= np.where(std > 0, std, np.nan)
+    return d.astype(np.float32)
 
 
 def _empty_voxel_sessions(b: np.ndarray) -> np.ndarray:
@@ -521,8 +524,7 @@ class _RepeatAverager:
         for c0 in range(0, self.n_vox, _BLOCK):
             c1 = min(c0 + _BLOCK, self.n_vox)
             z = _zscore_block(b[:, c0:c1]) if self.zscore else b[:, c0:c1].copy()
-            z[:, empty[c0:c1]] = 0.0
-            z = np.nan_to_num(z, copy=False)
+            z[:, empty[c0:c1]] = 0.0  # the only NaN/inf: empty voxel-sessions (non-finite or constant betas)
             for g in groups:
                 self.sums[rows[g], c0:c1] += z[g]
             self.sumsq[c0:c1] += np.einsum("ij,ij->j", z[f3], z[f3], dtype=np.float64)
@@ -694,8 +696,16 @@ def _average(
     acc = _RepeatAverager(session_ims, min_repeats, idx.size, zscore)
     if not acc.rows.size or not (acc.counts[acc.rows] >= min_repeats).any():
         raise DataError(f"NSD: no image was shown {min_repeats}× in sessions {sessions}")
-    for k, s in enumerate(sessions):
-        acc.add(k, _read_session(lay, s, fmt, idx, grid))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the next session is read while this one is summed
+        nxt = pool.submit(_read_session, lay, sessions[0], fmt, idx, grid)
+        for k in range(len(sessions)):
+            b = nxt.result()
+            if k + 1 < len(sessions):
+                nxt = pool.submit(_read_session, lay, sessions[k + 1], fmt, idx, grid)
+            acc.add(k, b)
+            del b
     ncsnr = acc.ncsnr() if estimate_ncsnr else None
     partial = np.flatnonzero(acc.missing.any(axis=0))
     if ncsnr is not None and partial.size:
