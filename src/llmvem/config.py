@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmvem.errors import ConfigError
 
@@ -273,16 +273,39 @@ class DecodeConfig(_Section):
     top_k: int = Field(5, ge=1, description="captions retrieved per test stimulus")
 
 
+def _check_brain_source(value: str | dict[str, Any]) -> str | dict[str, Any]:
+    """A brain source string or mapping, parsed (:func:`llmvem.data.brain_sources.parse_brain_source`) to check it;
+    kept as written."""
+    from pydantic_core import PydanticCustomError
+
+    from llmvem.data.brain_sources import parse_brain_source
+    from llmvem.errors import DataError
+
+    try:
+        parse_brain_source(value)
+    except DataError as exc:
+        raise PydanticCustomError("brain_source", "{reason}", {"reason": str(exc)}) from None
+    return value
+
+
+BrainSourceSpec = Annotated[str | dict[str, Any], AfterValidator(_check_brain_source)]
+
+
 class EvaluateInputs(_Section):
     """Files scored by ``llmvem evaluate encoding|rsa|decode`` (formats: :mod:`llmvem.data.files`)."""
 
     features: list[str] = Field(
         default_factory=list, description="feature matrices, 'NAME=path.npy' or 'path.npy' (+ path.ids.txt)"
     )
-    brain: list[str] = Field(
-        default_factory=list, description="brain data: .npz (save_brain), Algonauts subject folders or an NSD root"
+    brain: list[BrainSourceSpec] = Field(
+        default_factory=list,
+        description="brain sources: a path (.npz from save_brain, Algonauts subject folder, NSD root), "
+        "'KIND:PATH?key=value&...' (nsd, algonauts, npz; keys: the loader's keyword arguments, e.g. "
+        "'nsd:/data/nsd?subject=1-8&space=fsaverage&rois=streams') or a mapping {kind, path, key: value}",
     )
-    subject: int = Field(1, ge=1, le=8, description="NSD subject when a brain source is an NSD root")
+    subject: int | None = Field(
+        None, ge=1, le=8, description="NSD subject of NSD sources that name none (default 1; or subject= per source)"
+    )
     rois: list[str] = Field(default_factory=list, description="ROIs to keep (empty: all)")
     rdms: list[str] = Field(
         default_factory=list, description="target RDMs: DATASET:TARGET (objects92:cichy_it) or .npz/.npy files"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,32 +236,27 @@ def _load_brain_npz(path: Path) -> BrainData:
         raise DataError(f"brain file {path}: cannot read it ({_npy_problem(exc)})") from exc
 
 
-def load_brain(source: str | Path, subject: int = 1) -> BrainData:
-    """Brain responses from a :func:`save_brain` ``.npz``, an Algonauts 2023 subject folder or an NSD root.
+def load_brain(source: str | Path | Mapping[str, Any], subject: int | None = None) -> BrainData:
+    """Brain responses of one brain source: a :func:`save_brain` ``.npz``, an Algonauts 2023 subject folder or an
+    NSD root (detected from the layout), or ``KIND:PATH?key=value&...`` / a mapping with the loader's options
+    (:mod:`llmvem.data.brain_sources`).
 
     Args:
-        source: the file or folder.
-        subject: NSD subject (1–8), used only for an NSD root.
+        source: the file or folder, or a source string or mapping.
+        subject: NSD subject (1–8) for an NSD source that names none (default 1).
     Raises:
-        DataError: the path does not exist or is none of the three layouts.
+        DataError: the path does not exist or is none of the layouts; a malformed source; a source naming several
+            subjects (load each with :func:`llmvem.data.brain_sources.parse_brain_sources`).
     """
-    path = Path(source).expanduser()
-    if path.is_file() and path.suffix == ".npz":
-        return _load_brain_npz(path)
-    if path.is_dir() and (path / "training_split").is_dir():
-        from llmvem.data.algonauts import load_algonauts2023
+    from llmvem.data.brain_sources import parse_brain_source
 
-        return load_algonauts2023(path).brain
-    if path.is_dir() and (path / "nsddata").is_dir():
-        from llmvem.data.nsd import load_nsd
-
-        return load_nsd(path, subject=subject)
-    if not path.exists():
-        raise DataError(f"brain data {path}: not found")
-    raise DataError(
-        f"brain data {path}: not a brain .npz (llmvem.data.files.save_brain), an Algonauts 2023 subject folder "
-        "(with training_split/) or an NSD root (with nsddata/)"
-    )
+    sources = parse_brain_source(source, subject=subject)
+    if len(sources) != 1:
+        raise DataError(
+            f"brain source {sources[0].text!r}: names {len(sources)} subjects; load_brain reads one (use "
+            "llmvem.data.brain_sources.parse_brain_sources and load each)"
+        )
+    return sources[0].load()
 
 
 # --------------------------------------------------------------------------- RDMs

@@ -28,7 +28,8 @@ import pandas as pd
 
 from llmvem.config import ExperimentConfig
 from llmvem.data.brain import BrainData, RDMSet
-from llmvem.data.files import load_brain, load_captions, load_matrix, load_rdms
+from llmvem.data.brain_sources import parse_brain_sources
+from llmvem.data.files import load_captions, load_matrix, load_rdms
 from llmvem.data.stimuli import align_ids
 from llmvem.errors import ConfigError, DataError
 from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, print_table, ridge_from_config
@@ -42,11 +43,13 @@ def _need(values: list[Any], flag: str, what: str) -> None:
 
 
 def _brains(cfg: ExperimentConfig) -> list[BrainData]:
+    """Every brain source of ``evaluate.inputs.brain`` loaded (an NSD subject list gives one per subject,
+    :mod:`llmvem.data.brain_sources`), ``--roi`` applied; names made unique (``nsd-subj02-func1pt8mm``)."""
     inp = cfg.evaluate.inputs
     out: list[BrainData] = []
     absent: dict[str, list[tuple[str, str]]] = {}
-    for k, src in enumerate(inp.brain):
-        brain = load_brain(src, subject=inp.subject)
+    for k, source in enumerate(parse_brain_sources(inp.brain, subject=inp.subject)):
+        brain, src = source.load(), source.text
         if inp.rois:
             brain, missing = _select_rois(brain, inp.rois, str(src))
             for roi, why in missing.items():
