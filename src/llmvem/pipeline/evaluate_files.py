@@ -6,7 +6,9 @@ directory with tables (CSV), per-voxel arrays, plots, ``metrics.json`` and ``rep
 - encoding: per feature matrix × brain source, a per-voxel-α ridge (``evaluate.encoding``) fitted on the ``train``
   split and scored on ``test`` (or a seeded ``test_fraction`` hold-out when the data has no such splits); ROI
   summaries with noise ceilings, optional permutation p-values with FDR; plots: ROI bars with ceilings, r
-  histograms.
+  histograms; per-voxel r, score and α back in each brain's space (``maps/<brain>/<model>/``: NIfTI in the
+  subject's volume, ``{lh,rh}.*.mgh`` on fsaverage; :mod:`llmvem.data.brain_maps`). Several brain sources (an NSD
+  subject list expands to one per subject) give a row per subject (``encoding_subjects.csv``) and their mean.
 - rsa: per feature matrix × target RDM set (dataset RDMs, RDM files, or ROI RDMs of several brain sources used as
   subjects): mean ± sem over subjects, leave-one-subject-out ceilings, a subject bootstrap interval; plots: bars
   with ceiling bands, RDM images.
@@ -152,6 +154,7 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
 
     rows: list[dict[str, Any]] = []
     r_by: dict[str, np.ndarray] = {}
+    maps: dict[str, dict[str, list[str]]] = {}
     splits_info: dict[str, Any] = {}
     for brain, own in brains:
         tr, te = brain.split_indices("train"), brain.split_indices("test")
@@ -172,6 +175,7 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
             r[~model.valid_targets_] = np.nan
             _warn_test_only_nonfinite(y_te, model.valid_targets_, r, f"{m.name} on {brain.name}")
             r_by[f"{m.name} | {brain.name}"] = r
+            maps[f"{m.name} | {brain.name}"] = _result_maps(run, brain, m.name, r, model, p_values)
             for row in encoding_rows(m.name, r, brain, p_values):
                 rows.append({"subject": brain.name, **row})
             log(f"  {m.name} on {brain.name}: {len(tr)} train / {len(te)} test, median r {np.nanmedian(r):.3f}")
@@ -202,13 +206,48 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
             for m, g in table.groupby("model", sort=False)
         },
         "subjects": splits_info,
+        "maps": {k: v for k, v in maps.items() if v},
         "total_s": round(time.perf_counter() - t_start, 1),
     }  # fmt: skip
+    _log_maps(maps, brains, log)
     run.log_metrics(**metrics)
     build_report(run.path)
     print_table(format_encoding_table(table))
     log(f"[green]done[/green] in {metrics['total_s']} s: {run.file('encoding.csv')}, {run.file('report.html')}")
     return run
+
+
+def _result_maps(
+    run: RunDir, brain: BrainData, model_name: str, r: np.ndarray, model: Any, p_values: np.ndarray | None
+) -> dict[str, list[str]]:
+    """Per-voxel r, score (with a noise ceiling), ridge α and p (with permutations) of one model on one brain, as
+    images in the brain's space under ``maps/<brain>/<model>/`` (:mod:`llmvem.data.brain_maps`): name → files
+    relative to the run directory; ``{}`` when the brain has no space."""
+    if brain.space is None:
+        return {}
+    from llmvem.brain.metrics import algonauts_score
+    from llmvem.data.brain_maps import safe_name, save_result_maps
+
+    values: dict[str, np.ndarray] = {"r": r}
+    if brain.noise_ceiling is not None:
+        values["score"] = algonauts_score(r, brain.noise_ceiling)
+    if getattr(model, "best_alphas_", None) is not None:
+        values["alpha"] = np.asarray(model.best_alphas_)
+    if p_values is not None:
+        values["p"] = np.asarray(p_values)
+    folder = run.file("maps") / safe_name(brain.name) / safe_name(model_name)
+    files = save_result_maps(values, brain, folder)
+    return {k: [str(f.relative_to(run.path)) for f in v] for k, v in files.items()}
+
+
+def _log_maps(maps: dict[str, dict[str, list[str]]], brains: list[tuple[BrainData, bool]], log: Log) -> None:
+    """Say where the brain maps went, and which brain sources had no space to write them in."""
+    n_files = sum(len(f) for m in maps.values() for f in m.values())
+    if n_files:
+        log(f"  {n_files} brain map file(s) (r, score, α in each brain's space) under maps/")
+    no_space = [b.name for b, _ in brains if b.space is None]
+    if no_space:
+        log(f"  no brain maps for {', '.join(no_space)}: no volume/fsaverage space (e.g. a .npz saved without one)")
 
 
 # --------------------------------------------------------------------------- RSA
@@ -279,6 +318,7 @@ def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Lo
     run = RunDir(cfg, run_dir)
     log(f"[bold]evaluate rsa[/bold]: {len(mats)} feature set(s) × {len(targets)} target(s) → {run.path}")
     rows: list[dict[str, Any]] = []
+    subject_rows: list[dict[str, Any]] = []
     shown: dict[str, np.ndarray] = {}
     for tname, rset in targets.items():
         if tname not in shown and len(shown) < 3:
@@ -292,12 +332,15 @@ def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Lo
             if rset.n_subjects >= 3:
                 ci = bootstrap_rsa(model_rdm, rset.rdms, rsa_cfg.method, over="subjects", seed=cfg.seed)
                 lo, hi = ci.low, ci.high
+            subject_rows += [{"model": m.name, "target": tname, "subject": subj, "score": float(sc)}
+                             for subj, sc in zip(rset.subjects, res.scores, strict=True)]  # fmt: skip
             rows.append({"model": m.name, "target": tname, "n_subjects": rset.n_subjects, "mean": res.mean,
                          "sem": res.sem, "noise_lower": res.noise_lower, "noise_upper": res.noise_upper,
                          "method": rsa_cfg.method, "ci95_low": lo, "ci95_high": hi,
                          "n_stimuli": rset.n_stimuli})  # fmt: skip
     table = pd.DataFrame(rows)
     table.to_csv(run.file("rsa.csv"), index=False)
+    pd.DataFrame(subject_rows).to_csv(run.file("rsa_subjects.csv"), index=False)
 
     from llmvem.report import build_report, format_rsa_table, plot_rdms, plot_rsa
 
@@ -382,8 +425,10 @@ def run_evaluate_decode(cfg: ExperimentConfig, run_dir: Path | None = None, log:
     from llmvem.report import build_report, plot_decoding
 
     plot_decoding(table, run.file("decode.png"))
+    numeric = table.drop(columns=["subject", "splits"]).select_dtypes("number")
     run.log_metrics(
         decode={r["subject"]: {k: v for k, v in r.items() if k != "subject"} for r in rows},
+        decode_mean={str(k): float(v) for k, v in numeric.mean().items()},
         embeddings=str(emb.path),
         total_s=round(time.perf_counter() - t_start, 1),
     )
