@@ -203,3 +203,18 @@ def test_same_image_same_features_from_file_and_folder(world: dict, tmp_path: Pa
     _ok(["features", str(folder), "-o", str(tmp_path / "b.npy")])
     assert (tmp_path / "a.ids.txt").read_text() == (tmp_path / "b.ids.txt").read_text() == nsd_id(k) + "\n"
     np.testing.assert_allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"), rtol=1e-5, atol=1e-6)
+
+
+def test_describe_reads_the_stimulus_file_and_matches_nsd_names(world: dict, tmp_path: Path) -> None:
+    """`llmvem describe nsd_stimuli.hdf5 --subset ids` sends brick rows; texts keyed by NSD file names match them."""
+    ks = [int(k) for k in world["images"][:3]]
+    ids_file = tmp_path / "three.txt"
+    ids_file.write_text("\n".join(nsd_id(k) for k in ks) + "\n")
+    source = tmp_path / "captions.jsonl"
+    source.write_text("".join(json.dumps({"image": f"shared{i + 1:04d}_nsd{k:05d}.png", "text": f"image {k}"}) + "\n"
+                              for i, k in enumerate(ks)))  # fmt: skip
+    out = tmp_path / "d.jsonl"
+    _ok(["describe", str(world["brick"]), "--subset", str(ids_file), "--backend", "import", "--source", str(source),
+         "--model", "human", "-o", str(out), "--no-progress"])  # fmt: skip
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["image"], r["text"]) for r in rows} == {(nsd_id(k), f"image {k}") for k in ks}

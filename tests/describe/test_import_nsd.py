@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from llmvem.data.nsd_ids import canonical_id, canonical_ids
 from llmvem.data.stimuli import StimulusSet
 from llmvem.describe import describe_stimuli, export_descriptions, read_records
 from llmvem.describe.imported import ImportDescriber
@@ -18,8 +19,10 @@ from llmvem.store import ArtifactStore
 
 
 def _nsd_stimuli(data_dir: Path) -> StimulusSet:
+    """The 1,000 images under NSD's canonical ids (as `llmvem describe` names them); the sources name the files."""
     paths = sorted((data_dir / "nsd_shared1000" / "images").glob("shared*_nsd*.jpg"))
-    return StimulusSet.from_paths(paths, name="nsd_shared1000", verify=False)
+    ids = canonical_ids([p.stem for p in paths])
+    return StimulusSet.from_paths(paths, ids=ids, name="nsd_shared1000", verify=False)
 
 
 def test_six_vlm_descriptions_round_trip_through_export(data_dir: Path, tmp_path: Path) -> None:
@@ -34,7 +37,7 @@ def test_six_vlm_descriptions_round_trip_through_export(data_dir: Path, tmp_path
     for f in files:
         for line in f.read_text(encoding="utf-8").splitlines():
             r = json.loads(line)
-            expected[(Path(r["image"]).stem, f.stem, prompt_texts[r["prompt"]])] = r["text"]
+            expected[(canonical_id(Path(r["image"]).stem), f.stem, prompt_texts[r["prompt"]])] = r["text"]
         desc = describe_stimuli(
             stim,
             ImportDescriber(f, model=f.stem),
@@ -70,7 +73,7 @@ def test_six_vlm_descriptions_round_trip_through_export(data_dir: Path, tmp_path
 def test_special100_coco_and_gpt4_captions(data_dir: Path, tmp_path: Path) -> None:
     src = data_dir / "nsd_shared1000" / "special100_captions.json"
     stim = _nsd_stimuli(data_dir)
-    ids = [Path(r["image"]).stem for r in json.loads(src.read_text())]
+    ids = canonical_ids([Path(r["image"]).stem for r in json.loads(src.read_text())])
     sub = stim.subset(ids)
     store = ArtifactStore(tmp_path / "s")
     with pytest.raises(ConfigError, match="several models"):

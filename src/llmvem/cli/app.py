@@ -94,6 +94,7 @@ COMMAND_FLAG_KEYS: dict[str, dict[str, str]] = {
         "--subset": "features.subset",
         "--design": "features.design",
     },
+    "describe": {"--subset": "features.subset", "--design": "features.design"},  # which images: one key per stage
     "words": {"--model": "features.model", "--weights": "features.weights", "--top": "words.top_k"},
 }
 
@@ -257,10 +258,18 @@ def describe_group() -> None:
 
 @describe_app.command("run")
 def describe(
-    images: Annotated[Path, typer.Argument(help="folder of images")],
+    images: Annotated[Path, typer.Argument(help="folder of images, or NSD's nsd_stimuli.hdf5")],
     out: Annotated[Path, typer.Option("--out", "-o", help="descriptions to write (.jsonl or .parquet)")] = Path(
         "descriptions.jsonl"
     ),
+    subset: Annotated[
+        str | None,
+        typer.Option("--subset", help="nsd_stimuli.hdf5: all, shared1000, shared515, subjNN or a file of ids"),
+    ] = None,
+    design: Annotated[
+        Path | None,
+        typer.Option("--design", help="nsd_stimuli.hdf5: nsd_expdesign.mat (default: from the NSD root layout)"),
+    ] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="openai, transformers or import")] = None,
     model: Annotated[str | None, typer.Option("--model", help="served model name, hub id/folder, or label")] = None,
     prompt: Annotated[
@@ -315,8 +324,13 @@ def describe(
       llmvem describe images/ --backend transformers --model ./smolvlm --device cuda --dtype bfloat16
       llmvem describe images/ --backend import --source captions.jsonl --model coco -o desc.parquet
       llmvem describe images/ --backend import --source gemma3_12b.jsonl --model gemma3_12b --clean preamble
+      llmvem describe nsd/nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5 --subset shared1000 --backend openai ...
+
+    Images of NSD (and Algonauts 2023) folders get NSD's canonical ids (nsd-NNNNN, the 1-based 73k id).
     """
     flags = {
+        "--subset": subset,
+        "--design": design,
         "--backend": backend,
         "--model": model,
         "--prompt": list(prompt) if prompt else None,
@@ -343,14 +357,18 @@ def describe(
     }
 
     def go() -> None:
+        from llmvem.data.nsd_stimuli import is_stimulus_file, stimuli_from_path
         from llmvem.describe import build_describer, describe_stimuli, generation_params, plan_descriptions
         from llmvem.describe.run import stimuli_from_folder
         from llmvem.store import ArtifactStore
 
-        cfg = _resolve(config, set_, flags)
+        cfg = _resolve(config, set_, flags, command="describe")
         d = cfg.describe
         describer = build_describer(d, device=cfg.device)
-        stim = stimuli_from_folder(images, d.labels)
+        if is_stimulus_file(images):
+            stim = stimuli_from_path(images, cfg.features.subset, design=cfg.features.design)
+        else:
+            stim = stimuli_from_folder(images, d.labels)
         params = generation_params(d, cfg.seed)
         store = ArtifactStore(cfg.cache_dir)
         if d.n_samples > 1 and d.backend != "import" and d.temperature == 0:
@@ -812,10 +830,19 @@ FeaturesOpt = Annotated[
 ]
 BrainOpt = Annotated[
     list[str] | None,
-    typer.Option("--brain", "-b", help="brain data: .npz, Algonauts subject folder or NSD root; repeatable"),
+    typer.Option(
+        "--brain",
+        "-b",
+        help="brain data: .npz, Algonauts subject folder or NSD root, or KIND:PATH?key=value&... with the loader's "
+        "options (nsd:/data/nsd?subject=1-8&space=fsaverage&rois=streams; algonauts:subj01?hemispheres=lh); "
+        "repeatable",
+    ),
 ]
 RoisOpt = Annotated[list[str] | None, typer.Option("--roi", help="keep only these ROIs; repeatable")]
-SubjectOpt = Annotated[int | None, typer.Option("--subject", help="NSD subject (1–8) for an NSD root")]
+SubjectOpt = Annotated[
+    int | None,
+    typer.Option("--subject", help="NSD subject (1–8) of NSD roots that name none (or subject= per --brain)"),
+]
 CvOpt = Annotated[str | None, typer.Option("--cv", help="ridge α per voxel: gcv (fast), loo (exact) or K for K-fold")]
 TestFractionOpt = Annotated[
     float | None, typer.Option("--test-fraction", help="held-out share when the data has no test split")
@@ -880,11 +907,13 @@ def evaluate_encoding(
 
     Fits on the data's 'train' split and scores on 'test' (or a seeded --test-fraction hold-out). Writes
     encoding.csv (mean over subjects), encoding_subjects.csv, voxel_r.npz, encoding.png, r_histograms.png,
-    metrics.json and report.html into a new run directory.
+    metrics.json and report.html into a new run directory, and per-voxel r, score and α in each brain's own space
+    (maps/<brain>/<model>/: r.nii.gz in the subject's volume, lh.r.mgh / rh.r.mgh on fsaverage; NaN outside).
 
     Examples:
       llmvem evaluate encoding -f effnet=eff.npy -f minilm=desc.npy -b subj01.npz -b subj02.npz --permutations 1000
       llmvem evaluate encoding -f feats.npy -b algonauts/subj01 --roi FFA-1 --roi PPA --cv 5
+      llmvem evaluate encoding -f feats.npy -b "nsd:/data/nsd?subject=1-8&space=fsaverage&rois=streams" --cv gcv
     """
     flags = {"--features": features, "--brain": brain, "--roi": roi, "--subject": subject, "--cv": cv,
              "--test-fraction": test_fraction, "--permutations": permutations, "--seed": seed, "--name": name,

@@ -36,6 +36,14 @@ def _stem(s: object) -> str:
     return p.stem if p.suffix else str(s)
 
 
+def _id_key(image: str) -> str:
+    """How a source's image reference and a stimulus id are matched: NSD images by their canonical id (a source
+    naming ``shared0001_nsd02951`` describes the stimulus ``nsd-02951`` and vice versa), everything else as is."""
+    from llmvem.data.nsd_ids import canonical_id
+
+    return canonical_id(image) or image
+
+
 def read_text_table(path: str | Path) -> pd.DataFrame:
     """Read a file of texts into a frame with columns ``image`` (stimulus id), ``text`` and any of ``prompt``,
     ``model``; reports the line of a malformed JSON record.
@@ -147,7 +155,7 @@ class ImportDescriber:
         self._source_prompts: list[str] = []
         if isinstance(source, Mapping):
             for k, v in source.items():
-                self._texts[(str(k), None)] = [v]
+                self._texts[(_id_key(str(k)), None)] = [v]
             self._source_hash: str | None = None
             self._source = "<mapping>"
         else:
@@ -170,7 +178,7 @@ class ImportDescriber:
             else:
                 prompts = [None] * len(df)
             for img, pr, text in zip(df["image"].astype(str), prompts, df["text"], strict=True):
-                self._texts.setdefault((img, pr), []).append(text)
+                self._texts.setdefault((_id_key(img), pr), []).append(text)
             pf = Path(prompts_file) if prompts_file is not None else Path(source).with_name("prompts.json")
             if pf.is_file():
                 try:
@@ -219,15 +227,15 @@ class ImportDescriber:
 
     def check_ids(self, ids: list[str]) -> None:
         """Raise :class:`IdMismatchError` naming the ids that have no text in the source."""
-        missing = [i for i in ids if i not in self._ids]
+        missing = [i for i in ids if _id_key(i) not in self._ids]
         if missing:
             raise IdMismatchError(f"{len(missing)} of {len(ids)} images have no text in {self._source}: {missing[:10]}")
 
     def describe(self, image: ImageRequest, prompt: str, params: Mapping[str, Any], sample: int) -> str:
         source_prompt = self._by_text.get(prompt, prompt) if self._source_prompts else None
-        texts = self._texts.get((image.id, source_prompt))
+        texts = self._texts.get((_id_key(image.id), source_prompt))
         if texts is None:
-            if image.id not in self._ids:
+            if _id_key(image.id) not in self._ids:
                 raise IdMismatchError(f"image {image.id!r} ({image.path}) has no text in {self._source}")
             raise DescribeFailure(
                 f"image {image.id!r} has no text for prompt {source_prompt!r} in {self._source}", kind="input"

@@ -94,8 +94,9 @@ class DescribePlan:
 
 
 def stimuli_from_folder(folder: str | Path, labels: str | Path | None = None) -> StimulusSet:
-    """Every image file of ``folder`` (ids = file stems), listed without decoding: unreadable files become recorded
-    failures of the describe run instead of stopping it before it starts.
+    """Every image file of ``folder`` (ids = file stems; NSD and Algonauts names become canonical ``nsd-NNNNN``,
+    :mod:`llmvem.data.nsd_ids`), listed without decoding: unreadable files become recorded failures of the describe
+    run instead of stopping it before it starts.
 
     Args:
         labels: optional CSV/TSV/JSONL with an image column (``image``, ``id`` or ``file``) and a ``label``
@@ -125,14 +126,17 @@ def stimuli_from_folder(folder: str | Path, labels: str | Path | None = None) ->
             + f"; describing the {len(paths)} image file(s) directly in it",
             stacklevel=2,
         )
-    ids = [p.stem for p in paths]
+    from llmvem.data.nsd_ids import canonical_ids
+
+    stems = [p.stem for p in paths]
     lab = None
     if labels is not None:
         table = read_labels(labels)
-        missing = [i for i in ids if i not in table]
+        missing = [i for i in stems if i not in table]
         if missing:
             raise DataError(f"{len(missing)} image(s) have no label in {labels}: {missing[:10]}")
-        lab = [table[i] for i in ids]
+        lab = [table[i] for i in stems]
+    ids = canonical_ids(stems, f"images of {folder}")  # NSD / Algonauts names → nsd-NNNNN; other names unchanged
     return StimulusSet.from_paths(paths, ids=ids, name=folder.name, labels=lab, verify=False)
 
 
