@@ -284,7 +284,10 @@ def _check_brain_source(value: str | dict[str, Any]) -> str | dict[str, Any]:
     try:
         parse_brain_source(value)
     except DataError as exc:
-        raise PydanticCustomError("brain_source", "{reason}", {"reason": str(exc)}) from None
+        reason = str(exc)
+        if isinstance(value, str):  # the message ends with (got '<the source>'): name it once
+            reason = reason.removeprefix(f"brain source {value.strip()!r}: ")
+        raise PydanticCustomError("brain_source", "{reason}", {"reason": reason}) from None
     return value
 
 
