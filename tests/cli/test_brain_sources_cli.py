@@ -185,3 +185,26 @@ def test_bad_sources_exit_2_with_one_line(world: dict[str, Path], tmp_path: Path
     assert message in text and "Traceback" not in res.output
     assert text.startswith("error:")
     assert not list(tmp_path.glob("evaluate-*"))
+
+
+def test_rsa_and_decode_over_the_subjects_of_one_source(world: dict[str, Path], tmp_path: Path) -> None:
+    brain = f"nsd:{world['nsd']}?subject=1,2&rois=streams"
+    subjects = ["nsd-subj01-func1pt8mm", "nsd-subj02-func1pt8mm"]
+    res = runner.invoke(app, ["evaluate", "rsa", "--no-progress", "-f", str(world["feats"]), "-b", brain,
+                              "--output-dir", str(tmp_path)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (run,) = tmp_path.glob("evaluate-rsa-*")
+    per = pd.read_csv(run / "rsa_subjects.csv")
+    table = pd.read_csv(run / "rsa.csv").set_index("target")
+    for roi in ("early", "ventral"):
+        rows = per[per["target"] == roi]
+        assert list(rows["subject"]) == subjects
+        np.testing.assert_allclose(rows["score"].mean(), table.loc[roi, "mean"])
+    res = runner.invoke(app, ["evaluate", "decode", "--no-progress", "--cv", "gcv", "-e", str(world["feats"]),
+                              "-b", brain, "--output-dir", str(tmp_path)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (run,) = tmp_path.glob("evaluate-decode-*")
+    dec = pd.read_csv(run / "decode.csv")
+    assert list(dec["subject"]) == subjects
+    mean = json.loads((run / "metrics.json").read_text())["decode_mean"]
+    np.testing.assert_allclose(mean["identification_accuracy"], dec["identification_accuracy"].mean())
