@@ -137,3 +137,39 @@ def test_bad_input_is_one_clear_error(tmp_path: Path) -> None:
     unknown = _brain(pd.DataFrame({"hemi": ["lh", "lh"], "fsaverage_vertex": [-1, 7]}), fs)
     with pytest.raises(DataError, match="no fsaverage vertex"):
         fsaverage_arrays(np.ones(2), unknown)
+
+
+def test_maps_of_load_nsd_on_fsaverage_land_on_its_vertices(tmp_path: Path) -> None:
+    """NSD on fsaverage as load_nsd reads it ({lh,rh}.betas_sessionSS.mgh, fsaverage/label/{lh,rh}.streams.mgz)."""
+    from scipy.io import savemat
+
+    from llmvem.data.nsd import load_nsd
+
+    rng = np.random.default_rng(6)
+    n_vert = 12  # vertices per hemisphere of this small surface
+    trials = np.repeat(np.arange(1, 251), 3)  # 750 trials: one session, each image three times
+    rng.shuffle(trials)
+    d = tmp_path / "nsddata" / "experiments" / "nsd"
+    d.mkdir(parents=True)
+    subjectim = np.tile(np.arange(1, 251), (8, 1))
+    savemat(d / "nsd_expdesign.mat", {"masterordering": trials[None], "subjectim": subjectim,
+                                      "sharedix": np.arange(1, 11)[None]})  # fmt: skip
+    bdir = tmp_path / "nsddata_betas" / "ppdata" / "subj01" / "fsaverage" / "betas_fithrf_GLMdenoise_RR"
+    ldir = tmp_path / "nsddata" / "freesurfer" / "fsaverage" / "label"
+    bdir.mkdir(parents=True)
+    ldir.mkdir(parents=True)
+    labelled = {"lh": [1, 4, 11], "rh": [0, 7]}
+    for hemi, verts in labelled.items():
+        data = rng.standard_normal((n_vert, 1, 1, 750)).astype(np.float32)
+        nib.save(nib.MGHImage(data, np.eye(4)), bdir / f"{hemi}.betas_session01.mgh")
+        lab = np.zeros((n_vert, 1, 1), dtype=np.int32)
+        lab[verts] = 5
+        nib.save(nib.MGHImage(lab, np.eye(4)), ldir / f"{hemi}.streams.mgz")
+    brain = load_nsd(tmp_path, 1, space="fsaverage", rois=["streams"], sessions=[1])
+    values = np.arange(1.0, brain.n_voxels + 1)
+    paths = save_fsaverage(values, brain, tmp_path / "maps" / "r")
+    lh, rh = (np.asarray(nib.load(p).dataobj).reshape(-1) for p in paths)
+    assert lh.size == rh.size == n_vert
+    np.testing.assert_array_equal(lh[labelled["lh"]], [1, 2, 3])  # lh first, then rh, in vertex order
+    np.testing.assert_array_equal(rh[labelled["rh"]], [4, 5])
+    assert np.isnan(lh).sum() == n_vert - 3 and np.isnan(rh).sum() == n_vert - 2
