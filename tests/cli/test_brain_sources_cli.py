@@ -208,3 +208,16 @@ def test_rsa_and_decode_over_the_subjects_of_one_source(world: dict[str, Path], 
     assert list(dec["subject"]) == subjects
     mean = json.loads((run / "metrics.json").read_text())["decode_mean"]
     np.testing.assert_allclose(mean["identification_accuracy"], dec["identification_accuracy"].mean())
+
+
+def test_vertices_unknown_scores_stand_and_maps_are_skipped(world: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    subj = tmp_path / "alg" / "subj01"
+    shutil.copytree(world["alg"], subj)
+    for hemi in ("lh", "rh"):
+        (subj / "roi_masks" / f"{hemi}.all-vertices_fsaverage_space.npy").unlink()
+    with pytest.warns(RuntimeWarning, match="no brain maps for 'algonauts2023-subj01'.*no fsaverage vertex"):
+        run = _run(["-f", str(world["feats"]), "-b", f"algonauts:{subj}?roi_classes=streams"], tmp_path / "out")
+    assert (pd.read_csv(run / "encoding_subjects.csv")["mean_r"] > 0.5).all()
+    assert json.loads((run / "metrics.json").read_text())["maps"] == {} and not (run / "maps").exists()

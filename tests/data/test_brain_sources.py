@@ -85,6 +85,8 @@ def test_plain_paths_are_detected_as_today(tmp_path: Path) -> None:
     assert parse_brain_source(f"{root}?subject=3&space=func1mm")[0].kind == "nsd"  # plain path with options
     with pytest.raises(DataError, match="but --subject"):
         parse_brain_source(f"nsd:{root}?subject=3", subject=4)
+    (as_path,) = parse_brain_source(Path(f"nsd:{root}?subject=2"))  # a Path-typed config key (dataset.brain)
+    assert (as_path.kind, as_path.options) == ("nsd", {"subject": 2})
     with pytest.raises(DataError, match="names 2 subjects"):
         load_brain(f"nsd:{root}?subject=1,2")
 

@@ -167,7 +167,7 @@ def parse_brain_source(spec: str | Path | Mapping[str, Any], subject: int | None
 def _from_string(spec: str | Path) -> tuple[str, Path, dict[str, Any], str]:
     """``(kind, path, raw options, text)`` of a source string; kind ``"auto"`` for a plain path."""
     text = str(spec).strip()
-    if isinstance(spec, Path) or _exists(text):
+    if _exists(text):  # an existing path is a path, whatever characters it holds
         return "auto", Path(text).expanduser(), {}, text
     kind, rest = "auto", text
     match = _KIND_RE.match(text)

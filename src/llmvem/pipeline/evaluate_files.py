@@ -236,7 +236,11 @@ def _result_maps(
     if p_values is not None:
         values["p"] = np.asarray(p_values)
     folder = run.file("maps") / safe_name(brain.name) / safe_name(model_name)
-    files = save_result_maps(values, brain, folder)
+    try:
+        files = save_result_maps(values, brain, folder)
+    except DataError as exc:  # e.g. Algonauts without its all-vertices masks: scores stand, maps cannot be placed
+        warnings.warn(f"evaluate encoding: no brain maps for {brain.name!r}: {exc}", RuntimeWarning, stacklevel=2)
+        return {}
     return {k: [str(f.relative_to(run.path)) for f in v] for k, v in files.items()}
 
 
