@@ -155,19 +155,24 @@ def test_nsd_workflow_from_the_stimulus_file(world: dict, tmp_path: Path, monkey
     written = Path("subj01.ids.txt").read_text().split()
     assert written == [nsd_id(k) for k in world["images"]]
 
-    _ok(["evaluate", "encoding", "-f", "effnet=subj01.npy", "-b", str(world["root"]), "--subject", "1"])
+    source = f"nsd:{world['root']}?subject=1&rois=streams&sessions=1"  # the fake holds session 1 only
+    _ok(["evaluate", "encoding", "-f", "effnet=subj01.npy", "-b", source])
     table = _encoding(tmp_path / "runs")
     ventral = table[table["roi"].astype(str).str.contains("ventral")]
     assert not ventral.empty, table
     assert float(ventral["mean_r"].iloc[0]) > 0.5, table
     early = table[table["roi"].astype(str) == "early"]
     assert float(early["mean_r"].iloc[0]) < 0.3, table  # no signal planted there
+    r_map = next((tmp_path / "runs").glob("evaluate-encoding-*/maps/*/effnet/r.nii.gz"))
+    vol = np.asarray(nib.load(str(r_map)).dataobj)
+    assert vol.shape == GRID and np.isnan(vol[0]).all()  # −1 (non-cortical) voxels are not in the data
+    assert np.nanmean(vol[3:]) > 0.5 > np.nanmean(vol[1:3])  # ventral slab lit, early not
 
     # features keyed 0-based (as a row index) pair each response with the next image: refused, saying why
     shifted = tmp_path / "shifted.npy"
     np.save(shifted, np.load("subj01.npy"))
     shifted.with_suffix(".ids.txt").write_text("\n".join(nsd_id(k - 1) for k in world["images"]) + "\n")
-    res = runner.invoke(app, ["evaluate", "encoding", "-f", f"x={shifted}", "-b", str(world["root"]), "--subject", "1"])
+    res = runner.invoke(app, ["evaluate", "encoding", "-f", f"x={shifted}", "-b", source])
     assert res.exit_code != 0
     assert "shift" in res.output, res.output
 
