@@ -9,6 +9,7 @@ from sklearn.linear_model import RidgeCV
 
 from llmvem.brain import RidgeEncoder, ridge_cv_alphas, ridge_loo_alphas
 from llmvem.brain.metrics import r2_score_columns
+from llmvem.brain.ridge import DEFAULT_FRACTIONS
 from llmvem.errors import ConfigError, DataError
 
 ALPHAS = np.logspace(-2, 6, 20)
@@ -169,6 +170,7 @@ def test_sklearn_params_and_clone() -> None:
         "backend": "auto",
         "device": None,
         "form": "auto",
+        "fractions": DEFAULT_FRACTIONS,
     }
     assert isinstance(RidgeEncoder().alphas, tuple)
     model.set_params(alpha_per_target=False, dtype="float64")

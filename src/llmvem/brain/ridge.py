@@ -41,7 +41,14 @@ _BATCH_ELEMENTS = 1 << 26  # auto target batch when batch copies of Y are made (
 _BATCH_ELEMENTS_GPU = 1 << 27
 _GCV_WORK_ELEMENTS = 1 << 25  # GCV on numpy: Y is only viewed, the working arrays are r × batch ≈ this
 
-CV = Literal["gcv", "loo"] | int
+# Fractional ridge (cv="frac"): Doerig et al.'s grid, np.linspace(1/20, 1 + 1/20, 20) in
+# adriendoerig/visuo_llm nsd_llm_encoding_model.py (taken from fracridge's examples/plot_alpha_vs_gamma.py)
+DEFAULT_FRACTIONS: tuple[float, ...] = tuple(float(f) for f in np.linspace(1 / 20, 1 + 1 / 20, 20))
+MAX_FRACTION = 1.1  # every fraction ≥ 1 is the OLS solution (α = 0); Doerig et al.'s grid ends at 1.05
+FRAC_FOLDS = 5  # fracridge's FracRidgeRegressorCV: GridSearchCV(cv=None), 5 contiguous folds
+_FRAC_BIG_BIAS, _FRAC_SMALL_BIAS, _FRAC_BIAS_STEP = 10e3, 10e-3, 0.2  # fracridge's α grid (fracridge.py)
+
+CV = Literal["gcv", "loo", "frac"] | int
 Form = Literal["auto", "primal", "kernel"]
 
 
@@ -132,19 +139,44 @@ def _check_batch(target_batch_size: int | None, where: str) -> int | None:
     return int(target_batch_size)
 
 
-def _check_cv(cv: Any, n: int, where: str) -> str | int:
-    """'gcv', 'loo' or a number of folds 2 ≤ K ≤ n."""
+def _check_cv(cv: Any, n: int, where: str, allowed: tuple[str, ...] = ("gcv", "loo", "frac")) -> str | int:
+    """One of ``allowed`` ('gcv', 'loo', 'frac') or a number of folds 2 ≤ K ≤ n/2."""
+    choices = ", ".join(repr(a) for a in allowed)
     if isinstance(cv, str):
-        if cv not in ("gcv", "loo"):
-            raise ConfigError(f"{where}: cv must be 'gcv', 'loo' or a number of folds ≥ 2, got {cv!r}")
+        if cv not in allowed:
+            raise ConfigError(f"{where}: cv must be {choices} or a number of folds ≥ 2, got {cv!r}")
+        if cv == "frac" and n < 2 * FRAC_FOLDS:
+            raise DataError(
+                f"{where}: cv='frac' chooses the fraction by {FRAC_FOLDS}-fold CV, which needs at least "
+                f"{2 * FRAC_FOLDS} samples; there are only {n}"
+            )
         return cv
     if isinstance(cv, bool) or not isinstance(cv, int | np.integer):
-        raise ConfigError(f"{where}: cv must be 'gcv', 'loo' or a number of folds ≥ 2, got {cv!r}")
+        raise ConfigError(f"{where}: cv must be {choices} or a number of folds ≥ 2, got {cv!r}")
     if cv < 2:
         raise ConfigError(f"{where}: cv={cv} folds; need at least 2")
     if cv > n // 2:
         raise DataError(f"{where}: {cv}-fold CV needs at least 2 samples per fold, but there are only {n} samples")
     return int(cv)
+
+
+def _check_fractions(fractions: Any, where: str) -> np.ndarray:
+    """(f,) float64 fractions of the OLS weight norm: finite, in (0, MAX_FRACTION], strictly increasing."""
+    try:
+        f = np.atleast_1d(np.asarray(fractions, dtype=np.float64))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: fractions must be a sequence of numbers ({exc})") from exc
+    if f.ndim != 1 or f.size == 0:
+        raise ConfigError(f"{where}: fractions must be a non-empty 1-D sequence, got shape {f.shape}")
+    bad = ~(np.isfinite(f) & (f > 0) & (f <= MAX_FRACTION))
+    if bad.any():
+        raise ConfigError(
+            f"{where}: every fraction of the OLS weight norm must be in (0, {MAX_FRACTION}] (1 is OLS itself, and so "
+            f"is anything above it); got {f[bad].tolist()}"
+        )
+    if f.size > 1 and not (np.diff(f) > 0).all():
+        raise ConfigError(f"{where}: fractions must be strictly increasing (as fracridge requires), got {f.tolist()}")
+    return f
 
 
 def _check_form(form: Any, where: str) -> str:
@@ -473,6 +505,8 @@ class _RidgeFit:
     alpha: float | None  # the shared α (alpha_per_target=False)
     form: str
     backend: str
+    fractions: np.ndarray | None = None  # (v,) chosen fraction of the OLS norm (cv="frac"), NaN where masked
+    cv_r2: np.ndarray | None = None  # (f, v) held-out R² per fraction (cv="frac")
 
 
 @dataclass
@@ -621,6 +655,33 @@ def _finish_batch(
     )
 
 
+def _write_weights(
+    b: _Batch,
+    g: Any,
+    coef: np.ndarray,
+    v_d: Any,
+    x_mean_d: np.ndarray,
+    intercept: np.ndarray,
+    fit_intercept: bool,
+    be: _Backend,
+) -> None:
+    """β = V (g ⊙ P) into ``coef[:, b.cols]`` (and the intercepts); ``g`` (r, b') are the gains s / (s² + α_t) of
+    the batch's targets on the backend, multiplied by P in place."""
+    g *= b.proj
+    contiguous = b.cols.size == b.valid.size
+    if be.name == "numpy" and contiguous:
+        w = coef[:, b.cols[0] : b.cols[-1] + 1]
+        np.matmul(g.T, v_d.T, out=w.T)  # wᵀ = gᵀ Vᵀ: a C-contiguous (b, p) output, so BLAS writes in place
+    else:
+        w = be.to_numpy(v_d @ g)  # (p, b)
+        if contiguous:
+            coef[:, b.cols[0] : b.cols[-1] + 1] = w
+        else:
+            coef[:, b.cols] = w
+    if fit_intercept:
+        intercept[b.cols] = b.mean - x_mean_d @ w
+
+
 def _fit_ridge_impl(
     x: np.ndarray,
     y: np.ndarray,
@@ -658,20 +719,7 @@ def _fit_ridge_impl(
     def solve(b: _Batch, a_idx: np.ndarray) -> None:
         """β = V diag(s / (s² + α_t)) P for the batch's targets, α_t = alphas[a_idx]."""
         assert coef is not None and v_d is not None
-        g = be.cols(gain_table, a_idx)  # (r, b)
-        g *= b.proj
-        contiguous = b.cols.size == b.valid.size
-        if be.name == "numpy" and contiguous:
-            w = coef[:, b.cols[0] : b.cols[-1] + 1]
-            np.matmul(g.T, v_d.T, out=w.T)  # wᵀ = gᵀ Vᵀ: a C-contiguous (b, p) output, so BLAS writes in place
-        else:
-            w = be.to_numpy(v_d @ g)  # (p, b)
-            if contiguous:
-                coef[:, b.cols[0] : b.cols[-1] + 1] = w
-            else:
-                coef[:, b.cols] = w
-        if fit_intercept:
-            intercept[b.cols] = b.mean - x_mean_d @ w
+        _write_weights(b, be.cols(gain_table, a_idx), coef, v_d, x_mean_d, intercept, fit_intercept, be)
 
     r = basis.s.size
     stream = cv == "gcv" and be.name == "torch" and batch is None and _stream_fits(r, v, n, be)
@@ -715,29 +763,187 @@ def _fit_ridge_impl(
             for _, b in read_batches(views_only=True, keep_y=False):
                 if b.cols.size:
                     solve(b, np.full(b.cols.size, shared_idx))
-    n_bad = int((~valid_all).sum())
-    if n_bad:
-        warnings.warn(
-            f"{where}: {n_bad} of {v} targets contain NaN/inf or are constant and are left out of the fit "
-            "(coef 0, prediction = mean of their finite values); see valid_targets_",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    _warn_masked(valid_all, where)
     return _RidgeFit(coef, intercept, best, cv_mse, valid_all, shared, basis.form, be.name)
 
 
-def _fit_ridge(x: np.ndarray, y: np.ndarray, alphas: np.ndarray, *, be: _Backend, **kw: Any) -> _RidgeFit:
-    """:func:`_fit_ridge_impl` with one thread pool for the whole fit (numpy backend, large Y)."""
+def _warn_masked(valid: np.ndarray, where: str) -> None:
+    """One warning that counts the targets left out of the fit (``valid`` (v,) bool)."""
+    n_bad = int((~valid).sum())
+    if n_bad:
+        warnings.warn(
+            f"{where}: {n_bad} of {valid.size} targets contain NaN/inf or are constant and are left out of the fit "
+            "(coef 0, prediction = mean of their finite values); see valid_targets_",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def _fit_ridge(x: np.ndarray, y: np.ndarray, grid: np.ndarray, *, be: _Backend, **kw: Any) -> _RidgeFit:
+    """:func:`_fit_ridge_impl` (``grid``: the alphas) or, with ``cv="frac"``, :func:`_fit_frac_impl` (``grid``: the
+    fractions), with one thread pool for the whole fit (numpy backend, large Y)."""
+    if kw["cv"] == "frac":
+        impl: Any = _fit_frac_impl
+        kw = {k: a for k, a in kw.items() if k not in ("cv", "compute_coef")}
+    else:
+        impl = _fit_ridge_impl
     if be.name != "numpy" or y.size < 1 << 22 or _n_threads() == 1:
-        return _fit_ridge_impl(x, y, alphas, be=be, **kw)
+        return impl(x, y, grid, be=be, **kw)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(_n_threads()) as pool:
         be.pool = pool
         try:
-            return _fit_ridge_impl(x, y, alphas, be=be, **kw)
+            return impl(x, y, grid, be=be, **kw)
         finally:
             be.pool = None
+
+
+# ---------------------------------------------------------------------------------------------------- fractional ridge
+def _frac_alpha_grid(s: np.ndarray) -> np.ndarray:
+    """fracridge's candidate penalties for singular values ``s`` (r,), descending → (g,) float64.
+
+    0 (the OLS solution) and 10^k for k from ⌊log10(10⁻² s_min²)⌋ to below ⌈log10(10⁴ s_max²)⌉ in steps of 0.2,
+    as ``fracridge.fracridge`` (Rokem & Kay 2020) builds it: the α of a fraction is interpolated on this grid.
+    """
+    lo, hi = _FRAC_SMALL_BIAS * s[-1] ** 2, _FRAC_BIG_BIAS * s[0] ** 2
+    return np.concatenate([[0.0], 10 ** np.arange(np.floor(np.log10(lo)), np.ceil(np.log10(hi)), _FRAC_BIAS_STEP)])
+
+
+def _interp_columns(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """``np.interp(x, xp[:, j], fp)`` for every column j at once (same formula and end clamping).
+
+    Args:
+        x: (f,) points; xp: (g, b) increasing down each column; fp: (g,) values.
+    Returns:
+        (f, b) float64.
+    """
+    g, b = xp.shape
+    cols = np.arange(b)
+    out = np.empty((x.size, b))
+    for i, xv in enumerate(x):
+        j = (xp <= xv).sum(axis=0) - 1  # the last grid point at or below xv (−1: below the first)
+        jj = np.clip(j, 0, g - 2)
+        x0, x1 = xp[jj, cols], xp[jj + 1, cols]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            val = (fp[jj + 1] - fp[jj]) / (x1 - x0) * (xv - x0) + fp[jj]
+        out[i] = np.where(j < 0, fp[0], np.where(j >= g - 1, fp[-1], val))
+    return out
+
+
+def _fraction_alphas(proj: Any, s: np.ndarray, fractions: np.ndarray, be: _Backend) -> np.ndarray:
+    """The α of every target that shrinks its weight norm to each fraction of the OLS norm, as ``fracridge`` finds it.
+
+    ‖β(α)‖² = Σ_k (s_k / (s_k² + α))² P_k² on fracridge's grid (:func:`_frac_alpha_grid`), divided by its value at
+    α = 0 (the OLS norm), then α interpolated linearly in log(1 + α) against that relative norm.
+
+    Args:
+        proj: (r, b) P = UᵀY_c on the backend; s: (r,) singular values; fractions: (f,) in (0, 1.1].
+    Returns:
+        (f, b) float64 α ≥ 0 (0 for fractions ≥ 1, and for targets orthogonal to X, whose weights are 0 anyway).
+    """
+    grid = _frac_alpha_grid(s)
+    s2 = s[None, :] ** 2
+    shrink2 = (s2 / (s2 + grid[:, None])) ** 2 / s2  # (g, r): squared gain of P_k at each α
+    norm = np.sqrt(np.maximum(be.get(be.put(shrink2) @ (proj * proj)), 0.0))  # (g, b) ‖β(α)‖
+    ols = norm[0]
+    zero = ~(ols > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = norm / np.where(zero, 1.0, ols)
+    rel[:, zero] = np.linspace(1.0, 0.0, grid.size)[:, None]  # any monotone curve: their α is set to 0 below
+    alphas = np.exp(_interp_columns(fractions, rel[::-1], np.log(1 + grid)[::-1])) - 1
+    alphas[:, zero] = 0.0
+    return np.maximum(alphas, 0.0)
+
+
+def _frac_cv_scores(
+    yb: Any, folds: list[_Fold], fractions: np.ndarray, fit_intercept: bool, be: _Backend
+) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out MSE and R² (f, b) of every fraction, each averaged over the folds (fracridge's GridSearchCV protocol).
+
+    Per fold: X and Y centred with the training means, α per target and fraction from the training fold's own
+    spectrum, R² = 1 − SSE/SST on the test fold (SST around the test mean; scikit-learn's ``r2_score`` with its
+    ``force_finite`` rule for a constant test fold: 1 if predicted exactly, else 0).
+    """
+    mse = np.zeros((fractions.size, yb.shape[1]))
+    r2 = np.zeros_like(mse)
+    for f in folds:
+        ytr, yte = be.rows(yb, f.train), be.rows(yb, f.test)
+        if fit_intercept:
+            m = be.mean0(ytr)
+            ytr, yte = ytr - m, yte - m
+        proj = f.u.T @ ytr
+        alphas = be.put(_fraction_alphas(proj, f.s, fractions, be))  # (f, b)
+        sst = be.get(be.sumsq0(yte - be.mean0(yte)))
+        s_d = be.put(f.s[:, None])
+        for j in range(fractions.size):
+            err = yte - f.t @ (s_d / (s_d * s_d + alphas[j : j + 1]) * proj)
+            sse = be.get(be.sumsq0(err))
+            mse[j] += sse / f.test.size
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r2[j] += np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.where(sse == 0, 1.0, 0.0))
+    return mse / len(folds), r2 / len(folds)
+
+
+def _fit_frac_impl(
+    x: np.ndarray,
+    y: np.ndarray,
+    fractions: np.ndarray,
+    *,
+    fit_intercept: bool,
+    alpha_per_target: bool,
+    batch: int | None,
+    be: _Backend,
+    form: str,
+    where: str,
+) -> _RidgeFit:
+    """Fractional ridge: the fraction per target by K-fold held-out R², then α and weights on all samples."""
+    n, p = x.shape
+    v = y.shape[1]
+    basis = _RidgeBasis.from_design(x, fit_intercept, form)
+    u32 = basis.u.astype(be.np_dtype)
+    ua = be.put(np.column_stack([u32, np.ones(n, dtype=be.np_dtype)]) if be.name == "numpy" else u32)
+    usum = u32.sum(axis=0, dtype=np.float64)
+    folds = _folds(x, FRAC_FOLDS, fit_intercept, form, be)
+    cv_mse, cv_r2, alpha_table = (np.full((fractions.size, v), np.nan) for _ in range(3))
+    chosen = np.full(v, -1)
+    valid_all = np.zeros(v, dtype=bool)
+    intercept = np.zeros(v)
+    coef = np.zeros((p, v), dtype=be.np_dtype, order="F")
+    v_d, s_d, x_mean_d = be.put(basis.v), be.put(basis.s[:, None]), basis.x_mean.astype(be.np_dtype)
+
+    def solve(b: _Batch) -> None:
+        alpha = be.put(alpha_table[chosen[b.cols], b.cols])[None, :]  # (1, b')
+        _write_weights(b, s_d / (s_d * s_d + alpha), coef, v_d, x_mean_d, intercept, fit_intercept, be)
+
+    r = basis.s.size
+    for sl in _batches(v, n, r, batch, be, views_only=False):
+        b = _read_batch(y, sl, ua, usum, fit_intercept, be, keep_y=True)
+        valid_all[sl] = b.valid
+        intercept[sl] = b.fill if fit_intercept else 0.0
+        if b.cols.size == 0:
+            continue
+        cv_mse[:, b.cols], cv_r2[:, b.cols] = _frac_cv_scores(b.y, folds, fractions, fit_intercept, be)
+        alpha_table[:, b.cols] = _fraction_alphas(b.proj, basis.s, fractions, be)
+        if alpha_per_target:
+            chosen[b.cols] = np.argmax(cv_r2[:, b.cols], axis=0)  # the first (smallest) fraction on ties
+            solve(b)
+    if not valid_all.any():
+        raise DataError(f"{where}: all {v} targets contain NaN/inf or are constant; nothing to fit")
+    if not alpha_per_target:  # one fraction for all targets: the best mean R² over targets, as GridSearchCV scores
+        chosen[valid_all] = int(np.argmax(np.nanmean(cv_r2, axis=1)))
+        for sl in _batches(v, n, r, batch, be, views_only=True):
+            b = _read_batch(y, sl, ua, usum, fit_intercept, be)
+            if b.cols.size:
+                solve(b)
+    _warn_masked(valid_all, where)
+    best = np.full(v, np.nan)
+    frac = np.full(v, np.nan)
+    best[valid_all] = alpha_table[chosen[valid_all], np.flatnonzero(valid_all)]
+    frac[valid_all] = fractions[chosen[valid_all]]
+    fit = _RidgeFit(coef, intercept, best, cv_mse, valid_all, None, basis.form, be.name)
+    fit.fractions, fit.cv_r2 = frac, cv_r2
+    return fit
 
 
 def ridge_cv_alphas(
@@ -758,7 +964,7 @@ def ridge_cv_alphas(
         X: (n, p) design, finite, n ≥ 3 (p may exceed n).
         Y: (n, v) or (n,) targets, finite (use :class:`RidgeEncoder` to mask bad targets).
         alphas: (a,) candidate penalties, all > 0.
-        cv: ``"gcv"``, ``"loo"`` or a number of contiguous folds K ≥ 2.
+        cv: ``"gcv"``, ``"loo"`` or a number of contiguous folds K ≥ 2 (fractional ridge: ``RidgeEncoder(cv="frac")``).
         fit_intercept: centre X and Y and leave the intercept unpenalised.
         target_batch_size: targets per batch (None: automatic, ~64 MB working arrays).
         dtype: float type of the products that touch Y (``"float32"`` halves memory and time).
@@ -770,7 +976,7 @@ def ridge_cv_alphas(
     where = f"ridge_cv_alphas(cv={cv!r})"
     x, y, _ = _check_fit_inputs(X, Y, where)
     a = _check_alphas(alphas, where)
-    cvc = _check_cv(cv, x.shape[0], where)
+    cvc = _check_cv(cv, x.shape[0], where, allowed=("gcv", "loo"))
     bad = ~np.isfinite(y).all(axis=0)
     if bad.any():
         raise DataError(
@@ -811,19 +1017,29 @@ def ridge_loo_alphas(
 
 
 class RidgeEncoder(RegressorMixin, BaseEstimator):
-    """Linear encoding model Y ≈ X β + b with a ridge penalty per target chosen by GCV, exact LOO or K-fold CV.
+    """Linear encoding model Y ≈ X β + b with a ridge penalty per target chosen by GCV, exact LOO, K-fold CV or as a
+    fraction of the OLS weight norm (fractional ridge).
 
     Parameters
     ----------
     alphas : sequence of float
         Candidate penalties (all > 0), stored as given.
-    cv : {"gcv", "loo"} or int
+    cv : {"gcv", "loo", "frac"} or int
         How α is chosen: generalised cross-validation (default, about one XᵀY-sized GEMM in all), exact leave-one-out
-        (what scikit-learn's RidgeCV computes; ~len(alphas)× dearer) or K contiguous folds (himalaya's protocol).
+        (what scikit-learn's RidgeCV computes; ~len(alphas)× dearer), K contiguous folds (himalaya's protocol) or
+        ``"frac"``: fractional ridge (Rokem & Kay 2020, the method of Doerig et al.). For each target and each of
+        ``fractions``, the α whose weights have that fraction of the OLS weight norm (found as the ``fracridge``
+        package finds it); the fraction with the best held-out R² averaged over 5 contiguous folds (fracridge's
+        ``FracRidgeRegressorCV`` protocol, here per target); then α and weights on all samples. ``alphas`` is unused.
+    fractions : sequence of float
+        Fractions of the OLS weight norm for ``cv="frac"``, strictly increasing, in (0, 1.1] (≥ 1: OLS, α = 0).
+        Default: Doerig et al.'s grid, ``np.linspace(0.05, 1.05, 20)``.
     fit_intercept : bool
         Fit an unpenalised intercept (X and Y are centred).
     alpha_per_target : bool
-        Choose α per target (voxel); if False, one α minimising the CV error averaged over targets.
+        Choose α per target (voxel); if False, one α minimising the CV error averaged over targets (``cv="frac"``: one
+        fraction maximising the held-out R² averaged over targets, exactly ``FracRidgeRegressorCV``; each target keeps
+        its own α for that fraction).
     target_batch_size : int or None
         Targets per batch (None: automatic, ~64 MB working arrays on the CPU, ~512 MB on a GPU).
     dtype : {"float32", "float64"}
@@ -841,9 +1057,12 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
     coef_ : (p, v) weights; zero for masked targets.
     intercept_ : (v,) intercepts; for masked targets the mean of their finite values (0 if none, or without
         intercept).
-    best_alphas_ : (v,) chosen α per target (NaN for masked targets).
-    alpha_ : float, the shared α (only with ``alpha_per_target=False``).
-    cv_mse_ : (a, v) CV mean squared error per α and target (NaN for masked targets).
+    best_alphas_ : (v,) chosen α per target (NaN for masked targets; 0 for a fraction ≥ 1 with ``cv="frac"``).
+    alpha_ : float, the shared α (only with ``alpha_per_target=False`` and ``cv`` other than ``"frac"``).
+    cv_mse_ : (a, v) CV mean squared error per α and target (NaN for masked targets); ``cv="frac"``: (f, v) per
+        fraction.
+    fractions_ : (v,) the chosen fraction of the OLS weight norm per target (``cv="frac"`` only; NaN where masked).
+    cv_r2_ : (f, v) held-out R² per fraction and target, mean over the folds (``cv="frac"`` only).
     valid_targets_ : (v,) bool, targets that were fitted (finite and not constant in the training data).
     form_ : "primal" or "kernel"; backend_ : "numpy" or "torch".
     n_features_in_ : int, p.
@@ -871,6 +1090,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         backend: str = "auto",
         device: str | None = None,
         form: Form = "auto",
+        fractions: Sequence[float] | np.ndarray = DEFAULT_FRACTIONS,
     ) -> None:
         self.alphas = alphas
         self.cv = cv
@@ -881,12 +1101,13 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         self.backend = backend
         self.device = device
         self.form = form
+        self.fractions = fractions
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> RidgeEncoder:
         """Choose α per target and solve for the weights.
 
         Args:
-            X: (n, p) features, finite, n ≥ 3 (n ≥ 2K for K-fold).
+            X: (n, p) features, finite, n ≥ 3 (n ≥ 2K for K-fold, n ≥ 10 for ``cv="frac"``).
             Y: (n, v) or (n,) responses (float32 stays float32: Y is never copied whole); columns with NaN/inf or
                 constant values are masked out.
         Returns:
@@ -894,12 +1115,12 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         """
         where = "RidgeEncoder.fit"
         x, y, one_d = _check_fit_inputs(X, Y, where)
-        alphas = _check_alphas(self.alphas, where)
         cv = _check_cv(self.cv, x.shape[0], where)
+        grid = _check_fractions(self.fractions, where) if cv == "frac" else _check_alphas(self.alphas, where)
         dtype = _check_dtype(self.dtype, where)
         be = _Backend.create(self.backend, self.device, dtype, where)
         fit = _fit_ridge(
-            x, y, alphas, cv=cv, fit_intercept=self.fit_intercept, alpha_per_target=self.alpha_per_target,
+            x, y, grid, cv=cv, fit_intercept=self.fit_intercept, alpha_per_target=self.alpha_per_target,
             batch=_check_batch(self.target_batch_size, where), be=be, form=_check_form(self.form, where),
             compute_coef=True, where=where,
         )  # fmt: skip
@@ -910,6 +1131,9 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
         if fit.alpha is not None:
             self.alpha_ = fit.alpha
         self.cv_mse_ = fit.cv_mse
+        if fit.fractions is not None:
+            self.fractions_ = fit.fractions
+            self.cv_r2_ = fit.cv_r2
         self.valid_targets_ = fit.valid
         self.form_ = fit.form
         self.backend_ = fit.backend
