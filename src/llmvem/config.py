@@ -232,10 +232,16 @@ class EncodingConfig(_Section):
     """Voxelwise ridge encoding."""
 
     alphas: list[float] = Field(default_factory=lambda: [10.0**k for k in range(-2, 7)])
-    cv: Literal["gcv", "loo"] | int = Field(
+    cv: Literal["gcv", "loo", "frac"] | int = Field(
         "loo",
         description="α per voxel by exact leave-one-out (default), GCV (~n_alphas× faster: for NSD-scale data), "
-        "or K-fold CV (an int ≥ 2)",
+        "K-fold CV (an int ≥ 2), or 'frac': fractional ridge (Rokem & Kay 2020, as Doerig et al.), the fraction of "
+        "the OLS weight norm per voxel by 5-fold held-out R² over `fractions`",
+    )
+    fractions: list[float] = Field(
+        default_factory=lambda: [k * (1 / 19) + 0.05 for k in range(19)] + [1.05],  # = np.linspace's values
+        description="cv: frac — fractions of the OLS weight norm, strictly increasing in (0, 1.1]; default Doerig "
+        "et al.'s np.linspace(0.05, 1.05, 20)",
     )
     ridge_backend: Literal["auto", "numpy", "torch"] = Field("auto", description="ridge arrays: torch on CUDA if auto")
     ridge_dtype: Literal["float32", "float64"] = "float32"

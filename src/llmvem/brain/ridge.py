@@ -13,6 +13,11 @@ with P = UᵀY_c (r × v) and O(r·v) work per α:
   ``len(alphas)`` times dearer than GCV; it is what scikit-learn's ``RidgeCV(alpha_per_target=True)`` computes.
 - ``cv=K`` (int ≥ 2): K contiguous folds (scikit-learn ``KFold`` without shuffling), the mean over folds of the
   held-out MSE, X and Y centred with the training-fold means (himalaya's ``RidgeCV`` protocol). About a·n·r·v too.
+- ``cv="frac"``: fractional ridge (Rokem & Kay 2020). For each target and fraction f of the OLS weight norm, the α
+  with ‖β(α)‖ = f‖β_OLS‖, interpolated on fracridge's α grid exactly as the ``fracridge`` package does (equal to its
+  α and weights to ~1e-13); the fraction per target by the best held-out R² over 5 contiguous folds (the protocol of
+  fracridge's ``FracRidgeRegressorCV``, which Doerig et al. use with one fraction for all voxels:
+  ``alpha_per_target=False``). About f·n·r·v, like K-fold.
 
 GCV replaces each leverage H_ii by its mean tr(H)/n; with many more samples than features (n ≫ p, the fMRI case) the
 two criteria pick the same or a neighbouring α for nearly every voxel and the held-out accuracy is indistinguishable

@@ -843,7 +843,14 @@ SubjectOpt = Annotated[
     int | None,
     typer.Option("--subject", help="NSD subject (1–8) of NSD roots that name none (or subject= per --brain)"),
 ]
-CvOpt = Annotated[str | None, typer.Option("--cv", help="ridge α per voxel: gcv (fast), loo (exact) or K for K-fold")]
+CvOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cv",
+        help="ridge α per voxel: gcv (fast), loo (exact), K for K-fold, or frac (fractional ridge as Doerig et al.: "
+        "the fraction of the OLS weight norm per voxel by 5-fold CV)",
+    ),
+]
 TestFractionOpt = Annotated[
     float | None, typer.Option("--test-fraction", help="held-out share when the data has no test split")
 ]

@@ -46,7 +46,10 @@ def ridge_from_config(cfg: ExperimentConfig) -> Any:
     from llmvem.brain import RidgeEncoder
 
     enc = cfg.evaluate.encoding
-    return RidgeEncoder(alphas=tuple(enc.alphas), cv=enc.cv, backend=enc.ridge_backend, dtype=enc.ridge_dtype)
+    return RidgeEncoder(
+        alphas=tuple(enc.alphas), cv=enc.cv, backend=enc.ridge_backend, dtype=enc.ridge_dtype,
+        fractions=tuple(enc.fractions),
+    )  # fmt: skip
 
 
 def ci95(x: np.ndarray) -> tuple[float, float, float]:
