@@ -1,5 +1,6 @@
 """Brain stage: ridge encoding models, encoding metrics and representational similarity analysis."""
 
+from llmvem.brain.banded import BandedFit, BandedRidgeEncoder, band_grid, banded_ridge_gcv
 from llmvem.brain.decode import (
     DecodingResult,
     Identification,
@@ -37,6 +38,8 @@ from llmvem.brain.rsa import (
 from llmvem.brain.searchlight import Searchlight, searchlight_rdms, searchlight_rsa, searchlight_spheres
 
 __all__ = [
+    "BandedFit",
+    "BandedRidgeEncoder",
     "BootstrapCI",
     "DecodingResult",
     "EncodingResult",
@@ -46,6 +49,8 @@ __all__ = [
     "RidgeEncoder",
     "Searchlight",
     "algonauts_score",
+    "band_grid",
+    "banded_ridge_gcv",
     "bootstrap_rsa",
     "compare_rdms",
     "compute_rdm",
