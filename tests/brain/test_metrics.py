@@ -9,7 +9,7 @@ from scipy.stats import pearsonr
 from sklearn.metrics import r2_score
 
 from llmvem.brain import algonauts_score, pearson_r, roi_summary
-from llmvem.brain.metrics import pearson_r_rows, r2_score_columns
+from llmvem.brain.metrics import pearson_r_rows, r2_score_columns, r_over_ceiling
 from llmvem.errors import DataError
 
 
@@ -97,13 +97,27 @@ def test_roi_summary_with_noise_ceiling() -> None:
     nc = np.array([0.18, 0.5, 0.4, 0.72])
     df = roi_summary(r, ["a", "a", "b", "b"], noise_ceiling=nc)
     assert isinstance(df, pd.DataFrame)
-    assert list(df.columns) == ["roi", "n_voxels", "mean", "median", "noise_ceiling_mean", "mean_r2", "mean_score"]
+    assert list(df.columns) == [
+        "roi", "n_voxels", "mean", "median", "noise_ceiling_mean", "mean_r2", "mean_score", "r_over_ceiling"
+    ]  # fmt: skip
     a, b = df.iloc[0], df.iloc[1]
     assert a["noise_ceiling_mean"] == pytest.approx(0.34)
     assert a["mean_r2"] == pytest.approx((0.09 + 0.25) / 2)
     assert a["mean_score"] == pytest.approx((50.0 + 50.0) / 2)
     assert b["mean_r2"] == pytest.approx(0.36 / 2)
     assert b["mean_score"] == pytest.approx((0.0 + 50.0) / 2)
+    assert a["r_over_ceiling"] == pytest.approx(0.4 / ((np.sqrt(0.18) + np.sqrt(0.5)) / 2))  # mean r / mean √NC
+    assert b["r_over_ceiling"] == pytest.approx(0.2 / ((np.sqrt(0.4) + np.sqrt(0.72)) / 2))
+
+
+def test_r_over_ceiling_skips_missing_voxels_and_zero_ceilings() -> None:
+    r = np.array([0.4, np.nan, 0.2, -0.1])
+    nc = np.array([0.64, 0.25, np.nan, 0.16])
+    assert r_over_ceiling(r, nc) == pytest.approx(((0.4 - 0.1) / 2) / ((0.8 + 0.4) / 2))  # voxels 0 and 3 only
+    assert np.isnan(r_over_ceiling(np.array([0.3, 0.1]), np.zeros(2)))
+    assert np.isnan(r_over_ceiling(np.array([np.nan]), np.array([0.5])))
+    with pytest.raises(DataError, match="r² units"):
+        r_over_ceiling(np.array([0.3]), np.array([30.0]))
 
 
 def test_roi_summary_label_mismatch() -> None:

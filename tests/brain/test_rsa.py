@@ -189,9 +189,10 @@ def test_rsa_scores() -> None:
     assert res.mean == pytest.approx(res.scores.mean())
     assert res.sem == pytest.approx(res.scores.std(ddof=1) / np.sqrt(5))
     assert (res.noise_lower, res.noise_upper) == pytest.approx(noise_ceiling(subjects))
+    assert res.mean_over_ceiling == pytest.approx(res.mean / res.noise_upper)  # normalised by the upper bound
     one = rsa_scores(model, subjects[0])
     assert one.scores.shape == (1,)
-    assert np.isnan(one.sem) and np.isnan(one.noise_lower)
+    assert np.isnan(one.sem) and np.isnan(one.noise_lower) and np.isnan(one.mean_over_ceiling)
     with pytest.raises(DataError, match="one RDM"):
         rsa_scores(subjects, subjects)
 

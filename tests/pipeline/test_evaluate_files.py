@@ -70,6 +70,10 @@ def test_evaluate_encoding_separates_signal_from_noise(encoding_files: dict[str,
     assert table.loc[("signal", "good"), "frac_significant"] > 0.9
     assert table.loc[("signal", "noise"), "frac_significant"] < 0.2
     assert table.loc[("signal", "good"), "n_voxels"] == 30
+    # normalised by the voxels' ceiling in r units: ncsnr 1 and 3 repeats give NC = 0.75 everywhere
+    good = table.loc[("signal", "good")]
+    assert good["r_over_ceiling"] == pytest.approx(good["mean_r"] / np.sqrt(0.75))
+    assert good["noise_ceiling_r"] == pytest.approx(np.sqrt(0.75)) and good["ceiling_bound"] == "noise_ceiling_r"
     # the per-voxel r equals a direct fit on the same random split
     from llmvem.brain import RidgeEncoder, pearson_r
     from llmvem.pipeline.evaluate_files import with_splits
@@ -88,6 +92,27 @@ def test_evaluate_encoding_separates_signal_from_noise(encoding_files: dict[str,
     for png in ("encoding.png", "r_histograms.png"):
         assert (run / png).stat().st_size > 5000
     assert "Encoding" in (run / "report.html").read_text()
+
+
+def test_evaluate_encoding_with_fractional_ridge(encoding_files: dict[str, Path], tmp_path: Path) -> None:
+    """--cv frac: the per-voxel r of a direct RidgeEncoder(cv="frac") fit on the same split."""
+    out = tmp_path / "runs"
+    res = runner.invoke(app, ["evaluate", "encoding", "-f", f"signal={encoding_files['good']}", "--cv", "frac",
+                              "-b", str(encoding_files["brain"]), "--output-dir", str(out),
+                              "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run = _only_run(out)
+    from llmvem.brain import RidgeEncoder, pearson_r
+    from llmvem.pipeline.evaluate_files import with_splits
+
+    brain, _ = with_splits(load_brain(encoding_files["brain"]), 0.2, seed=0)
+    tr, te = brain.split_indices("train"), brain.split_indices("test")
+    x = load_matrix(encoding_files["good"]).values
+    with pytest.warns(RuntimeWarning, match="1 of 50 targets"):
+        model = RidgeEncoder(cv="frac").fit(x[tr], brain.responses[tr])
+    r = pearson_r(brain.responses[te], model.predict(x[te]))
+    np.testing.assert_allclose(np.load(run / "voxel_r.npz")["signal__subjA"][6:], r[6:], atol=1e-5)
+    assert pd.read_csv(run / "encoding.csv").set_index("roi").loc["good", "mean_r"] > 0.8
 
 
 def test_evaluate_rsa_on_objects92_matches_direct_rsa(data_dir: Path, tmp_path: Path) -> None:
@@ -110,6 +135,8 @@ def test_evaluate_rsa_on_objects92_matches_direct_rsa(data_dir: Path, tmp_path: 
     direct = rsa_scores(compute_rdm(cats), obj.rdms["cichy_it"].rdms, "spearman")
     assert table.loc["cichy_it", "mean"] == pytest.approx(direct.mean, abs=1e-9)
     assert table.loc["cichy_it", "noise_lower"] == pytest.approx(direct.noise_lower, abs=1e-9)
+    assert table.loc["cichy_it", "mean_over_ceiling"] == pytest.approx(direct.mean / direct.noise_upper)
+    assert (table["ceiling_bound"] == "noise_upper").all()
     assert table.loc["cichy_it", "ci95_low"] < direct.mean < table.loc["cichy_it", "ci95_high"]
     assert table.loc["hit", "n_subjects"] == 4
     metrics = json.loads((run / "metrics.json").read_text())

@@ -87,6 +87,10 @@ def fit_encoding_model(
     return EncodingResult(model, r, score, summary, train_ids, test_ids)
 
 
+ENCODING_CEILING_BOUND = "noise_ceiling_r"
+"""What ``r_over_ceiling`` of an encoding table divides by: √NC, the voxels' noise ceiling in r units (NC from the
+ncsnr, :attr:`BrainData.noise_ceiling`), averaged over the same voxels as r; the table's ``noise_ceiling_r`` column."""
+
 TOTAL_ROI = "all"
 """The table row over every voxel once, added when the ROIs overlap or leave voxels out (:func:`roi_table`)."""
 
@@ -141,7 +145,9 @@ def encoding_rows(
     """Rows of an encoding table (one per ROI) for per-voxel held-out ``r`` (v,) of ``model_name`` on ``brain``.
 
     Columns: ``model, roi, n_voxels, mean_r, median_r, noise_ceiling_r`` (mean √NC over the ROI's voxels; NaN
-    without a ceiling), ``mean_score`` (% of ceiling, NaN without) and, with ``p_values``, ``frac_significant``.
+    without a ceiling), ``mean_score`` (% of ceiling, NaN without), ``r_over_ceiling`` (mean r / mean √NC over the
+    voxels with both: :func:`~llmvem.brain.metrics.r_over_ceiling`; NaN without a ceiling), ``ceiling_bound`` (the
+    bound that normalises it: :data:`ENCODING_CEILING_BOUND`) and, with ``p_values``, ``frac_significant``.
     Every ROI of every class has a row (a voxel counts in each ROI that labels it), plus :data:`TOTAL_ROI` over
     every voxel once when the ROIs overlap or leave voxels out (:func:`roi_table`).
     """
@@ -159,6 +165,8 @@ def encoding_rows(
             "median_r": float(s["median"]),
             "noise_ceiling_r": float(np.mean(np.sqrt(np.clip(nc[mask], 0, None)))) if nc is not None else float("nan"),
             "mean_score": float(s["mean_score"]) if "mean_score" in s else float("nan"),
+            "r_over_ceiling": float(s["r_over_ceiling"]) if "r_over_ceiling" in s else float("nan"),
+            "ceiling_bound": ENCODING_CEILING_BOUND,
         }
         if p_values is not None:
             row["frac_significant"] = float(s["frac_significant"])

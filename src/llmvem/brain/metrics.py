@@ -1,5 +1,5 @@
-"""Encoding-model metrics: column-wise Pearson r and R², the Algonauts noise-normalised score, inter-participant
-agreement ceilings, permutation p-values with Benjamini–Hochberg FDR, per-ROI tables."""
+"""Encoding-model metrics: column-wise Pearson r and R², the Algonauts noise-normalised score, r as a fraction of the
+noise ceiling, inter-participant agreement ceilings, permutation p-values with Benjamini–Hochberg FDR, ROI tables."""
 
 from __future__ import annotations
 
@@ -142,6 +142,28 @@ def algonauts_score(r: np.ndarray | Sequence[float], noise_ceiling: np.ndarray |
     return np.clip(score, 0.0, 100.0)
 
 
+def r_over_ceiling(r: np.ndarray | Sequence[float], noise_ceiling: np.ndarray | Sequence[float]) -> float:
+    """Encoding accuracy of a set of voxels as a fraction of its noise ceiling, in r units: mean r / mean √NC.
+
+    The ceiling of a voxel's r is √NC (NC in r² units, as :attr:`BrainData.noise_ceiling`); the ratio of the means is
+    taken over the voxels where both r and NC are finite (a mean of per-voxel r/√NC would be dominated by voxels with
+    NC near 0). Not clipped: a negative mean r gives a negative value.
+
+    Args:
+        r: (v,) Pearson r per voxel.
+        noise_ceiling: (v,) noise ceiling in r² units.
+    Returns:
+        float; NaN when no voxel has both, or their ceilings are all 0.
+    """
+    rr = np.asarray(r, dtype=np.float64)
+    if rr.ndim != 1:
+        raise DataError(f"r_over_ceiling: r must be 1-D (v,), got shape {rr.shape}")
+    nc = _noise_ceiling_array(noise_ceiling, rr.shape[0], "r_over_ceiling")
+    ok = np.isfinite(rr) & np.isfinite(nc)
+    ceiling = float(np.sqrt(nc[ok]).mean()) if ok.any() else 0.0
+    return float(rr[ok].mean() / ceiling) if ceiling > 0 else float("nan")
+
+
 def inter_participant_agreement(responses: np.ndarray) -> np.ndarray:
     """Inter-participant agreement ceiling: each subject's responses vs the mean of the other subjects.
 
@@ -256,7 +278,8 @@ def roi_summary(
         values: (v,) one value per voxel (NaNs are ignored in the statistics).
         rois: length v, the ROI name of each voxel.
         noise_ceiling: optional (v,) noise ceiling in r² units; adds the columns ``noise_ceiling_mean`` (mean NC),
-            ``mean_r2`` (mean of max(r, 0)²) and ``mean_score`` (mean :func:`algonauts_score`, % of ceiling).
+            ``mean_r2`` (mean of max(r, 0)²), ``mean_score`` (mean :func:`algonauts_score`, % of ceiling) and
+            ``r_over_ceiling`` (:func:`r_over_ceiling`: mean r / mean √NC, the ceiling in r units).
         p_values: optional (v,) per-voxel p-values (e.g. :func:`permutation_pvalues`); adds ``frac_significant``, the
             fraction of the ROI's voxels (with a p-value) that survive Benjamini–Hochberg FDR at ``fdr_q`` over all
             voxels.
@@ -303,6 +326,7 @@ def roi_summary(
             row["noise_ceiling_mean"] = _nan_stat(np.mean, nc[m])
             row["mean_r2"] = _nan_stat(np.mean, r2[m])
             row["mean_score"] = _nan_stat(np.mean, score[m])
+            row["r_over_ceiling"] = r_over_ceiling(vals[m], nc[m])
         if sig is not None:
             denom = int((m & has_p).sum())
             row["frac_significant"] = float(sig[m].sum() / denom) if denom else float("nan")
@@ -312,7 +336,7 @@ def roi_summary(
         rows.append(row)
     columns = ["roi", "n_voxels", "mean", "median"]
     if nc is not None:
-        columns += ["noise_ceiling_mean", "mean_r2", "mean_score"]
+        columns += ["noise_ceiling_mean", "mean_r2", "mean_score", "r_over_ceiling"]
     if sig is not None:
         columns += ["frac_significant"]
     if agr is not None:

@@ -415,6 +415,8 @@ class RSAResult:
         noise_lower: lower bound of the leave-one-subject-out noise ceiling (NaN for one subject).
         noise_upper: upper bound of the noise ceiling (NaN for one subject).
         method: the comparison method.
+        mean_over_ceiling: ``mean`` as a fraction of the upper bound (:data:`RSA_CEILING_BOUND`), NaN without a
+            positive bound (:func:`over_ceiling`).
     """
 
     scores: np.ndarray
@@ -423,6 +425,21 @@ class RSAResult:
     noise_lower: float
     noise_upper: float
     method: str = "spearman"
+
+    @property
+    def mean_over_ceiling(self) -> float:
+        return over_ceiling(self.mean, self.noise_upper)
+
+
+RSA_CEILING_BOUND = "noise_upper"
+"""The noise-ceiling bound that normalises RSA scores (``mean_over_ceiling``): the upper bound, each subject against
+the group mean including itself (Nili et al. 2014): for a positive score the conservative fraction (never above what
+the lower bound would give)."""
+
+
+def over_ceiling(score: float, bound: float) -> float:
+    """``score`` as a fraction of a noise-ceiling bound: score / bound, NaN when the bound is NaN or ≤ 0."""
+    return float(score / bound) if np.isfinite(bound) and bound > 0 else float("nan")
 
 
 def rsa_scores(model_rdm: np.ndarray, subject_rdms: np.ndarray, method: CompareMethod | str = "spearman") -> RSAResult:

@@ -135,7 +135,7 @@ def with_splits(brain: BrainData, test_fraction: float, seed: int) -> tuple[Brai
 def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
     """Voxelwise encoding of every feature matrix on every brain source (see the module docstring)."""
     from llmvem.brain import permutation_pvalues
-    from llmvem.brain.encoding import encoding_rows
+    from llmvem.brain.encoding import ENCODING_CEILING_BOUND, encoding_rows
     from llmvem.brain.metrics import pearson_r
 
     log = log or console_log(cfg.progress)
@@ -183,10 +183,11 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
     per_subject.to_csv(run.file("encoding_subjects.csv"), index=False)
     voxel_r: dict[str, Any] = {k.replace(" | ", "__"): v for k, v in r_by.items()}
     np.savez_compressed(run.file("voxel_r.npz"), **voxel_r)
-    value_cols = [c for c in ("n_voxels", "mean_r", "median_r", "noise_ceiling_r", "mean_score", "frac_significant")
-                  if c in per_subject.columns]  # fmt: skip
+    value_cols = [c for c in ("n_voxels", "mean_r", "median_r", "noise_ceiling_r", "mean_score", "r_over_ceiling",
+                              "frac_significant") if c in per_subject.columns]  # fmt: skip
     grouped = per_subject.groupby(["model", "roi"], sort=False)
     table = grouped[value_cols].mean().reset_index()
+    table.insert(3 + value_cols.index("r_over_ceiling"), "ceiling_bound", ENCODING_CEILING_BOUND)  # what it divides by
     table["n_voxels"] = table["n_voxels"].round().astype(int)
     table.insert(2, "n_subjects", grouped.size().to_numpy())
     table["sem_r"] = grouped["mean_r"].sem().to_numpy() if len(brains) > 1 else np.nan
@@ -306,6 +307,7 @@ def _warn_test_only_nonfinite(y_te: np.ndarray, fitted: np.ndarray, r: np.ndarra
 def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
     """RSA of every feature matrix against every target RDM set (see the module docstring)."""
     from llmvem.brain import bootstrap_rsa, compute_rdm, rsa_scores
+    from llmvem.brain.rsa import RSA_CEILING_BOUND
 
     log = log or console_log(cfg.progress)
     t_start = time.perf_counter()
@@ -341,7 +343,8 @@ def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Lo
             rows.append({"model": m.name, "target": tname, "n_subjects": rset.n_subjects, "mean": res.mean,
                          "sem": res.sem, "noise_lower": res.noise_lower, "noise_upper": res.noise_upper,
                          "method": rsa_cfg.method, "ci95_low": lo, "ci95_high": hi,
-                         "n_stimuli": rset.n_stimuli})  # fmt: skip
+                         "n_stimuli": rset.n_stimuli, "mean_over_ceiling": res.mean_over_ceiling,
+                         "ceiling_bound": RSA_CEILING_BOUND})  # fmt: skip
     table = pd.DataFrame(rows)
     table.to_csv(run.file("rsa.csv"), index=False)
     pd.DataFrame(subject_rows).to_csv(run.file("rsa_subjects.csv"), index=False)
