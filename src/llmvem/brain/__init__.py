@@ -23,6 +23,7 @@ from llmvem.brain.metrics import (
     r2_score_columns,
     roi_summary,
 )
+from llmvem.brain.partition import PartitionResult, r2_score_split, set_theoretic_parts, variance_partition
 from llmvem.brain.ridge import RidgeEncoder, ridge_cv_alphas, ridge_loo_alphas
 from llmvem.brain.rsa import (
     BootstrapCI,
@@ -44,6 +45,7 @@ __all__ = [
     "DecodingResult",
     "EncodingResult",
     "Identification",
+    "PartitionResult",
     "RSAResult",
     "Retrieval",
     "RidgeEncoder",
@@ -65,6 +67,7 @@ __all__ = [
     "pearson_r_rows",
     "permutation_pvalues",
     "r2_score_columns",
+    "r2_score_split",
     "retrieve_captions",
     "ridge_cv_alphas",
     "ridge_loo_alphas",
@@ -73,8 +76,10 @@ __all__ = [
     "searchlight_rdms",
     "searchlight_rsa",
     "searchlight_spheres",
+    "set_theoretic_parts",
     "similarity_matrix",
     "subsampled_rdm_correlation",
     "text_to_brain",
     "upper_tri",
+    "variance_partition",
 ]

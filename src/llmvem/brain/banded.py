@@ -43,6 +43,7 @@ from llmvem.brain.ridge import (
     _check_batch,
     _check_dtype,
     _check_form,
+    _column_stats,
     _eigh,
 )
 from llmvem.errors import ConfigError, DataError
@@ -271,12 +272,14 @@ def _targets_on_backend(
     mean = np.zeros(idx.size)
     for start in range(0, idx.size, batch):
         cols = idx[start : start + batch]
-        yb = np.asarray(y[:, cols], dtype=np.float64)
-        m = yb.mean(axis=0) if fit_intercept else np.zeros(cols.size)
-        yc = yb - m
-        mean[start : start + cols.size] = m
-        ss[start : start + cols.size] = np.einsum("ij,ij->j", yc, yc)
-        ycb = be.put(yc)
+        yb = np.take(y, cols, axis=1).astype(be.np_dtype, copy=False)  # (n, b) copy in the compute dtype
+        if fit_intercept:
+            m = yb.mean(axis=0, dtype=np.float64)
+            yb -= m.astype(be.np_dtype)
+            yb -= yb.mean(axis=0, dtype=np.float64).astype(be.np_dtype)  # float32: a second pass removes the rest
+            mean[start : start + cols.size] = m
+        ss[start : start + cols.size] = _column_stats(yb)[1]  # float64 partial sums
+        ycb = be.put(yb)
         out[:, start : start + cols.size] = ycb if design.kernel else xct @ ycb
     return out, ss, mean
 
@@ -406,7 +409,7 @@ def _finish(
             f"{where}: {n_bad} of {v} targets contain NaN/inf or are constant and are left out of the fit "
             "(coef 0, prediction = mean of their finite values); see valid_targets_",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     form = "kernel" if design.kernel else "primal"
     return BandedFit(coef, intercept, alphas, weights, alpha, gcv, valid, design.x_mean, design.scales, form, be.name)
