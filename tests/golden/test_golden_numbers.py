@@ -1,0 +1,345 @@
+"""Golden numbers: every current study run on tiny data, every metric of its ``metrics.json`` pinned.
+
+Issue 14 moves the studies into one runner and one trainer; these tests say whether the numbers stayed. Each test
+runs one study on tiny data (the demo set, the real objects92 / NSD files in ``data_dir``, small generated files),
+flattens its ``metrics.json`` (``"a.b[0].c": value``) and compares every leaf with ``expected.json``: numbers with a
+relative tolerance ``RTOL`` (plus ``ATOL`` near zero; a study may loosen named keys, its reason beside the
+tolerance), strings / booleans / ``None`` exactly. Wall-clock timings are left out; machine paths in strings are
+replaced by ``<tmp>`` / ``<data>``. The numbers are those of CPU float32/float64 runs: another BLAS or a GPU may
+differ beyond ``RTOL``.
+
+Re-pin (after a change meant to move the numbers, its reason in the decision record)::
+
+    LLMVEM_REPIN=1 python -m pytest tests/golden -m ''     # every study, the slow ones too
+
+Without ``LLMVEM_REPIN=1`` a study whose numbers differ, or that has no pinned numbers, fails; it never re-pins.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmvem.config import ExperimentConfig, load_config
+
+EXPECTED = Path(__file__).with_name("expected.json")
+#: deterministic CPU numbers: the same to float32 rounding accumulated over a study
+RTOL, ATOL = 1e-4, 1e-6
+#: keys that are not results: wall-clock seconds
+IGNORED = re.compile(r"(^|\.)(timings_s|total_s)(\.|\[|$)")
+_LOCK = threading.Lock()
+
+
+def repinning() -> bool:
+    """Whether this run rewrites ``expected.json`` (``LLMVEM_REPIN=1``) instead of checking it."""
+    return os.environ.get("LLMVEM_REPIN") == "1"
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts / lists as ``{"a.b[0].c": leaf}`` (dict keys in sorted order)."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k in sorted(obj, key=str):
+            out.update(flatten(obj[k], f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(obj, list | tuple):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(flatten(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: obj}
+
+
+def run_metrics(run_path: Path, replace: dict[str, str] | None = None) -> dict[str, Any]:
+    """The flattened ``metrics.json`` of a run directory, timings left out, machine paths in strings replaced
+    (``{"/tmp/pytest-…/x": "<tmp>"}``) so the numbers do not depend on where the test ran."""
+    flat = flatten(json.loads((run_path / "metrics.json").read_text()))
+    out = {}
+    for k, v in flat.items():
+        if IGNORED.search(k):
+            continue
+        if isinstance(v, str):
+            for old, new in (replace or {}).items():
+                v = v.replace(old, new)
+        out[k] = v
+    return out
+
+
+def _same(expected: Any, got: Any, rtol: float, atol: float) -> bool:
+    if isinstance(expected, bool) or isinstance(got, bool) or expected is None or got is None:
+        return type(expected) is type(got) and expected == got
+    if isinstance(expected, int | float) and isinstance(got, int | float):
+        if math.isnan(expected) or math.isnan(got):
+            return math.isnan(expected) and math.isnan(got)
+        return math.isclose(got, expected, rel_tol=rtol, abs_tol=atol)
+    return bool(expected == got)
+
+
+def differences(
+    expected: dict[str, Any], got: dict[str, Any], loose: dict[str, tuple[float, float]] | None = None
+) -> list[str]:
+    """One line per key that is missing, new, or differs beyond its tolerance.
+
+    Args:
+        loose: regex of keys → ``(rtol, atol)`` for metrics that need a looser tolerance than ``RTOL`` / ``ATOL``.
+    """
+    lines = [f"missing: {k} (pinned {expected[k]!r})" for k in sorted(set(expected) - set(got))]
+    lines += [f"new: {k} = {got[k]!r}" for k in sorted(set(got) - set(expected))]
+    for k in sorted(set(expected) & set(got)):
+        rtol, atol = next(((r, a) for pat, (r, a) in (loose or {}).items() if re.search(pat, k)), (RTOL, ATOL))
+        if not _same(expected[k], got[k], rtol, atol):
+            lines.append(f"differs: {k}: pinned {expected[k]!r}, got {got[k]!r} (rtol {rtol:g}, atol {atol:g})")
+    return lines
+
+
+def check(study: str, got: dict[str, Any], loose: dict[str, tuple[float, float]] | None = None) -> None:
+    """Compare ``got`` with the pinned numbers of ``study`` (``AssertionError`` listing every difference), or, under
+    ``LLMVEM_REPIN=1``, pin them."""
+    with _LOCK:
+        pinned = json.loads(EXPECTED.read_text()) if EXPECTED.is_file() else {}
+        if repinning():
+            pinned[study] = got
+            EXPECTED.write_text(json.dumps(pinned, indent=1, sort_keys=True, allow_nan=True) + "\n")
+            return
+    if study not in pinned:
+        raise AssertionError(f"no pinned numbers for study {study!r} in {EXPECTED}; pin them with LLMVEM_REPIN=1")
+    diff = differences(pinned[study], got, loose)
+    if diff:
+        raise AssertionError(
+            f"{study}: {len(diff)} metric(s) moved from the pinned numbers ({EXPECTED}); if the change is intended, "
+            "explain it in the decision record and re-pin with LLMVEM_REPIN=1:\n  " + "\n  ".join(diff)
+        )
+
+
+# ------------------------------------------------------------------------------------------------ the helpers
+def test_flatten_and_differences_catch_every_kind_of_change() -> None:
+    pinned = flatten({"rsa": {"a": {"mean": 0.25, "se": float("nan")}}, "seeds": [0, 1], "task": "x", "n": None})
+    assert pinned == {"n": None, "rsa.a.mean": 0.25, "rsa.a.se": pinned["rsa.a.se"], "seeds[0]": 0, "seeds[1]": 1,
+                      "task": "x"}  # fmt: skip
+    assert differences(pinned, dict(pinned)) == []
+    assert differences(pinned, {**pinned, "rsa.a.mean": 0.25 * (1 + RTOL / 2)}) == []
+    moved = differences(pinned, {**pinned, "rsa.a.mean": 0.2501, "task": "y", "rsa.a.se": 0.1, "extra": 1})
+    assert [line.split(":")[0] for line in moved] == ["new", "differs", "differs", "differs"]
+    assert differences({**pinned, "gone": 1}, pinned) == ["missing: gone (pinned 1)"]
+    assert differences(pinned, {**pinned, "rsa.a.mean": 0.2501}, loose={r"\.mean$": (1e-2, 0.0)}) == []
+    assert differences({"n": 1}, {"n": True}) != []  # a flag is not a count
+
+
+def test_check_fails_rather_than_repinning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(globals(), "EXPECTED", tmp_path / "expected.json")
+    monkeypatch.delenv("LLMVEM_REPIN", raising=False)
+    with pytest.raises(AssertionError, match="no pinned numbers"):
+        check("s", {"m": 1.0})
+    assert not (tmp_path / "expected.json").exists()
+    monkeypatch.setenv("LLMVEM_REPIN", "1")
+    check("s", {"m": 1.0})
+    monkeypatch.delenv("LLMVEM_REPIN")
+    check("s", {"m": 1.0 + 1e-9})
+    with pytest.raises(AssertionError, match=r"differs: m: pinned 1.0, got 1.1"):
+        check("s", {"m": 1.1})
+    assert json.loads((tmp_path / "expected.json").read_text()) == {"s": {"m": 1.0}}
+
+
+# ------------------------------------------------------------------------------------------------ the studies
+def _paths(tmp_path: Path, data_dir: Path | None = None) -> dict[str, str]:
+    out = {str(tmp_path): "<tmp>"}
+    if data_dir is not None:
+        out[str(data_dir)] = "<data>"
+    return out
+
+
+def _cfg(
+    tmp_path: Path, path: Path | None = None, literal: dict[str, Any] | None = None, **over: Any
+) -> ExperimentConfig:
+    """A config writing its run under ``tmp_path`` with the session's artifact store (``LLMVEM_CACHE``)."""
+    over = {"output_dir": str(tmp_path / "runs"), "progress": False, **over}
+    return load_config(path, overrides=over, literal=literal)
+
+
+def test_demo(tmp_path: Path) -> None:
+    from llmvem.pipeline import run_encoding_demo
+
+    cfg = _cfg(tmp_path, **{"dataset.n_images": 96, "dataset.n_voxels_per_roi": 40, "train.epochs": 15})
+    check("demo", run_metrics(run_encoding_demo(cfg).path, _paths(tmp_path)))
+
+
+def test_objects92(data_dir: Path, tmp_path: Path) -> None:
+    from llmvem.pipeline import run_objects92_rsa
+
+    cfg = _cfg(tmp_path, data_dir=str(data_dir), **{"dataset.name": "objects92", "evaluate.rsa.align_images": 100})
+    check("objects92", run_metrics(run_objects92_rsa(cfg).path, _paths(tmp_path, data_dir)))
+
+
+# ---------------------------------------------------------------------------------------- evaluate on files
+# The inputs are built here, frozen (not shared with tests/pipeline, whose fixtures may change with the code).
+def _save_matrix(path: Path, values: np.ndarray, ids: list[str]) -> Path:
+    np.save(path, values.astype(np.float32))
+    path.with_suffix(".ids.txt").write_text("\n".join(ids) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """80 stimuli × 12 features ('good': ROI 'good' is linear in them + noise; 'rand': unrelated), a brain source of
+    30 + 20 voxels (ROI 'noise' pure noise, voxel 5 NaN), 3 noisy copies of it as RSA subjects, and for decoding
+    60 captions, their GloVe embeddings and a brain linear in them."""
+    from llmvem.data.brain import BrainData
+    from llmvem.data.files import save_brain
+    from llmvem.text import embed_texts
+
+    root = tmp_path_factory.mktemp("golden-files")
+    rng = np.random.default_rng(0)
+    n, p = 80, 12
+    x = rng.standard_normal((n, p))
+    ids = [f"img{k:03d}" for k in range(n)]
+    y = np.concatenate([x @ rng.standard_normal((p, 30)) + rng.standard_normal((n, 30)),
+                        rng.standard_normal((n, 20))], axis=1)  # fmt: skip
+    y[:, 5] = np.nan
+    voxels = pd.DataFrame({"roi": ["good"] * 30 + ["noise"] * 20, "hemi": ["lh"] * 50})
+    brain = BrainData(y, ids, voxels, ncsnr=np.full(50, 1.0), n_repeats=np.full(n, 3), name="subjA")
+    out = {
+        "brain": save_brain(brain, root / "subjA.npz"),
+        "good": _save_matrix(root / "good.npy", x, ids),
+        "rand": _save_matrix(root / "rand.npy", rng.standard_normal((n, p)), ids),
+    }
+    for k in range(3):
+        noisy = y + 0.3 * rng.standard_normal(y.shape)
+        out[f"s{k}"] = save_brain(BrainData(noisy, ids, voxels, name=f"s{k}"), root / f"s{k}.npz")
+    colours, things = ["red", "blue", "green", "yellow", "black"], ["dog", "car", "house", "tree"]
+    caps = [f"a {c} {t} on the {place}" for c in colours for t in things for place in ("beach", "street", "field")]
+    cap_ids = [f"s{k:02d}" for k in range(len(caps))]
+    emb = embed_texts(caps, encoder="glove", progress=False)
+    yd = emb @ rng.standard_normal((emb.shape[1], 300)) + 0.3 * rng.standard_normal((len(caps), 300))
+    out["decode_brain"] = save_brain(BrainData(yd, cap_ids, pd.DataFrame({"roi": ["v"] * 300}), name="subjD"),
+                                     root / "subjD.npz")  # fmt: skip
+    out["emb"] = _save_matrix(root / "emb.npy", emb, cap_ids)
+    out["captions"] = root / "captions.jsonl"
+    out["captions"].write_text(
+        "".join(json.dumps({"id": i, "text": c}) + "\n" for i, c in zip(cap_ids, caps, strict=True))
+    )
+    return out
+
+
+def test_evaluate_encoding(files: dict[str, Path], tmp_path: Path) -> None:
+    from llmvem.pipeline.evaluate_files import run_evaluate_encoding
+
+    cfg = _cfg(tmp_path, name="evaluate-encoding", **{"evaluate.encoding.permutations": 200},
+               literal={"evaluate.inputs.features": [f"signal={files['good']}", str(files["rand"])],
+                        "evaluate.inputs.brain": [str(files["brain"])]})  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="1 of 50 targets"):
+        run = run_evaluate_encoding(cfg)
+    check("evaluate_encoding", run_metrics(run.path, _paths(files["brain"].parent)))
+
+
+def test_evaluate_rsa(files: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
+    """RSA against the real objects92 RDMs (features: noisy category vectors) and against ROI RDMs of 3 sources."""
+    from llmvem.data.datasets import load_dataset
+    from llmvem.pipeline.evaluate_files import run_evaluate_rsa
+
+    obj = load_dataset("objects92", data_dir)
+    noise = 0.3 * np.random.default_rng(1).standard_normal((92, 12))
+    cats = obj.categories.loc[obj.stimuli.ids].to_numpy() + noise
+    cats = _save_matrix(tmp_path / "cats.npy", cats, obj.stimuli.ids)
+    cfg = _cfg(tmp_path, name="evaluate-rsa", data_dir=str(data_dir),
+               literal={"evaluate.inputs.features": [str(cats)],
+                        "evaluate.inputs.rdms": ["objects92:cichy_it", "hit=objects92:kriegeskorte_hit"]})  # fmt: skip
+    got = run_metrics(run_evaluate_rsa(cfg).path, _paths(tmp_path, data_dir))
+    cfg = _cfg(tmp_path, name="evaluate-rsa-rois",
+               literal={"evaluate.inputs.features": [str(files["good"]), str(files["rand"])],
+                        "evaluate.inputs.brain": [str(files[f"s{k}"]) for k in range(3)],
+                        "evaluate.inputs.rois": ["good"]})  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="left out of the RDMs"):
+        run = run_evaluate_rsa(cfg)
+    got.update({f"rois.{k}": v for k, v in run_metrics(run.path, _paths(files["good"].parent)).items()})
+    check("evaluate_rsa", got)
+
+
+def test_evaluate_decode(files: dict[str, Path], tmp_path: Path) -> None:
+    from llmvem.pipeline.evaluate_files import run_evaluate_decode
+
+    cfg = _cfg(tmp_path, name="evaluate-decode", **{"embed.encoder": "glove", "evaluate.decode.top_k": 3},
+               literal={"evaluate.inputs.brain": [str(files["decode_brain"])],
+                        "evaluate.inputs.embeddings": str(files["emb"]),
+                        "evaluate.inputs.captions": str(files["captions"])})  # fmt: skip
+    check("evaluate_decode", run_metrics(run_evaluate_decode(cfg).path, _paths(files["emb"].parent)))
+
+
+# ------------------------------------------------------------------------------------------- fine-tuning studies
+@pytest.fixture(scope="module")
+def folder(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An ImageNet-style folder of 24 real objects92 images (the first 4 of each of the 6 categories, as symlinks),
+    their real descriptions, and a brain source of 2 ROIs × 12 voxels linear in the images' 4 × 4 grey pixels."""
+    from PIL import Image
+
+    from llmvem.data.brain import BrainData, ncsnr_from_repeats
+    from llmvem.data.files import save_brain
+    from llmvem.data.objects92 import load_objects92
+
+    obj = load_objects92(data_dir, verify=False)
+    root = tmp_path_factory.mktemp("golden-folder")
+    chosen: dict[str, str] = {}
+    for label in sorted(set(obj.stimuli.labels)):
+        ids = [i for i, lab in zip(obj.stimuli.ids, obj.stimuli.labels, strict=True) if lab == label]
+        chosen.update({i: label.replace(" ", "_") for i in ids[:4]})
+    for i, cls in chosen.items():
+        (root / "images" / cls).mkdir(parents=True, exist_ok=True)
+        (root / "images" / cls / f"{i}.jpg").symlink_to(data_dir / "objects92" / "images" / f"{i}.jpg")
+    lines = [line for line in (data_dir / "objects92" / "descriptions.jsonl").read_text().splitlines()
+             if Path(json.loads(line)["image"]).stem in chosen]  # fmt: skip
+    (root / "descriptions.jsonl").write_text("\n".join(lines) + "\n")
+    ids = sorted(chosen)
+    pixels = [np.asarray(Image.open(data_dir / "objects92" / "images" / f"{i}.jpg").convert("L").resize((4, 4)))
+              for i in ids]  # fmt: skip
+    x = np.stack(pixels).reshape(len(ids), 16).astype(np.float64)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    rng = np.random.default_rng(0)
+    trials = (x @ rng.standard_normal((16, 24)) / 4)[:, None, :] + 0.7 * rng.standard_normal((len(ids), 3, 24))
+    rois = pd.DataFrame({"roi": ["V1"] * 12 + ["LOC"] * 12})
+    brain = BrainData(trials.mean(1), ids, rois, ncsnr=ncsnr_from_repeats(trials), n_repeats=np.full(len(ids), 3))
+    brain_path = save_brain(brain, root / "subj01.npz")
+    return {"images": root / "images", "descriptions": root / "descriptions.jsonl", "brain": brain_path}
+
+
+def _folder_cfg(tmp_path: Path, folder: dict[str, Path], **over: Any) -> ExperimentConfig:
+    return _cfg(tmp_path, **{
+        "name": "folder", "dataset.name": "folder", "dataset.images": str(folder["images"]),
+        "dataset.descriptions": str(folder["descriptions"]), "finetune.trainable_blocks": 0, "finetune.epochs": 2,
+        "finetune.warmup_epochs": 0, "finetune.seeds": "[0, 1]", "finetune.batch_size": 8,
+        "finetune.val_fraction": 0.2, "finetune.tensorboard": "false", "finetune.lr": 1e-3,
+        "finetune.projection": "linear", "embed.encoder": "minilm", **over})  # fmt: skip
+
+
+@pytest.mark.slow  # ~15-30 s with the next: MiniLM and EfficientNet loaded, 4 models trained
+def test_folder_classifier(folder: dict[str, Path], tmp_path: Path) -> None:
+    from llmvem.pipeline import run_finetune_folder
+
+    run = run_finetune_folder(_folder_cfg(tmp_path, folder))
+    check("folder_classifier", run_metrics(run.path, _paths(folder["images"].parent)))
+
+
+@pytest.mark.slow
+def test_folder_voxels(folder: dict[str, Path], tmp_path: Path) -> None:
+    from llmvem.pipeline import run_finetune_folder
+
+    run = run_finetune_folder(_folder_cfg(tmp_path, folder, **{"dataset.brain": str(folder["brain"])}))
+    check("folder_voxels", run_metrics(run.path, _paths(folder["images"].parent)))
+
+
+@pytest.mark.slow
+def test_nsd_objects92(data_dir: Path, tmp_path: Path) -> None:
+    """The shipped config on the first 24 described NSD images, 1 seed, 1 epoch, the top block only."""
+    from llmvem.pipeline import run_nsd_objects92
+
+    cfg = _cfg(tmp_path, Path(__file__).resolve().parents[2] / "configs" / "nsd-objects92.yaml",
+               data_dir=str(data_dir), **{"finetune.n_images": 24, "finetune.seeds": "[0]", "finetune.epochs": 1,
+                                          "finetune.trainable_blocks": 1, "finetune.batch_size": 16})  # fmt: skip
+    check("nsd_objects92", run_metrics(run_nsd_objects92(cfg).path, _paths(tmp_path, data_dir)))
