@@ -118,9 +118,12 @@ NameOpt = Annotated[str | None, typer.Option("--name", help="run name (the run d
 
 
 def _fail(message: str, code: int = 2) -> None:
+    """Print ``error: MESSAGE`` to stderr on one line, never wrapped (paths stay whole and copyable), and exit."""
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print(f"[bold red]error:[/bold red] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -400,7 +403,7 @@ def describe(
         if desc.failures:
             from rich.console import Console
 
-            con = Console(stderr=True, highlight=False)
+            con = Console(stderr=True, highlight=False, soft_wrap=True)
             con.print(f"[bold red]{len(desc.failures)} request(s) failed[/bold red] (a re-run retries them):")
             for f in desc.failures[:50]:
                 con.print(f"  - {f}", markup=False)
