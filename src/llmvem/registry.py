@@ -2,13 +2,14 @@
 
 Example
 -------
+>>> import numpy as np
 >>> from llmvem.registry import Registry
 >>> losses = Registry("alignment loss")
 >>> @losses.register("mse")
 ... def mse(a, b):
 ...     return ((a - b) ** 2).mean()
->>> losses.get("mse")(3.0, 1.0)
-4.0
+>>> float(losses.get("mse")(np.array([3.0, 1.0]), np.array([1.0, 1.0])))
+2.0
 >>> losses.names()
 ['mse']
 """

@@ -24,7 +24,7 @@ def console_log(enabled: bool = True) -> Log:
         return lambda msg: None
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # never hard-wrapped: paths in messages stay whole
     return lambda msg: console.print(msg)
 
 
