@@ -219,7 +219,7 @@ def _load_brain_npz(path: Path) -> BrainData:
                 sp = json.loads(str(z["space"]))
                 if not isinstance(sp, dict) or "kind" not in sp or "name" not in sp:
                     raise DataError(f"brain file {path}: 'space' must be JSON with 'kind' and 'name', got {sp!r}")
-                affine = z["space_affine"] if "space_affine" in z else None
+                affine = z.get("space_affine")
                 space = BrainSpace(sp["kind"], sp["name"], sp.get("shape"), affine, sp.get("n_vertices"))
             return BrainData(
                 responses=z["responses"],

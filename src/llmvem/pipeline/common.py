@@ -188,8 +188,13 @@ def cached_activations(store: ArtifactStore, split: Any, stimuli: Any, device: s
     if getattr(split, "trains_whole_network", False):
         affine = pixel_affine(backbone().preprocess)
         if affine is not None:
-            spec = {"split": split.identity, "images": stimuli.content_hashes, "version": 2, "format": "uint8",
-                    "decoding": RGB_CONVERSION}
+            spec = {
+                "split": split.identity,
+                "images": stimuli.content_hashes,
+                "version": 2,
+                "format": "uint8",
+                "decoding": RGB_CONVERSION,
+            }
             key = store.key("activations", spec)
 
             def compute_pixels() -> dict[str, np.ndarray]:
