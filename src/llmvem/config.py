@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -270,6 +270,9 @@ class RSAConfig(_Section):
     align_prompt: str | list[str] = Field("general_description", description="NSD prompt(s): a name, a list or 'all'")
 
 
+CaptionMetric = Literal["bleu", "meteor", "rouge_l", "cider_d", "embedding"]
+
+
 class DecodeConfig(_Section):
     """Brain → embedding decoding (``llmvem evaluate decode``)."""
 
@@ -277,6 +280,14 @@ class DecodeConfig(_Section):
         "correlation", description="similarity for identification and caption retrieval"
     )
     top_k: int = Field(5, ge=1, description="captions retrieved per test stimulus")
+    caption_metrics: list[CaptionMetric] = Field(
+        default_factory=lambda: list(get_args(CaptionMetric)),
+        description="metrics of the decoded captions against the human references (needs --captions and "
+        "references; [] for none): BLEU-1..4, METEOR, ROUGE-L, CIDEr-D (coco-caption, Java) and embedding cosine",
+    )
+    exclude_own: bool = Field(
+        True, description="the decoded caption is the nearest corpus caption that is not one of the stimulus's own"
+    )
 
 
 def _check_brain_source(value: str | dict[str, Any]) -> str | dict[str, Any]:
@@ -321,6 +332,11 @@ class EvaluateInputs(_Section):
     )
     embeddings: str | None = Field(None, description="decode: the stimuli's text embeddings (.npy + .ids.txt)")
     captions: Path | None = Field(None, description="decode: caption corpus for retrieval (.jsonl/.csv/.txt)")
+    references: Path | None = Field(
+        None,
+        description="decode: human captions per stimulus for caption metrics (.jsonl/.csv/.tsv rows of id and "
+        "text, or a special100-style .json); default: the corpus captions of each test stimulus",
+    )
 
 
 class WordsConfig(_Section):

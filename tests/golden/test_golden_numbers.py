@@ -266,7 +266,9 @@ def test_evaluate_rsa(files: dict[str, Path], data_dir: Path, tmp_path: Path) ->
 def test_evaluate_decode(files: dict[str, Path], tmp_path: Path) -> None:
     from llmvem.pipeline.evaluate_files import run_evaluate_decode
 
-    cfg = _cfg(tmp_path, name="evaluate-decode", **{"embed.encoder": "glove", "evaluate.decode.top_k": 3},
+    # caption metrics (added after pinning) are tested in tests/pipeline/test_evaluate_files.py
+    cfg = _cfg(tmp_path, name="evaluate-decode",
+               **{"embed.encoder": "glove", "evaluate.decode.top_k": 3, "evaluate.decode.caption_metrics": []},
                literal={"evaluate.inputs.brain": [str(files["decode_brain"])],
                         "evaluate.inputs.embeddings": str(files["emb"]),
                         "evaluate.inputs.captions": str(files["captions"])})  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +192,73 @@ def test_evaluate_decode_identifies_and_retrieves(tmp_path: Path) -> None:
     lines = [json.loads(s) for s in (run / "retrieved_captions.jsonl").read_text().splitlines()]
     assert len(lines) == 12 and all(len(x["captions"]) == 3 for x in lines)
     assert (run / "decode.png").is_file() and "Decoding" in (run / "report.html").read_text()
+    # caption metrics by default: the decoded caption (never the stimulus's own) against its own caption
+    own = dict(zip(ids, caps, strict=True))
+    assert all(x["decoded"] != own[x["stimulus"]] for x in lines)
+    if shutil.which("java") is not None:
+        cap = pd.read_csv(run / "caption_metrics.csv")
+        assert {"bleu_1", "bleu_4", "meteor", "rouge_l", "cider_d", "embedding"} <= set(cap["metric"])
+        assert cap["human_ceiling"].isna().all() and (cap["references"] == "all").all()  # one reference each
+        assert "Decoded captions against human captions" in (run / "report.html").read_text()
+
+
+def _decode_set(tmp_path: Path) -> tuple[list[str], list[str]]:
+    """60 templated scenes (brain linear in their GloVe embedding) and a second, reworded caption of each."""
+    from llmvem.text import embed_texts
+
+    colours = ["red", "blue", "green", "yellow", "black"]
+    things, places = ["dog", "car", "house", "tree"], ["beach", "street", "field"]
+    caps = [f"a {c} {t} on the {p}" for c in colours for t in things for p in places]
+    ids = [f"s{k:02d}" for k in range(len(caps))]
+    emb = embed_texts(caps, encoder="glove", progress=False)
+    rng = np.random.default_rng(1)
+    y = emb @ rng.standard_normal((emb.shape[1], 300)) + 0.3 * rng.standard_normal((len(ids), 300))
+    save_brain(BrainData(y, ids, pd.DataFrame({"roi": ["v"] * 300}), name="subjD"), tmp_path / "subjD.npz")
+    _save_matrix(tmp_path / "emb.npy", emb, ids)
+    (tmp_path / "corpus.jsonl").write_text(
+        "".join(json.dumps({"id": i, "text": c}) + "\n" for i, c in zip(ids, caps, strict=True))
+    )
+    reworded = [c.replace("a ", "one ", 1).replace(" on the ", " by the ") for c in caps]
+    (tmp_path / "refs.jsonl").write_text("".join(json.dumps({"image": i, "text": t}) + "\n"
+                                                 for i, c, r in zip(ids, caps, reworded, strict=True) for t in (c, r)))  # fmt: skip
+    return ids, caps
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="caption metrics need Java")
+def test_evaluate_decode_caption_metrics_with_human_ceiling(tmp_path: Path) -> None:
+    _decode_set(tmp_path)
+    out = tmp_path / "runs"
+    res = runner.invoke(app, ["evaluate", "decode", "-b", str(tmp_path / "subjD.npz"), "-e", str(tmp_path / "emb.npy"),
+                              "--captions", str(tmp_path / "corpus.jsonl"), "--encoder", "glove",
+                              "--references", str(tmp_path / "refs.jsonl"), "--caption-metric", "bleu",
+                              "--caption-metric", "rouge_l", "--output-dir", str(out), "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    run = _only_run(out)
+    cap = pd.read_csv(run / "caption_metrics.csv").set_index("metric")
+    assert list(cap.index) == ["bleu_1", "bleu_2", "bleu_3", "bleu_4", "rouge_l"]
+    assert (cap["references"] == "leave-one-out").all() and (cap["n_images"] == 12).all()
+    # a reworded pair shares 4 of 6 PTB tokens (ROUGE-L 2/3); decoded captions are templated scenes one or two
+    # words away from the stimulus's
+    assert cap.loc["rouge_l", "human_ceiling"] == pytest.approx(2 / 3, abs=1e-6)
+    assert 0.3 < cap.loc["rouge_l", "score"] <= 1.0
+    assert cap.loc["rouge_l", "score_over_ceiling"] == pytest.approx(
+        cap.loc["rouge_l", "score"] / cap.loc["rouge_l", "human_ceiling"]
+    )
+    m = json.loads((run / "metrics.json").read_text())["caption_metrics"]["subjD"]
+    assert m["rouge_l"]["score"] == pytest.approx(cap.loc["rouge_l", "score"])
+
+
+def test_evaluate_decode_caption_metric_errors(tmp_path: Path) -> None:
+    _decode_set(tmp_path)
+    base = ["evaluate", "decode", "-b", str(tmp_path / "subjD.npz"), "-e", str(tmp_path / "emb.npy"),
+            "--encoder", "glove", "--output-dir", str(tmp_path / "runs"), "--no-progress"]  # fmt: skip
+    res = runner.invoke(app, [*base, "--references", str(tmp_path / "refs.jsonl")])
+    assert res.exit_code == 2 and "--references needs --captions" in res.output
+    res = runner.invoke(app, [*base, "--captions", str(tmp_path / "corpus.jsonl"), "--caption-metric", "spice"])
+    assert res.exit_code == 2 and "caption_metrics" in res.output and "rouge_l" in res.output
+    res = runner.invoke(app, [*base, "--captions", str(tmp_path / "corpus.jsonl"), "--references",
+                              str(tmp_path / "refs.txt")])  # fmt: skip
+    assert res.exit_code == 2 and "no stimulus ids" in res.output
 
 
 # --------------------------------------------------------------------------- bad input

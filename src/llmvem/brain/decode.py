@@ -143,6 +143,50 @@ def retrieve_captions(
     return Retrieval(best_i, best_s, [[str(corpus_texts[j]) for j in row] for row in best_i])
 
 
+def decoded_captions(
+    queries: np.ndarray,
+    corpus_embeddings: np.ndarray,
+    corpus_texts: Sequence[str],
+    corpus_ids: Sequence[str],
+    query_ids: Sequence[str],
+    *,
+    exclude_own: bool = True,
+    metric: Similarity | str = "cosine",
+) -> list[str]:
+    """The caption decoded for each query: its nearest corpus caption, not one of the query stimulus's own.
+
+    With ``exclude_own`` a corpus caption whose id is the query's stimulus id is skipped, so a caption metric
+    scored against that stimulus's human captions cannot be won by returning one of them.
+
+    Args:
+        queries: (m, d) decoded embeddings.
+        corpus_embeddings: (c, d).
+        corpus_texts: c captions.
+        corpus_ids: c stimulus ids (the stimulus a caption describes).
+        query_ids: m stimulus ids.
+        exclude_own: skip the stimulus's own captions.
+        metric: as :func:`retrieve_captions`.
+    Returns:
+        m captions.
+    Raises:
+        DataError: lengths disagree, or every corpus caption belongs to the query's stimulus.
+    """
+    from collections import Counter
+
+    if len(corpus_ids) != len(corpus_texts) or len(query_ids) != np.asarray(queries).shape[0]:
+        raise DataError("decoded_captions: ids and texts/queries differ in length")
+    own = Counter(str(i) for i in corpus_ids) if exclude_own else Counter()
+    k = min(len(corpus_texts), 1 + max((own[str(q)] for q in query_ids), default=0))
+    ret = retrieve_captions(queries, corpus_embeddings, corpus_texts, k=k, metric=metric)
+    out = []
+    for q, row in zip(query_ids, ret.indices, strict=True):
+        pick = next((j for j in row if not exclude_own or str(corpus_ids[j]) != str(q)), None)
+        if pick is None:
+            raise DataError(f"decoded_captions: every corpus caption describes stimulus {q!r}; nothing else to pick")
+        out.append(str(corpus_texts[pick]))
+    return out
+
+
 @dataclass
 class DecodingResult:
     """A brain → embedding decoder evaluated on held-out stimuli.

@@ -82,6 +82,9 @@ FLAG_KEYS: dict[str, str] = {
     "--metric": "evaluate.rsa.metric",
     "--method": "evaluate.rsa.method",
     "--top-k": "evaluate.decode.top_k",
+    "--references": "evaluate.inputs.references",
+    "--caption-metric": "evaluate.decode.caption_metrics",
+    "--exclude-own/--include-own": "evaluate.decode.exclude_own",
 }
 
 #: Per-command exceptions to FLAG_KEYS (the same flag name configuring another stage's key).
@@ -978,6 +981,18 @@ def evaluate_decode(
     ] = None,
     encoder: Annotated[str | None, typer.Option("--encoder", help="text encoder for the caption corpus")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="captions retrieved per test stimulus")] = None,
+    references: Annotated[
+        Path | None,
+        typer.Option("--references", help="human captions per stimulus for caption metrics (default: the corpus's)"),
+    ] = None,
+    caption_metric: Annotated[
+        list[str] | None,
+        typer.Option("--caption-metric", help="bleu, meteor, rouge_l, cider_d, embedding (repeatable; default all)"),
+    ] = None,
+    exclude_own: Annotated[
+        bool | None,
+        typer.Option("--exclude-own/--include-own", help="decoded caption never one of the stimulus's own"),
+    ] = None,
     roi: RoisOpt = None,
     subject: SubjectOpt = None,
     cv: CvOpt = None,
@@ -991,13 +1006,16 @@ def evaluate_decode(
     device: DeviceOpt = None,
     progress: ProgressOpt = None,
 ) -> None:
-    """Decode text embeddings from brain data: identification accuracy and nearest-caption retrieval.
+    """Decode text embeddings from brain data: identification, nearest-caption retrieval and caption metrics.
 
     Examples:
       llmvem evaluate decode -b subj01.npz -e captions.npy --captions corpus.jsonl --encoder minilm --top-k 5
+      llmvem evaluate decode -b subj01.npz -e emb.npy --captions coco.jsonl --references special100_captions.json
     """
     flags = {"--brain": brain, "--embeddings": embeddings, "--captions": captions, "--encoder": encoder,
-             "--top-k": top_k, "--roi": roi, "--subject": subject, "--cv": cv, "--test-fraction": test_fraction,
+             "--top-k": top_k, "--references": references, "--caption-metric": caption_metric,
+             "--exclude-own/--include-own": exclude_own, "--roi": roi, "--subject": subject, "--cv": cv,
+             "--test-fraction": test_fraction,
              "--seed": seed, "--name": name, "--cache-dir": cache_dir, "--output-dir": output_dir,
              "--device": device, "--progress/--no-progress": progress}  # fmt: skip
     _run(lambda: _evaluate_files("decode", config, set_, flags))

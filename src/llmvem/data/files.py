@@ -342,3 +342,41 @@ def load_captions(path: str | Path) -> tuple[list[str], list[str]]:
     if df.empty:
         raise DataError(f"caption corpus {path}: no non-empty captions")
     return df[id_col].astype(str).tolist(), df["text"].astype(str).tolist()
+
+
+def load_references(path: str | Path) -> dict[str, list[str]]:
+    """Human reference captions per stimulus, for caption metrics.
+
+    Formats: rows of ``id`` (or ``image`` / ``stimulus_id``) and ``text`` as in :func:`load_captions`
+    (``.jsonl`` / ``.csv`` / ``.tsv``; several rows per stimulus), or a ``.json`` list of objects with ``image`` and
+    ``coco_captions`` (the special100 file of Doerig et al.'s code). NSD file names (``shared0004_nsd03078.jpg``)
+    become canonical ids (``nsd-03078``); other ids are used as written (a file extension dropped).
+
+    Returns:
+        stimulus id → its captions, in file order.
+    Raises:
+        DataError: a missing or unreadable file, a ``.txt`` file (no ids), no captions.
+    """
+    from llmvem.data.nsd_ids import canonical_id
+
+    path = Path(path).expanduser()
+    if path.suffix == ".txt":
+        raise DataError(f"references {path}: a .txt file has no stimulus ids; use .jsonl/.csv/.tsv with id and text")
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise DataError(f"references {path}: not found")
+        try:
+            rows = json.loads(read_text_file(path, "references"))
+            pairs = [(str(r["image"]), [str(t) for t in r["coco_captions"]]) for r in rows]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"references {path}: expected a list of {{image, coco_captions}} objects ({exc})") from exc
+    else:
+        ids, texts = load_captions(path)
+        pairs = [(i, [t]) for i, t in zip(ids, texts, strict=True)]
+    out: dict[str, list[str]] = {}
+    for name, texts in pairs:
+        stem = Path(name).stem if Path(name).suffix.lower() in {".jpg", ".jpeg", ".png"} else name
+        out.setdefault(canonical_id(stem) or stem, []).extend(t for t in texts if t.strip())
+    if not any(out.values()):
+        raise DataError(f"references {path}: no captions")
+    return out

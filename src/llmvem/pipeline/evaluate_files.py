@@ -31,7 +31,7 @@ import pandas as pd
 from llmvem.config import ExperimentConfig
 from llmvem.data.brain import BrainData, RDMSet
 from llmvem.data.brain_sources import parse_brain_sources
-from llmvem.data.files import load_captions, load_matrix, load_rdms
+from llmvem.data.files import load_captions, load_matrix, load_rdms, load_references
 from llmvem.data.stimuli import align_ids
 from llmvem.errors import ConfigError, DataError
 from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, print_table, ridge_from_config
@@ -391,6 +391,8 @@ def run_evaluate_decode(cfg: ExperimentConfig, run_dir: Path | None = None, log:
         corpus = (cap_ids, cap_texts, cap_emb)
     for brain, _ in brains:
         align_ids(brain.stimulus_ids, emb.ids, f"brain {brain.name!r}", f"embeddings {emb.name!r}")
+    references = _references(cfg, corpus)
+    caption_rows: list[pd.DataFrame] = []
     run = RunDir(cfg, run_dir)
     log(f"[bold]evaluate decode[/bold]: {emb.name} ({emb.values.shape[1]}-d) from {len(brains)} brain source(s)")
     rows: list[dict[str, Any]] = []
@@ -419,15 +421,20 @@ def run_evaluate_decode(cfg: ExperimentConfig, run_dir: Path | None = None, log:
             has_own = [sid in cap_set for sid in ids_te]
             if any(has_own):
                 row[f"retrieval_top{dec.top_k}"] = float(np.mean([h for h, o in zip(hits, has_own, strict=True) if o]))
+            decoded = _decoded_captions(cfg, brain.name, ids_te, res.predicted, corpus, references, caption_rows)
             for sid, texts, scores in zip(ids_te, ret.texts, ret.scores, strict=True):
                 retrieved.append({"subject": brain.name, "stimulus": sid, "captions": texts,
-                                  "scores": [round(float(s), 4) for s in scores]})  # fmt: skip
+                                  "scores": [round(float(s), 4) for s in scores],
+                                  **({"decoded": decoded[sid]} if decoded else {})})  # fmt: skip
         rows.append(row)
         log(f"  {brain.name}: identification {ident.accuracy:.3f} (chance 0.5), top-1 {ident.top1:.3f}")
     table = pd.DataFrame(rows)
     table.to_csv(run.file("decode.csv"), index=False)
     if retrieved:
         atomic_write_text(run.file("retrieved_captions.jsonl"), "".join(json.dumps(r) + "\n" for r in retrieved))
+    captions_table = pd.concat(caption_rows, ignore_index=True) if caption_rows else None
+    if captions_table is not None:
+        captions_table.to_csv(run.file("caption_metrics.csv"), index=False)
 
     from llmvem.report import build_report, plot_decoding
 
@@ -436,9 +443,81 @@ def run_evaluate_decode(cfg: ExperimentConfig, run_dir: Path | None = None, log:
     run.log_metrics(
         decode={r["subject"]: {k: v for k, v in r.items() if k != "subject"} for r in rows},
         decode_mean={str(k): float(v) for k, v in numeric.mean().items()},
+        **({"caption_metrics": _caption_metrics_json(captions_table)} if captions_table is not None else {}),
         embeddings=str(emb.path),
         total_s=round(time.perf_counter() - t_start, 1),
     )
     build_report(run.path)
     log(f"[green]done[/green]: {run.file('decode.csv')}, {run.file('report.html')}")
     return run
+
+
+def _references(
+    cfg: ExperimentConfig, corpus: tuple[list[str], list[str], np.ndarray] | None
+) -> tuple[dict[str, list[str]], list[str]] | None:
+    """Human captions per stimulus and the caption metrics to compute (``None``: no caption metrics).
+
+    References: ``--references``, else the corpus's own captions. An explicit ``caption_metrics`` that this machine
+    cannot compute (no Java / pycocoevalcap) is an error later; the default computes what it can and warns.
+    """
+    inp, dec = cfg.evaluate.inputs, cfg.evaluate.decode
+    metrics: list[str] = list(dec.caption_metrics)
+    if "caption_metrics" not in dec.model_fields_set:
+        from llmvem.text.caption_metrics import usable_metrics
+
+        metrics, why = usable_metrics(metrics)
+        if why is not None:
+            warnings.warn(f"evaluate decode: caption metrics other than {metrics} skipped: {why}", stacklevel=2)
+    if not metrics:
+        return None
+    if inp.references is not None:
+        if corpus is None:
+            raise ConfigError("evaluate decode: --references needs --captions (the corpus decoded captions come from)")
+        return load_references(inp.references), metrics
+    if corpus is None:
+        return None
+    refs: dict[str, list[str]] = {}
+    for cid, text in zip(corpus[0], corpus[1], strict=True):
+        refs.setdefault(cid, []).append(text)
+    return refs, metrics
+
+
+def _decoded_captions(
+    cfg: ExperimentConfig,
+    subject: str,
+    ids_te: list[str],
+    predicted: np.ndarray,
+    corpus: tuple[list[str], list[str], np.ndarray],
+    references: tuple[dict[str, list[str]], list[str]] | None,
+    out: list[pd.DataFrame],
+) -> dict[str, str]:
+    """Decode one caption per test stimulus and, where references exist, append its caption-metric table to
+    ``out`` (one row per metric: score, human ceiling, their ratio). Returns stimulus → decoded caption."""
+    from llmvem.brain import decoded_captions
+    from llmvem.text import embed_texts
+    from llmvem.text.caption_metrics import implementation, score_with_ceiling
+
+    dec = cfg.evaluate.decode
+    if references is None or not any(references[0].get(i) for i in ids_te):
+        return {}
+    refs, metrics = references
+    cap_ids, cap_texts, cap_emb = corpus
+    texts = decoded_captions(predicted, cap_emb, cap_texts, cap_ids, ids_te, exclude_own=dec.exclude_own,
+                             metric=dec.metric)  # fmt: skip
+    decoded = dict(zip(ids_te, texts, strict=True))
+    kw = embed_kwargs(cfg, make_store(cfg))
+    table, _, _ = score_with_ceiling(decoded, refs, metrics, embed=lambda t: embed_texts(t, **kw))
+    table.insert(0, "subject", subject)
+    table["implementation"] = implementation()
+    out.append(table)
+    return decoded
+
+
+def _caption_metrics_json(table: pd.DataFrame) -> dict[str, Any]:
+    """``{subject: {metric: {score, human_ceiling, score_over_ceiling}}}`` of the caption-metric table."""
+    out: dict[str, Any] = {}
+    for row in table.to_dict("records"):
+        out.setdefault(str(row["subject"]), {})[str(row["metric"])] = {
+            k: (None if pd.isna(row[k]) else float(row[k])) for k in ("score", "human_ceiling", "score_over_ceiling")
+        }
+    return out

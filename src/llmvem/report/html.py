@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 REPORT_NAME = "report.html"
 RUN_FILES = (
-    "config.yaml", "environment.json", "metrics.json", "encoding.csv", "rsa.csv", "decode.csv", "visual_words.json"
+    "config.yaml", "environment.json", "metrics.json", "encoding.csv", "rsa.csv", "decode.csv", "caption_metrics.csv",
+    "visual_words.json",
 )  # fmt: skip
 _MIME = {
     ".png": "image/png",
@@ -263,6 +264,24 @@ def _paired_table(metrics: Any) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
+def _caption_section(table: pd.DataFrame) -> Section:
+    """The decoded captions scored against the human captions, beside the human ceiling."""
+    impl = str(table["implementation"].iloc[0]) if "implementation" in table.columns and len(table) else "?"
+    shown = table.drop(columns=[c for c in ("implementation",) if c in table.columns])
+    return Section(
+        "Decoded captions against human captions",
+        [
+            "Each test stimulus's decoded caption (the corpus caption nearest to the decoded embedding, never one of "
+            "the stimulus's own when exclude_own is on) scored against its human captions. human_ceiling: each human "
+            "caption scored against the stimulus's other captions, averaged over rounds; with references = "
+            "leave-one-out the decoded caption is scored against the same leave-one-out sets, so both see equally "
+            "many references. score_over_ceiling = score / human_ceiling.",
+            f"Implementation: {impl}.",
+        ],
+        table=shown,
+    )
+
+
 def build_report(run_dir: str | Path, title: str | None = None) -> Path:
     """Write ``run_dir/report.html`` from what the run directory holds; return its path.
 
@@ -342,6 +361,8 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
                 images=[png] if png.is_file() else [],
             )
         )
+    if "caption_metrics.csv" in have:
+        sections.append(_caption_section(_read_csv(have["caption_metrics.csv"])))
     paired = _paired_table(_read_json(have["metrics.json"])) if "metrics.json" in have else None
     if paired is not None:
         from llmvem.report.plots import plot_paired

@@ -361,3 +361,47 @@ def implementation() -> str:
     except PackageNotFoundError:
         v = "unknown"
     return f"coco-caption (pycocoevalcap {v}): BLEU, METEOR 1.5, ROUGE-L, CIDEr-D on PTB tokens; embedding: cosine"
+
+
+def score_with_ceiling(
+    candidates: Mapping[str, str],
+    references: Mapping[str, Sequence[str]],
+    metrics: Sequence[str] = METRICS,
+    *,
+    embed: Embed | None = None,
+) -> tuple[pd.DataFrame, CaptionScores, CaptionScores | None]:
+    """Candidates scored on the images that have references, beside the human ceiling of those images.
+
+    When every scored image has ≥ 2 references the model is scored ``matched`` (leave-one-out, as the ceiling);
+    otherwise against all references and without a ceiling.
+
+    Returns:
+        (:func:`caption_table`, the model's scores, the ceiling or ``None``).
+    Raises:
+        DataError: no candidate image has a reference.
+    """
+    ids = [i for i in candidates if references.get(i)]
+    if not ids:
+        raise DataError("caption metrics: none of the decoded stimuli has a reference caption")
+    refs = {i: [str(r) for r in references[i] if str(r).strip()] for i in ids}
+    both = all(len(v) >= 2 for v in refs.values())
+    model = score_captions({i: candidates[i] for i in ids}, refs, metrics, embed=embed, matched=both)
+    ceiling = human_ceiling(refs, metrics, embed=embed) if both else None
+    return caption_table(model, ceiling), model, ceiling
+
+
+def usable_metrics(metrics: Sequence[str]) -> tuple[list[str], str | None]:
+    """The metrics this machine can compute, and why the others cannot (``None`` when all can).
+
+    Every n-gram metric needs coco-caption's PTB tokenizer, hence Java and ``pycocoevalcap``; ``embedding`` needs
+    neither.
+    """
+    ngram = [m for m in metrics if m != "embedding"]
+    if not ngram:
+        return list(metrics), None
+    try:
+        _coco_dir()
+        _java()
+    except ConfigError as exc:
+        return [m for m in metrics if m == "embedding"], str(exc)
+    return list(metrics), None
