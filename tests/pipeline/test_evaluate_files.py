@@ -215,12 +215,11 @@ def _decode_set(tmp_path: Path) -> tuple[list[str], list[str]]:
     y = emb @ rng.standard_normal((emb.shape[1], 300)) + 0.3 * rng.standard_normal((len(ids), 300))
     save_brain(BrainData(y, ids, pd.DataFrame({"roi": ["v"] * 300}), name="subjD"), tmp_path / "subjD.npz")
     _save_matrix(tmp_path / "emb.npy", emb, ids)
-    (tmp_path / "corpus.jsonl").write_text(
-        "".join(json.dumps({"id": i, "text": c}) + "\n" for i, c in zip(ids, caps, strict=True))
-    )
-    reworded = [c.replace("a ", "one ", 1).replace(" on the ", " by the ") for c in caps]
-    (tmp_path / "refs.jsonl").write_text("".join(json.dumps({"image": i, "text": t}) + "\n"
-                                                 for i, c, r in zip(ids, caps, reworded, strict=True) for t in (c, r)))  # fmt: skip
+    pairs = list(zip(ids, caps, strict=True))
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps({"id": i, "text": c}) + "\n" for i, c in pairs))
+    reworded = {i: c.replace("a ", "one ", 1).replace(" on the ", " by the ") for i, c in pairs}
+    refs = [{"image": i, "text": t} for i, c in pairs for t in (c, reworded[i])]
+    (tmp_path / "refs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in refs))
     return ids, caps
 
 
