@@ -346,10 +346,28 @@ class WordsConfig(_Section):
     n_shuffles: int = Field(1000, ge=10, description="permutations of the shuffled-description baseline")
 
 
+class VoxelCaptionsConfig(_Section):
+    """Captions for voxels and ROIs (``llmvem evaluate captions``; BrainSCUBA's projection onto a caption corpus)."""
+
+    top_k: int = Field(5, ge=1, le=100, description="nearest corpus captions per voxel and ROI")
+    temperature: float = Field(
+        1.0 / 150.0, gt=0, le=10, description="softmax temperature of the projection onto the corpus (BrainSCUBA)"
+    )
+    summary_model: str | None = Field(
+        None,
+        description="served model (openai backend at describe.base_url) that writes one sentence per ROI from its "
+        "captions; None: no summaries",
+    )
+    summary_prompt: str | None = Field(
+        None, description="instruction for the summaries, with {captions} (None: llmvem's default)"
+    )
+
+
 class EvaluateConfig(_Section):
     encoding: EncodingConfig = Field(default_factory=EncodingConfig)
     rsa: RSAConfig = Field(default_factory=RSAConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    voxel_captions: VoxelCaptionsConfig = Field(default_factory=VoxelCaptionsConfig)
     inputs: EvaluateInputs = Field(default_factory=EvaluateInputs)
 
 

@@ -130,8 +130,8 @@ def test_describe_import_without_source_is_an_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["demo", "train", "evaluate", "evaluate encoding", "evaluate rsa", "evaluate decode", "describe", "embed",
-     "features"],
+    ["demo", "train", "evaluate", "evaluate encoding", "evaluate rsa", "evaluate decode", "evaluate captions",
+     "describe", "embed", "features"],
 )  # fmt: skip
 def test_every_run_flag_is_a_config_key(command: str) -> None:
     """Each option of a command that configures a run appears in FLAG_KEYS (and so maps to a config key)."""
@@ -152,7 +152,8 @@ def test_every_run_flag_is_a_config_key(command: str) -> None:
         if names & not_config:
             continue
         flag = "/".join(param.opts + param.secondary_opts) if param.secondary_opts else param.opts[0]
-        assert flag in FLAG_KEYS or flag in COMMAND_FLAG_KEYS.get(command, {}), f"{command}: option {flag} has no key"
+        per = {**COMMAND_FLAG_KEYS.get(command, {}), **COMMAND_FLAG_KEYS.get(command.replace(" ", "-"), {})}
+        assert flag in FLAG_KEYS or flag in per, f"{command}: option {flag} has no key"
 
 
 def test_embed_clean_strips_the_preamble_before_embedding(tmp_path: Path) -> None:

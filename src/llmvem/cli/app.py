@@ -85,6 +85,7 @@ FLAG_KEYS: dict[str, str] = {
     "--references": "evaluate.inputs.references",
     "--caption-metric": "evaluate.decode.caption_metrics",
     "--exclude-own/--include-own": "evaluate.decode.exclude_own",
+    "--summary-model": "evaluate.voxel_captions.summary_model",
 }
 
 #: Per-command exceptions to FLAG_KEYS (the same flag name configuring another stage's key).
@@ -98,6 +99,10 @@ COMMAND_FLAG_KEYS: dict[str, dict[str, str]] = {
         "--design": "features.design",
     },
     "describe": {"--subset": "features.subset", "--design": "features.design"},  # which images: one key per stage
+    "evaluate-captions": {
+        "--top-k": "evaluate.voxel_captions.top_k",
+        "--temperature": "evaluate.voxel_captions.temperature",
+    },
     "words": {"--model": "features.model", "--weights": "features.weights", "--top": "words.top_k"},
 }
 
@@ -890,12 +895,14 @@ def evaluate(
 
 
 def _evaluate_files(kind: str, config: Path | None, set_: list[str] | None, flags: dict[str, Any]) -> None:
-    cfg = _resolve(config, set_, flags)
+    cfg = _resolve(config, set_, flags, command=f"evaluate-{kind}")
     if "name" not in cfg.model_fields_set:
         cfg.name = f"evaluate-{kind}"
     from llmvem.pipeline.evaluate_files import run_evaluate_decode, run_evaluate_encoding, run_evaluate_rsa
+    from llmvem.pipeline.voxel_captions import run_evaluate_captions
 
-    {"encoding": run_evaluate_encoding, "rsa": run_evaluate_rsa, "decode": run_evaluate_decode}[kind](cfg)
+    {"encoding": run_evaluate_encoding, "rsa": run_evaluate_rsa, "decode": run_evaluate_decode,
+     "captions": run_evaluate_captions}[kind](cfg)  # fmt: skip
 
 
 @evaluate_app.command("encoding")
@@ -1019,6 +1026,53 @@ def evaluate_decode(
              "--seed": seed, "--name": name, "--cache-dir": cache_dir, "--output-dir": output_dir,
              "--device": device, "--progress/--no-progress": progress}  # fmt: skip
     _run(lambda: _evaluate_files("decode", config, set_, flags))
+
+
+@evaluate_app.command("captions")
+def evaluate_captions(
+    features: FeaturesOpt = None,
+    brain: BrainOpt = None,
+    captions: Annotated[
+        Path | None, typer.Option("--captions", help="caption corpus to read voxels out in (.jsonl/.csv/.txt)")
+    ] = None,
+    encoder: Annotated[str | None, typer.Option("--encoder", help="text encoder of the features and corpus")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="nearest captions per voxel and ROI")] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="softmax temperature of the projection (1/150)")
+    ] = None,
+    summary_model: Annotated[
+        str | None, typer.Option("--summary-model", help="served model writing one sentence per ROI (openai API)")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="API root of the summary model's server")] = None,
+    roi: RoisOpt = None,
+    subject: SubjectOpt = None,
+    cv: CvOpt = None,
+    test_fraction: TestFractionOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    seed: SeedOpt = None,
+    name: NameOpt = None,
+    cache_dir: CacheDirOpt = None,
+    output_dir: OutputDirOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Captions for every voxel and ROI: encoding weights on text embeddings read out in a caption corpus.
+
+    A ridge from the stimuli's text embeddings (-f) to the voxels; each voxel's and ROI's weight direction projected
+    onto the corpus (BrainSCUBA) and read out as its nearest captions (roi_captions.csv, voxel_captions.jsonl), with
+    one sentence per ROI from --summary-model when given (cached like descriptions).
+
+    Examples:
+      llmvem evaluate captions -f desc=minilm.npy -b subj01.npz --captions corpus.jsonl --encoder minilm
+      llmvem evaluate captions -f minilm.npy -b subj01.npz --captions coco.jsonl --summary-model qwen2.5:7b \\
+          --base-url http://localhost:11434/v1
+    """
+    flags = {"--features": features, "--brain": brain, "--captions": captions, "--encoder": encoder,
+             "--top-k": top_k, "--temperature": temperature, "--summary-model": summary_model,
+             "--base-url": base_url, "--roi": roi, "--subject": subject, "--cv": cv, "--test-fraction": test_fraction,
+             "--seed": seed, "--name": name, "--cache-dir": cache_dir, "--output-dir": output_dir,
+             "--progress/--no-progress": progress}  # fmt: skip
+    _run(lambda: _evaluate_files("captions", config, set_, flags))
 
 
 @app.command()

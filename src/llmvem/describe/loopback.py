@@ -46,6 +46,12 @@ def expected_reply(image_bytes: bytes, prompt: str, seed: int | None = None) -> 
     return f"A {size} {mode} image with digest {digest[:16]}, prompt {p}, seed {seed}."
 
 
+def expected_text_reply(prompt: str, seed: int | None = None) -> str:
+    """The text the server answers for a text-only request (no image) with this prompt and seed."""
+    p = hashlib.sha256(prompt.encode()).hexdigest()[:16]
+    return f"A one-sentence summary of prompt {p}, seed {seed}."
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: LoopbackChatServer._Server
@@ -98,13 +104,17 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             req = json.loads(raw)
             content = req["messages"][-1]["content"]
-            prompt = "".join(c.get("text", "") for c in content if c.get("type") == "text")
-            url = next(c["image_url"]["url"] for c in content if c.get("type") == "image_url")
-            image = base64.b64decode(url.split(",", 1)[1])
-        except (ValueError, KeyError, IndexError, StopIteration, TypeError) as exc:
+            image: bytes | None = None
+            if isinstance(content, str):  # a text-only request (e.g. summarise captions)
+                prompt = content
+            else:
+                prompt = "".join(c.get("text", "") for c in content if c.get("type") == "text")
+                url = next(c["image_url"]["url"] for c in content if c.get("type") == "image_url")
+                image = base64.b64decode(url.split(",", 1)[1])
+        except (ValueError, KeyError, IndexError, StopIteration, TypeError, AttributeError) as exc:
             self._send(400, json.dumps({"error": {"message": f"bad request: {exc}"}}).encode())
             return
-        digest = hashlib.sha256(image).hexdigest()
+        digest = hashlib.sha256(image if image is not None else prompt.encode()).hexdigest()
         fault = owner._next_fault(digest)
         with owner._lock:
             owner.requests += 1
@@ -120,7 +130,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if owner.delay_s:
             time.sleep(owner.delay_s)
-        text = expected_reply(image, prompt, req.get("seed"))
+        text = (
+            expected_reply(image, prompt, req.get("seed"))
+            if image is not None
+            else expected_text_reply(prompt, req.get("seed"))
+        )
         if fault in ("500", "503", "400", "401", "404"):
             self._send(int(fault), json.dumps({"error": {"message": f"injected {fault}"}}).encode())
             return

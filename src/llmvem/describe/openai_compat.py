@@ -185,6 +185,18 @@ class OpenAICompatibleDescriber:
             gen.info["seed"] = int(params["seed"]) + sample
         return gen
 
+    def complete(self, prompt: str, params: Mapping[str, Any], sample: int = 0) -> Generation:
+        """A text-only chat completion (no image): one user message ``prompt``; retried like :meth:`describe`."""
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": prompt})
+        body: dict[str, Any] = {"model": self.model, "messages": messages}
+        body.update({k: params[k] for k in GENERATION_KEYS if params.get(k) is not None})
+        if body.get("seed") is not None:
+            body["seed"] = int(body["seed"]) + sample
+        return self._post(json.dumps(body).encode())
+
     def _post(self, body: bytes) -> Generation:
         import httpx
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 REPORT_NAME = "report.html"
 RUN_FILES = (
     "config.yaml", "environment.json", "metrics.json", "encoding.csv", "rsa.csv", "decode.csv", "caption_metrics.csv",
-    "visual_words.json",
+    "roi_captions.csv", "visual_words.json",
 )  # fmt: skip
 _MIME = {
     ".png": "image/png",
@@ -282,6 +282,22 @@ def _caption_section(table: pd.DataFrame) -> Section:
     )
 
 
+def _roi_captions_section(table: pd.DataFrame) -> Section:
+    """The three nearest corpus captions of each ROI's projected encoding direction (and its summary)."""
+    shown = table[table["rank"] <= 3].drop(columns=[c for c in ("summary",) if c in table.columns and
+                                                    not table[c].fillna("").astype(str).str.strip().any()])  # fmt: skip
+    return Section(
+        "Captions of each ROI",
+        [
+            "Each ROI's encoding direction (the held-out-r-weighted mean of its voxels' unit ridge weights in the "
+            "text-embedding space) projected onto the caption corpus by a softmax over cosine similarities "
+            "(BrainSCUBA) and read out as its nearest captions; score: cosine similarity of the projection and the "
+            "caption; mean_r: the ROI's mean held-out encoding r. Per-voxel captions are in voxel_captions.jsonl.",
+        ],
+        table=shown,
+    )
+
+
 def build_report(run_dir: str | Path, title: str | None = None) -> Path:
     """Write ``run_dir/report.html`` from what the run directory holds; return its path.
 
@@ -363,6 +379,8 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
         )
     if "caption_metrics.csv" in have:
         sections.append(_caption_section(_read_csv(have["caption_metrics.csv"])))
+    if "roi_captions.csv" in have:
+        sections.append(_roi_captions_section(_read_csv(have["roi_captions.csv"])))
     paired = _paired_table(_read_json(have["metrics.json"])) if "metrics.json" in have else None
     if paired is not None:
         from llmvem.report.plots import plot_paired
