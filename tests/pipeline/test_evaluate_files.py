@@ -312,3 +312,36 @@ def test_rdm_file_formats(tmp_path: Path) -> None:
     np.savez(tmp_path / "s.npz", rdms=np.stack([rdm, rdm]), stimulus_ids=np.array(list("abcdef")))
     name, rset = load_rdms(str(tmp_path / "s.npz"))
     assert name == "s" and rset.n_subjects == 2
+
+
+@pytest.mark.data
+@pytest.mark.skipif(shutil.which("java") is None, reason="caption metrics need Java")
+def test_evaluate_decode_on_special100_with_coco_references(data_dir: Path, tmp_path: Path) -> None:
+    """The 100 special NSD images: MiniLM embeddings of their first COCO caption, a simulated brain linear in them,
+    the 500 COCO captions as corpus and special100_captions.json as references (NSD file names → canonical ids)."""
+    from llmvem.data.files import load_references
+    from llmvem.text import embed_texts
+
+    refs_file = data_dir / "nsd_shared1000" / "special100_captions.json"
+    refs = load_references(refs_file)
+    ids = sorted(refs)
+    assert len(ids) == 100 and all(i.startswith("nsd-") and len(refs[i]) == 5 for i in ids)
+    emb = embed_texts([refs[i][0] for i in ids], encoder="minilm", progress=False)
+    rng = np.random.default_rng(0)
+    y = emb @ rng.standard_normal((emb.shape[1], 400)) + 0.5 * rng.standard_normal((len(ids), 400))
+    save_brain(BrainData(y, ids, pd.DataFrame({"roi": ["v"] * 400}), name="subjS"), tmp_path / "subjS.npz")
+    _save_matrix(tmp_path / "emb.npy", emb, ids)
+    corpus = [{"id": i, "text": t} for i in ids for t in refs[i]]
+    (tmp_path / "coco.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    out = tmp_path / "runs"
+    res = runner.invoke(app, ["evaluate", "decode", "-b", str(tmp_path / "subjS.npz"), "-e", str(tmp_path / "emb.npy"),
+                              "--captions", str(tmp_path / "coco.jsonl"), "--encoder", "minilm",
+                              "--references", str(refs_file), "--caption-metric", "bleu", "--caption-metric",
+                              "rouge_l", "--caption-metric", "embedding", "--output-dir", str(out),
+                              "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cap = pd.read_csv(_only_run(out) / "caption_metrics.csv").set_index("metric")
+    assert (cap["n_images"] == 20).all() and (cap["references"] == "leave-one-out").all()
+    # another image's caption, chosen from the decoded embedding, is worse than a human's but far from nothing
+    for m in ("bleu_1", "rouge_l", "embedding"):
+        assert 0.1 < cap.loc[m, "score"] < cap.loc[m, "human_ceiling"], m
