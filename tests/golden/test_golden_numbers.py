@@ -169,7 +169,11 @@ def test_demo(tmp_path: Path) -> None:
     from llmvem.pipeline import run_encoding_demo
 
     cfg = _cfg(tmp_path, **{"dataset.n_images": 96, "dataset.n_voxels_per_roi": 40, "train.epochs": 15})
-    check("demo", run_metrics(run_encoding_demo(cfg).path, _paths(tmp_path)))
+    # aligned − baseline r is a difference of two r's near 0.5 from float32 training: another CPU's BLAS kernels move
+    # it by ~1e-5 absolute (measured: 6.6e-6 / 5.3e-6 on an AMD EPYC vs the pinning machine), far above rtol 1e-4
+    # of a number near 0.01; its parts (the r's themselves) stay at rtol 1e-4
+    check("demo", run_metrics(run_encoding_demo(cfg).path, _paths(tmp_path)),
+          loose={r"aligned_minus_baseline": (0.0, 5e-5)})  # fmt: skip
 
 
 def test_objects92(data_dir: Path, tmp_path: Path) -> None:
