@@ -616,7 +616,7 @@ def plot_partition(df: pd.DataFrame, path: str | Path, title: str | None = None)
                   zorder=3, label="noise ceiling (R²)")  # fmt: skip
     if (down < 0).any():
         ax.bar([np.nan], [np.nan], color="white", hatch="xx", edgecolor="0.15", label="negative estimate (below 0)")
-    top = _finite_max(up, means["joint"], means["ceiling"] if "ceiling" in means else [])
+    top = _finite_max(up, means["joint"], means.get("ceiling", []))
     ax.set_ylim(min(float(down.min()), 0.0) * 1.15 - 1e-3, max(top, 0.0) * 1.1 + 1e-3)
     labels = []
     for roi in rois:
