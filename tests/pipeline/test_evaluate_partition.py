@@ -103,8 +103,15 @@ def test_partition_by_config_key_three_spaces_duplicated_space_is_shared(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
     run = _run(files, tmp_path / "runs", "-f", f"vision={files['a']}", "-f", f"language={files['b']}",
-               "-f", f"copy={files['copy']}", "--set", "evaluate.encoding.partition=true")  # fmt: skip
-    table = pd.read_csv(run / "partition.csv").set_index("roi")
+               "-f", f"copy={files['copy']}", "-b", str(files["brain"]),
+               "--set", "evaluate.encoding.partition=true")  # fmt: skip
+    both = pd.read_csv(run / "partition.csv")
+    # two brain sources (here the same file twice: 'sim' and 'sim-2'): a row per source × ROI, the same numbers
+    assert both["subject"].tolist() == ["sim"] * 3 + ["sim-2"] * 3
+    numeric = both.select_dtypes("number")
+    np.testing.assert_allclose(numeric.iloc[:3].to_numpy(), numeric.iloc[3:].to_numpy(), rtol=1e-6)
+    assert set(json.loads((run / "metrics.json").read_text())["partition_arrays"]) == {"sim", "sim-2"}
+    table = both[both["subject"] == "sim"].set_index("roi")
     parts = {"unique:vision", "unique:language", "unique:copy", "shared:vision&language", "shared:vision&copy",
              "shared:language&copy", "shared:vision&language&copy"}  # fmt: skip
     assert parts <= set(table.columns)
