@@ -197,11 +197,7 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
         by_model.setdefault(key.split(" | ")[0], []).append(r)
     plot_r_histograms({k: np.concatenate(v) for k, v in by_model.items()}, run.file("r_histograms.png"))
     metrics = {
-        "encoding": {
-            m: {str(r["roi"]): {k: r[k] for k in ("mean_r", "median_r", "noise_ceiling_r", "mean_score")}
-                for _, r in g.iterrows()}
-            for m, g in table.groupby("model", sort=False)
-        },
+        "encoding": _encoding_json(table),
         "subjects": splits_info,
         "maps": {k: v for k, v in maps.items() if v},
         **partition,
@@ -229,6 +225,13 @@ def _encoding_table(per_subject: pd.DataFrame, n_brains: int) -> pd.DataFrame:
     table.insert(2, "n_subjects", grouped.size().to_numpy())
     table["sem_r"] = grouped["mean_r"].sem().to_numpy() if n_brains > 1 else np.nan
     return table
+
+
+def _encoding_json(table: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
+    """metrics.json's ``encoding``: model → ROI → mean_r, median_r, noise_ceiling_r, mean_score."""
+    keys = ("mean_r", "median_r", "noise_ceiling_r", "mean_score")
+    return {str(m): {str(r["roi"]): {k: r[k] for k in keys} for _, r in g.iterrows()}
+            for m, g in table.groupby("model", sort=False)}  # fmt: skip
 
 
 def _result_maps(
