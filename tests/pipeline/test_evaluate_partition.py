@@ -123,6 +123,7 @@ def test_partition_by_config_key_three_spaces_duplicated_space_is_shared(
         assert abs(row["unique:language"] - fb) < TOL, (roi, row["unique:language"])
         assert row[sorted(parts)].sum() == pytest.approx(row["joint"])
     assert (run / "partition.png").is_file()
+    assert ">shared:vision&amp;copy<" in (run / "report.html").read_text()  # 3 spaces: each shared part shown
 
 
 def test_partition_bad_input_exits_2_naming_the_space(files: dict[str, Path], tmp_path: Path) -> None:

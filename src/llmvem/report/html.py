@@ -243,8 +243,10 @@ def _partition_section(csv: Path, run_dir: Path) -> Section:
         plot_partition(df, png)
     parts = partition_parts(df.columns)
     spaces = [c.removeprefix("unique:") for c in parts if c.startswith("unique:")]
+    shared = [c for c in parts if c.startswith("shared:")]  # two spaces: their one shared part is `shared`
     keep = [c for c in df.columns if c in ("subject", "roi", "n_voxels", "shared", "joint", "ceiling")
-            or c.startswith(("unique:", "n_negative:")) or c.endswith("_over_ceiling")]  # fmt: skip
+            or c.startswith(("unique:", "n_negative:")) or c.endswith("_over_ceiling")
+            or (len(shared) > 1 and c in shared)]  # fmt: skip
     n_subj = df["subject"].nunique() if "subject" in df.columns else 1
     return Section(
         "Variance partitioning",
@@ -253,11 +255,12 @@ def _partition_section(csv: Path, run_dir: Path) -> Section:
             "subject(s); every number is held-out R² averaged over the ROI's voxels (partition.csv has every part, "
             "the product-measure split and the per-voxel arrays are under partition/).",
             "How to read it: unique:<space> is the drop in held-out R² when that space is removed from the joint "
-            "model, and shared is what the spaces explain together that none explains alone (R²(A) + R²(B) − "
-            "R²(A+B) for two spaces), so the unique and shared parts add up to joint; ceiling is the noise ceiling "
-            "in the same R² units and *_over_ceiling divides by it. Negative estimates (n_negative:<part> voxels) "
-            "mean the smaller model predicted the held-out images better than the larger one — noise or "
-            "overfitting, not negative variance — and are kept in the means, not clipped.",
+            "model, and shared is what the spaces both explain — either alone predicts it (R²(A) + R²(B) − R²(A+B) "
+            "for two spaces) — so the unique and shared parts add up to joint; ceiling is the noise ceiling in the "
+            "same R² units and *_over_ceiling divides by it. Negative estimates (n_negative:<part> voxels) are "
+            "noise, not negative variance: a negative unique part means the model without that space predicted "
+            "the held-out images better than the joint model, a negative shared part that the spaces predict more "
+            "together than the sum of each alone; they are kept in the means, not clipped.",
             "Figure: per ROI the unique parts and the shared part(s) (hatched) stacked to the joint R² (black tick), "
             "negative means below 0 (cross-hatched), the noise ceiling dashed.",
         ],
