@@ -567,7 +567,8 @@ def _partition_means(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str], int]:
     negatives = [c for c in df.columns if c.startswith("n_negative:")]
     cols = parts + ["joint"] + [c for c in ("ceiling", "n_voxels") if c in df.columns]
     means = df.groupby("roi", sort=False)[cols].mean()
-    means["n_negative"] = df.groupby("roi", sort=False)[negatives].sum().sum(axis=1) if negatives else 0
+    per_row = df[negatives].sum(axis=1) if negatives else df["joint"] * 0  # per row: voxel × part estimates < 0
+    means["n_negative"] = per_row.groupby(df["roi"], sort=False).mean()
     n_subjects = int(df["subject"].nunique()) if "subject" in df.columns else 1
     return means, parts, n_subjects
 
@@ -576,8 +577,9 @@ def plot_partition(df: pd.DataFrame, path: str | Path, title: str | None = None)
     """Stacked bars of a variance partition per ROI: the unique part of each space and the shared part(s) stacked to
     the joint model's held-out R² (a black tick), the noise ceiling (R²) as a dashed line.
 
-    A negative part (the ROI mean of negative estimates) is drawn below 0, cross-hatched, so the stack's positive
-    and negative parts add up to the joint R²; each ROI's label counts the negative per-voxel estimates.
+    A part whose ROI mean is negative is drawn below 0, cross-hatched, so the stack's positive and negative parts add
+    up to the joint R²; each ROI's label counts the negative per-voxel estimates (of voxels × parts; the mean over
+    subjects).
 
     Args:
         df: partition table (``partition.csv``): one row per subject × ROI with ``roi``, ``joint``, the
@@ -615,14 +617,15 @@ def plot_partition(df: pd.DataFrame, path: str | Path, title: str | None = None)
         ax.hlines(means["ceiling"], x - 0.45, x + 0.45, colors="0.1", linestyles=(0, (4, 2)), linewidth=1.4,
                   zorder=3, label="noise ceiling (R²)")  # fmt: skip
     if (down < 0).any():
-        ax.bar([np.nan], [np.nan], color="white", hatch="xx", edgecolor="0.15", label="negative estimate (below 0)")
+        ax.bar([np.nan], [np.nan], color="white", hatch="xx", edgecolor="0.15", label="negative mean part (below 0)")
     top = _finite_max(up, means["joint"], means.get("ceiling", []))
     ax.set_ylim(min(float(down.min()), 0.0) * 1.15 - 1e-3, max(top, 0.0) * 1.1 + 1e-3)
     labels = []
-    for roi in rois:
-        n_vox = means.loc[roi, "n_voxels"] if "n_voxels" in means else float("nan")
-        label = _wrap(str(roi), 14) + (f"\n({round(n_vox):,} vox" if math.isfinite(n_vox) else "\n(")
-        labels.append(label + f", {int(means.loc[roi, 'n_negative'])} neg.)")
+    for roi in rois:  # "(40 vox; 12/80 neg.)": negative estimates of the voxels × parts (mean over subjects)
+        n_vox = float(means.loc[roi, "n_voxels"]) if "n_voxels" in means else float("nan")
+        neg = f"{means.loc[roi, 'n_negative']:.3g}"
+        counts = f"{round(n_vox):,} vox; {neg}/{round(n_vox) * len(parts):,} neg." if math.isfinite(n_vox) else neg
+        labels.append(_wrap(str(roi), 14) + f"\n({counts})")
     ax.set_xticks(x)
     rotate = len(rois) > 8
     ax.set_xticklabels(labels, rotation=30 if rotate else 0, ha="right" if rotate else "center", fontsize=8)
