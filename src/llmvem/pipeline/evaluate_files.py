@@ -9,6 +9,9 @@ directory with tables (CSV), per-voxel arrays, plots, ``metrics.json`` and ``rep
   histograms; per-voxel r, score and α back in each brain's space (``maps/<brain>/<model>/``: NIfTI in the
   subject's volume, ``{lh,rh}.*.mgh`` on fsaverage; :mod:`llmvem.data.brain_maps`). Several brain sources (an NSD
   subject list expands to one per subject) give a row per subject (``encoding_subjects.csv``) and their mean.
+  With ``evaluate.encoding.partition`` (``--partition``), a variance partition of held-out R² between the 2–3 feature
+  matrices on the same split (:func:`llmvem.brain.partition.variance_partition`): ``partition.csv`` (brain × ROI),
+  ``partition/<brain>/`` (per-voxel arrays, maps of the unique parts), ``partition.png``.
 - rsa: per feature matrix × target RDM set (dataset RDMs, RDM files, or ROI RDMs of several brain sources used as
   subjects): mean ± sem over subjects, leave-one-subject-out ceilings, a subject bootstrap interval; plots: bars
   with ceiling bands, RDM images.
