@@ -251,6 +251,12 @@ class EncodingConfig(_Section):
     permutations: int = Field(
         0, ge=0, description="permutations per voxel for p-values (ROI fraction significant, FDR); 0: off"
     )
+    partition: bool = Field(
+        False,
+        description="evaluate encoding: also partition held-out R² between the 2–3 feature spaces of "
+        "evaluate.inputs.features (unique part per space, shared parts, joint; banded ridge, GCV) per voxel and ROI: "
+        "partition.csv, partition/<brain>/, partition.png",
+    )
 
 
 class RSAConfig(_Section):
@@ -369,6 +375,22 @@ class EvaluateConfig(_Section):
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     voxel_captions: VoxelCaptionsConfig = Field(default_factory=VoxelCaptionsConfig)
     inputs: EvaluateInputs = Field(default_factory=EvaluateInputs)
+
+    @model_validator(mode="after")
+    def _partition_needs_spaces(self) -> EvaluateConfig:
+        # The count only: that the files exist, hold ≥ 2 finite columns and the brain's stimuli is checked when they
+        # are read (llmvem.brain.partition.check_partition_spaces), before the run directory is made.
+        if self.encoding.partition:
+            from llmvem.brain.partition import MAX_PARTITION_SPACES
+
+            n = len(self.inputs.features)
+            if not 2 <= n <= MAX_PARTITION_SPACES:
+                raise ValueError(
+                    f"encoding.partition needs 2–{MAX_PARTITION_SPACES} feature spaces in inputs.features "
+                    f"(--features NAME=path.npy, one per space), got {n}"
+                    + (f" ({2**n - 1} parts could not be read; group spaces first)" if n > MAX_PARTITION_SPACES else "")
+                )
+        return self
 
 
 class ExperimentConfig(_Section):

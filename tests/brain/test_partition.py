@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from llmvem.brain import PartitionResult, r2_score_split, set_theoretic_parts, variance_partition
+from llmvem.brain.partition import PARTITION_CEILING_BOUND, check_partition_spaces
 from llmvem.errors import DataError
 
 ALPHAS = np.logspace(-2, 5, 12)
@@ -132,3 +133,43 @@ def test_bad_input() -> None:
         variance_partition({"A": a, "B": b}, y, {"B": b, "A": a}, y)
     with pytest.raises(DataError, match="3 ROI labels for"):
         PartitionResult(["A", "B"], {"A+B": np.zeros(2)}, {}, {}, np.zeros((2, 2))).table(["x", "y", "z"])
+
+
+def test_check_partition_spaces_names_the_space() -> None:
+    a, b, c, d = _spaces(30, 9, (3, 3, 3, 3))
+    xs, names = check_partition_spaces({"img": a, "txt": b}, "here", n_rows=30)
+    assert names == ["img", "txt"] and xs[0].dtype == np.float64
+    with pytest.raises(DataError, match=r"here: variance partitioning supports 2–3 spaces \(4 given: p, q, r, s\)"):
+        check_partition_spaces({"p": a, "q": b, "r": c, "s": d}, "here")
+    with pytest.raises(DataError, match="supports 2–3 spaces"):
+        check_partition_spaces([a, b, c, d, a], "here")  # beyond banded ridge's own limit too: the partition's
+    with pytest.raises(DataError, match="space 'w' has 1 column"):
+        check_partition_spaces({"img": a, "w": b[:, :1]}, "here")
+    with pytest.raises(DataError, match=r"space name 'a\+b' holds '\+' or '&'"):
+        check_partition_spaces({"a+b": a, "c": b}, "here")
+    with pytest.raises(DataError, match="repeat"):
+        check_partition_spaces([a, b], "here", space_names=["x", "x"])
+    with pytest.raises(DataError, match="space 'txt' has 29 rows"):
+        check_partition_spaces({"img": a, "txt": b[:29]}, "here", n_rows=30)
+
+
+def test_table_over_roi_masks_normalises_on_voxels_with_both() -> None:
+    v = 6
+    joint = np.array([0.2, 0.4, np.nan, 0.1, 0.3, 0.5])
+    parts = {"unique:A": joint * 0.5, "unique:B": joint * 0.25, "shared:A&B": joint * 0.25}
+    res = PartitionResult(["A", "B"], {"A+B": joint}, parts, {}, np.zeros((2, v)))
+    nc = np.array([0.5, np.nan, 0.8, 0.4, 0.4, 0.6])
+    masks = {"left": np.array([1, 1, 1, 0, 0, 0], bool), "all": np.ones(v, bool)}  # overlapping ROIs
+    table = res.table(masks, nc).set_index("roi")
+    assert table.index.tolist() == ["left", "all"] and table.loc["all", "n_voxels"] == v
+    assert table.loc["left", "joint"] == pytest.approx(0.3)  # NaN voxel left out of the mean
+    assert table.loc["left", "ceiling"] == pytest.approx(0.65)  # every voxel with a ceiling
+    # normalised over the voxels with both a part and a ceiling (voxel 0 only in "left"): 0.2 / 0.5
+    assert table.loc["left", "joint_over_ceiling"] == pytest.approx(0.4)
+    assert table.loc["left", "unique:A_over_ceiling"] == pytest.approx(0.2)
+    both = [0, 3, 4, 5]
+    assert table.loc["all", "shared_over_ceiling"] == pytest.approx(parts["shared:A&B"][both].mean() / nc[both].mean())
+    assert (table["ceiling_bound"] == PARTITION_CEILING_BOUND).all()
+    assert "ceiling" not in res.table(masks)  # no ceiling: no normalised columns
+    with pytest.raises(DataError, match="one entry per voxel"):
+        res.table({"x": np.ones(3, bool)})

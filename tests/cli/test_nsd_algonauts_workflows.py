@@ -177,6 +177,43 @@ def test_nsd_workflow_from_the_stimulus_file(world: dict, tmp_path: Path, monkey
     assert "shift" in res.output, res.output
 
 
+@pytest.mark.filterwarnings("ignore:variance_partition. negative estimates")
+def test_nsd_partition_writes_parts_and_maps_in_the_subject_volume(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--partition on the NSD layout: a space carrying the planted signal (the images' mean colour, + 2 noise
+    columns) against one of noise; its unique part lights the ventral slab of the subject's volume."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(11)
+    ids = [nsd_id(k) for k in world["images"]]
+    colour = np.stack([world["signal"][k] for k in world["images"]])
+    spaces = {"vision": np.hstack([colour, rng.standard_normal((len(ids), 2))]),
+              "language": rng.standard_normal((len(ids), 4))}  # fmt: skip
+    for name, x in spaces.items():
+        np.save(f"{name}.npy", x.astype(np.float32))
+        Path(f"{name}.ids.txt").write_text("\n".join(ids) + "\n")
+    source = f"nsd:{world['root']}?subject=1&rois=streams&sessions=1"
+    _ok(["evaluate", "encoding", "-f", "vision=vision.npy", "-f", "language=language.npy", "-b", source,
+         "--partition", "--cv", "gcv"])  # fmt: skip
+    run = next((tmp_path / "runs").glob("evaluate-encoding-*"))
+    table = pd.read_csv(run / "partition.csv")
+    table["roi"] = table["roi"].astype(str)
+    ventral = table[table["roi"].str.contains("ventral")].iloc[0]
+    early = table[table["roi"] == "early"].iloc[0]
+    assert ventral["unique:vision"] > 0.3 > early["unique:vision"] + 0.2, table
+    assert abs(ventral["unique:language"]) < 0.1 and abs(ventral["shared"]) < 0.1, table
+    assert np.isfinite(ventral["ceiling"]) and ventral["ceiling_bound"] == "noise_ceiling_r2"
+    metrics = json.loads((run / "metrics.json").read_text())
+    (brain_name,) = metrics["partition_maps"]
+    files = metrics["partition_maps"][brain_name]
+    assert set(files) == {"unique_vision", "unique_language", "shared", "joint"}
+    vol = np.asarray(nib.load(str(run / files["unique_vision"][0])).dataobj)
+    assert vol.shape == GRID and np.isnan(vol[0]).all()  # outside cortex: not in the data
+    assert np.nanmean(vol[3:]) > 0.3 > np.nanmean(vol[1:3]) + 0.2  # the ventral slab, not early
+    voxels = np.load(run / metrics["partition_arrays"][brain_name]["unique:vision"])
+    np.testing.assert_allclose(np.sort(voxels), np.sort(vol[np.isfinite(vol)]), rtol=1e-6)
+
+
 def test_algonauts_workflow_from_the_subject_folder(
     world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,7 +25,7 @@ from llmvem.report import (
     to_markdown,
     write_html_report,
 )
-from llmvem.report.plots import rank_percentiles
+from llmvem.report.plots import partition_parts, plot_partition, rank_percentiles
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert('x')</script> net"
@@ -318,3 +318,46 @@ def test_build_report_paired_section(tmp_path: Path) -> None:
     # no paired blocks: no section
     (tmp_path / "metrics.json").write_text(json.dumps({"hed": {}}))
     assert "Aligned − twin (paired)" not in build_report(tmp_path).read_text()
+
+
+def _partition_df() -> pd.DataFrame:
+    """Two subjects × two ROIs of a 2-space partition; one negative ROI-mean part (language in V1)."""
+    rows = []
+    for subj, shift in (("s1", 0.0), ("s2", 0.02)):
+        rows.append({"subject": subj, "roi": "V1", "n_voxels": 40, "unique:vision": 0.30 + shift,
+                     "unique:language": -0.02, "shared:vision&language": 0.05, "shared": 0.05,
+                     "joint": 0.33 + shift, "n_negative:unique:vision": 1, "n_negative:unique:language": 25,
+                     "n_negative:shared:vision&language": 4, "ceiling": 0.5, "unique:vision_over_ceiling": 0.6,
+                     "unique:language_over_ceiling": -0.04, "shared_over_ceiling": 0.1, "joint_over_ceiling": 0.66,
+                     "ceiling_bound": "noise_ceiling_r2"})  # fmt: skip
+        rows.append({**rows[-1], "roi": "FFA", "unique:vision": 0.1, "unique:language": 0.12 + shift,
+                     "joint": 0.27 + shift, "n_negative:unique:language": 2})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_plot_partition_stacks_parts_and_shows_negatives(tmp_path: Path) -> None:
+    df = _partition_df()
+    assert partition_parts(df.columns) == ["unique:vision", "unique:language", "shared:vision&language"]
+    out = plot_partition(df, tmp_path / "p" / "partition.png")
+    _assert_png(out)
+    no_neg = df.assign(**{"unique:language": 0.01})
+    other = plot_partition(no_neg, tmp_path / "no_neg.png")
+    assert other.read_bytes() != out.read_bytes()  # the negative part is drawn (below 0), not dropped
+    _assert_png(plot_partition(df.drop(columns=["ceiling", "subject", "n_voxels"]), tmp_path / "bare.png"))
+    with pytest.raises(DataError, match="empty"):
+        plot_partition(df.iloc[:0], tmp_path / "empty.png")
+    with pytest.raises(DataError, match="no unique:<space>"):
+        plot_partition(df[["roi", "joint"]], tmp_path / "none.png")
+
+
+def test_build_report_partition_section(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    _partition_df().to_csv(run / "partition.csv", index=False)
+    page = build_report(run).read_text(encoding="utf-8")
+    assert "<h2>Variance partitioning</h2>" in page and (run / "partition.png").is_file()  # drawn from the CSV
+    assert "2 feature spaces (vision, language) × 2 ROI(s) × 2 subject(s)" in page
+    assert "drop in held-out R² when that space is removed from the joint" in page
+    assert "Negative estimates" in page and "not clipped" in page
+    assert ">n_negative:unique:language<" in page and ">unique:vision_over_ceiling<" in page
+    assert page.count("data:image/png;base64,") == 1  # the partition plot, not again under Figures

@@ -33,6 +33,48 @@ from llmvem.brain.ridge import DEFAULT_ALPHAS, RidgeEncoder
 from llmvem.errors import DataError
 
 MAX_PARTITION_SPACES = 3
+#: Characters that join space names in part labels (``r2:A+B``, ``shared:A&B``): a space name may not hold them.
+_LABEL_JOINS = ("+", "&")
+
+PARTITION_CEILING_BOUND = "noise_ceiling_r2"
+"""What the ``*_over_ceiling`` columns of a partition table divide by: the voxels' noise ceiling in R² units (the
+fraction of response variance a perfect model could explain, :attr:`BrainData.noise_ceiling`), averaged over the
+voxels that have both the part and a ceiling — the units of the parts themselves (held-out R²)."""
+
+
+def check_partition_spaces(
+    spaces: Any, where: str, *, space_names: Sequence[str] | None = None, n_rows: int | None = None
+) -> tuple[list[np.ndarray], list[str]]:
+    """The 2–:data:`MAX_PARTITION_SPACES` feature spaces of a partition, checked; one clear DataError otherwise.
+
+    :func:`~llmvem.brain.banded.check_spaces` (2-D, ≥ 2 columns, finite, ``n_rows`` rows each) plus the partition's
+    own rules: at most :data:`MAX_PARTITION_SPACES` spaces, distinct names without ``+`` or ``&``.
+
+    Returns:
+        (list of S float64 (n, p_i) arrays, list of S names).
+    """
+    if isinstance(spaces, Mapping | list | tuple) and len(spaces) > MAX_PARTITION_SPACES:  # before banded's limit
+        given = list(spaces) if isinstance(spaces, Mapping) else list(space_names or [])
+        _too_many(where, given if len(given) == len(spaces) else [f"space{i}" for i in range(len(spaces))])
+    xs, names = check_spaces(spaces, where, space_names=space_names, n_rows=n_rows)
+    if len(xs) > MAX_PARTITION_SPACES:
+        _too_many(where, names)
+    for name in names:
+        if any(c in name for c in _LABEL_JOINS):
+            raise DataError(
+                f"{where}: space name {name!r} holds '+' or '&', which join space names in the part labels "
+                "(r2:A+B, shared:A&B); rename the space"
+            )
+    if len(set(names)) != len(names):
+        raise DataError(f"{where}: space names {names} repeat; every space needs its own name")
+    return xs, names
+
+
+def _too_many(where: str, names: Sequence[str]) -> None:
+    raise DataError(
+        f"{where}: variance partitioning supports 2–{MAX_PARTITION_SPACES} spaces ({len(names)} given: "
+        f"{', '.join(map(str, names))}); with more the 2^S − 1 parts cannot be read — group spaces first"
+    )
 
 
 def r2_score_split(y_true: np.ndarray, y_pred_split: np.ndarray, center: bool = True) -> np.ndarray:
@@ -136,20 +178,27 @@ class PartitionResult:
         out.update({f"alpha:{n}": self.joint_alphas[i] for i, n in enumerate(self.space_names)})
         return out
 
-    def table(self, rois: Sequence[str] | None = None, noise_ceiling: Any = None) -> pd.DataFrame:
-        """One row per ROI (first-appearance order; one ``all`` row without ``rois``): mean of every part over the
-        ROI's voxels (negatives included), ``shared`` (all shared parts), ``joint``, the product-measure split, the
-        count of negative estimates per part (``n_negative:<part>``) and, with ``noise_ceiling`` (v,) in R² units,
-        ``ceiling`` (its mean) and ``joint_over_ceiling`` (mean joint R² / mean ceiling)."""
+    def table(
+        self, rois: Sequence[str] | Mapping[str, np.ndarray] | None = None, noise_ceiling: Any = None
+    ) -> pd.DataFrame:
+        """One row per ROI: mean of every part over the ROI's voxels (negatives included), ``shared`` (all shared
+        parts), ``joint``, the product-measure split, the count of negative estimates per part
+        (``n_negative:<part>``) and, with ``noise_ceiling`` (v,) in R² units, ``ceiling`` (its mean over the ROI's
+        voxels that have one), ``<col>_over_ceiling`` for the unique parts, ``shared`` and ``joint`` (mean part /
+        mean ceiling over the voxels with both, not clipped) and ``ceiling_bound`` (:data:`PARTITION_CEILING_BOUND`).
+
+        Args:
+            rois: (v,) one ROI label per voxel (rows in first-appearance order), or ROI name → (v,) bool mask (a
+                voxel may be in several ROIs); None: one ``all`` row.
+            noise_ceiling: (v,) noise ceiling in R² units, or None.
+        """
         v = self.joint.shape[0]
-        labels = np.asarray(["all"] * v if rois is None else [str(r) for r in rois], dtype=object)
-        if labels.shape != (v,):
-            raise DataError(f"PartitionResult.table: {labels.shape[0]} ROI labels for {v} voxels; they must match")
+        masks = _roi_masks(rois, v)
         nc = None if noise_ceiling is None else _noise_ceiling_array(noise_ceiling, v, "PartitionResult.table")
         cols = {**self.parts, "shared": self.shared, "joint": self.joint, **self.split}
+        normalised = [k for k in cols if k.startswith("unique:")] + ["shared", "joint"]
         rows = []
-        for roi in dict.fromkeys(labels.tolist()):
-            m = labels == roi
+        for roi, m in masks.items():
             row: dict[str, Any] = {"roi": roi, "n_voxels": int(m.sum())}
             for k, arr in cols.items():
                 vals = arr[m][np.isfinite(arr[m])]
@@ -159,9 +208,27 @@ class PartitionResult:
             if nc is not None:
                 ceil = nc[m][np.isfinite(nc[m])]
                 row["ceiling"] = float(ceil.mean()) if ceil.size else float("nan")
-                row["joint_over_ceiling"] = row["joint"] / row["ceiling"] if row["ceiling"] > 0 else float("nan")
+                both = m & np.isfinite(self.joint) & np.isfinite(nc)
+                bound = float(nc[both].mean()) if both.any() else 0.0
+                for k in normalised:
+                    row[f"{k}_over_ceiling"] = float(cols[k][both].mean()) / bound if bound > 0 else float("nan")
+                row["ceiling_bound"] = PARTITION_CEILING_BOUND
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+def _roi_masks(rois: Sequence[str] | Mapping[str, np.ndarray] | None, v: int) -> dict[str, np.ndarray]:
+    """ROI name → (v,) bool mask from labels, masks or None (one ``all`` ROI)."""
+    if isinstance(rois, Mapping):
+        masks = {str(k): np.asarray(m, dtype=bool) for k, m in rois.items()}
+        bad = [k for k, m in masks.items() if m.shape != (v,)]
+        if bad:
+            raise DataError(f"PartitionResult.table: ROI mask(s) {bad} do not have one entry per voxel ({v})")
+        return masks
+    labels = np.asarray(["all"] * v if rois is None else [str(r) for r in rois], dtype=object)
+    if labels.shape != (v,):
+        raise DataError(f"PartitionResult.table: {labels.shape[0]} ROI labels for {v} voxels; they must match")
+    return {roi: labels == roi for roi in dict.fromkeys(labels.tolist())}
 
 
 def _unusable_voxels(y_te: np.ndarray, fitted: np.ndarray, where: str) -> np.ndarray:
@@ -206,15 +273,10 @@ def variance_partition(
     where = "variance_partition"
     y_tr = np.asarray(Y_train)
     y_te = np.asarray(Y_test, dtype=np.float64)
-    xs_tr, names = check_spaces(train, where + " (train)", space_names=space_names, n_rows=y_tr.shape[0])
-    xs_te, names_te = check_spaces(test, where + " (test)", space_names=names, n_rows=y_te.shape[0])
+    xs_tr, names = check_partition_spaces(train, where + " (train)", space_names=space_names, n_rows=y_tr.shape[0])
+    xs_te, names_te = check_partition_spaces(test, where + " (test)", space_names=names, n_rows=y_te.shape[0])
     if names_te != names:
         raise DataError(f"{where}: test spaces {names_te} are not the training spaces {names} (same names, same order)")
-    if len(xs_tr) > MAX_PARTITION_SPACES or len(xs_te) != len(xs_tr):
-        raise DataError(
-            f"{where}: variance partitioning supports 2–{MAX_PARTITION_SPACES} spaces ({len(xs_tr)} given: "
-            f"{', '.join(names)}); with more the 2^S − 1 parts cannot be read — group spaces first"
-        )
     for i, name in enumerate(names):
         if xs_te[i].shape[1] != xs_tr[i].shape[1]:
             raise DataError(

@@ -72,6 +72,7 @@ FLAG_KEYS: dict[str, str] = {
     "--cv": "evaluate.encoding.cv",
     "--test-fraction": "evaluate.encoding.test_fraction",
     "--permutations": "evaluate.encoding.permutations",
+    "--partition/--no-partition": "evaluate.encoding.partition",
     "--features": "evaluate.inputs.features",
     "--brain": "evaluate.inputs.brain",
     "--roi": "evaluate.inputs.rois",
@@ -916,6 +917,13 @@ def evaluate_encoding(
     permutations: Annotated[
         int | None, typer.Option("--permutations", help="permutations for per-voxel p-values (0: off)")
     ] = None,
+    partition: Annotated[
+        bool | None,
+        typer.Option(
+            "--partition/--no-partition",
+            help="variance partitioning between the 2–3 -f spaces: unique and shared held-out R² per voxel and ROI",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     seed: SeedOpt = None,
@@ -929,15 +937,19 @@ def evaluate_encoding(
     encoding.csv (mean over subjects), encoding_subjects.csv, voxel_r.npz, encoding.png, r_histograms.png,
     metrics.json and report.html into a new run directory, and per-voxel r, score and α in each brain's own space
     (maps/<brain>/<model>/: r.nii.gz in the subject's volume, lh.r.mgh / rh.r.mgh on fsaverage; NaN outside).
+    --partition adds partition.csv (unique / shared / joint held-out R² per subject and ROI, noise ceiling in R²),
+    per-voxel parts and their maps (partition/<brain>/) and partition.png.
 
     Examples:
       llmvem evaluate encoding -f effnet=eff.npy -f minilm=desc.npy -b subj01.npz -b subj02.npz --permutations 1000
       llmvem evaluate encoding -f feats.npy -b algonauts/subj01 --roi FFA-1 --roi PPA --cv 5
       llmvem evaluate encoding -f feats.npy -b "nsd:/data/nsd?subject=1-8&space=fsaverage&rois=streams" --cv gcv
+      llmvem evaluate encoding -f vision=eff.npy -f language=desc.npy -b subj01.npz --partition
     """
     flags = {"--features": features, "--brain": brain, "--roi": roi, "--subject": subject, "--cv": cv,
-             "--test-fraction": test_fraction, "--permutations": permutations, "--seed": seed, "--name": name,
-             "--output-dir": output_dir, "--progress/--no-progress": progress}  # fmt: skip
+             "--test-fraction": test_fraction, "--permutations": permutations,
+             "--partition/--no-partition": partition, "--seed": seed, "--name": name, "--output-dir": output_dir,
+             "--progress/--no-progress": progress}  # fmt: skip
     _run(lambda: _evaluate_files("encoding", config, set_, flags))
 
 

@@ -9,6 +9,9 @@ directory with tables (CSV), per-voxel arrays, plots, ``metrics.json`` and ``rep
   histograms; per-voxel r, score and α back in each brain's space (``maps/<brain>/<model>/``: NIfTI in the
   subject's volume, ``{lh,rh}.*.mgh`` on fsaverage; :mod:`llmvem.data.brain_maps`). Several brain sources (an NSD
   subject list expands to one per subject) give a row per subject (``encoding_subjects.csv``) and their mean.
+  With ``evaluate.encoding.partition`` (``--partition``), a variance partition of held-out R² between the 2–3 feature
+  matrices on the same split (:func:`llmvem.brain.partition.variance_partition`): ``partition.csv`` (brain × ROI),
+  ``partition/<brain>/`` (per-voxel arrays, maps of the unique parts), ``partition.png``.
 - rsa: per feature matrix × target RDM set (dataset RDMs, RDM files, or ROI RDMs of several brain sources used as
   subjects): mean ± sem over subjects, leave-one-subject-out ceilings, a subject bootstrap interval; plots: bars
   with ceiling bands, RDM images.
@@ -135,7 +138,7 @@ def with_splits(brain: BrainData, test_fraction: float, seed: int) -> tuple[Brai
 def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
     """Voxelwise encoding of every feature matrix on every brain source (see the module docstring)."""
     from llmvem.brain import permutation_pvalues
-    from llmvem.brain.encoding import ENCODING_CEILING_BOUND, encoding_rows
+    from llmvem.brain.encoding import encoding_rows
     from llmvem.brain.metrics import pearson_r
 
     log = log or console_log(cfg.progress)
@@ -148,7 +151,9 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
     brains = [with_splits(b, enc.test_fraction, cfg.seed) for b in _brains(cfg)]
     for brain, _ in brains:
         for m in mats:
-            align_ids(brain.stimulus_ids, m.ids, f"brain {brain.name!r}", f"features {m.name!r}")
+            align_ids(brain.stimulus_ids, m.ids, f"brain {brain.name!r}", f"features {m.name!r} ({m.path})")
+    if enc.partition:
+        _check_partition_inputs(mats, [b for b, _ in brains])
     run = RunDir(cfg, run_dir)
     log(f"[bold]evaluate encoding[/bold]: {len(mats)} feature set(s) × {len(brains)} brain source(s) → {run.path}")
 
@@ -183,15 +188,9 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
     per_subject.to_csv(run.file("encoding_subjects.csv"), index=False)
     voxel_r: dict[str, Any] = {k.replace(" | ", "__"): v for k, v in r_by.items()}
     np.savez_compressed(run.file("voxel_r.npz"), **voxel_r)
-    value_cols = [c for c in ("n_voxels", "mean_r", "median_r", "noise_ceiling_r", "mean_score", "r_over_ceiling",
-                              "frac_significant") if c in per_subject.columns]  # fmt: skip
-    grouped = per_subject.groupby(["model", "roi"], sort=False)
-    table = grouped[value_cols].mean().reset_index()
-    table.insert(3 + value_cols.index("r_over_ceiling"), "ceiling_bound", ENCODING_CEILING_BOUND)  # what it divides by
-    table["n_voxels"] = table["n_voxels"].round().astype(int)
-    table.insert(2, "n_subjects", grouped.size().to_numpy())
-    table["sem_r"] = grouped["mean_r"].sem().to_numpy() if len(brains) > 1 else np.nan
+    table = _encoding_table(per_subject, len(brains))
     table.to_csv(run.file("encoding.csv"), index=False)
+    partition = _run_partition(cfg, run, mats, [b for b, _ in brains], log) if enc.partition else {}
 
     from llmvem.report import build_report, format_encoding_table, plot_encoding, plot_r_histograms
 
@@ -201,13 +200,10 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
         by_model.setdefault(key.split(" | ")[0], []).append(r)
     plot_r_histograms({k: np.concatenate(v) for k, v in by_model.items()}, run.file("r_histograms.png"))
     metrics = {
-        "encoding": {
-            m: {str(r["roi"]): {k: r[k] for k in ("mean_r", "median_r", "noise_ceiling_r", "mean_score")}
-                for _, r in g.iterrows()}
-            for m, g in table.groupby("model", sort=False)
-        },
+        "encoding": _encoding_json(table),
         "subjects": splits_info,
         "maps": {k: v for k, v in maps.items() if v},
+        **partition,
         "total_s": round(time.perf_counter() - t_start, 1),
     }  # fmt: skip
     _log_maps(maps, brains, log)
@@ -216,6 +212,29 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
     print_table(format_encoding_table(table))
     log(f"[green]done[/green] in {metrics['total_s']} s: {run.file('encoding.csv')}, {run.file('report.html')}")
     return run
+
+
+def _encoding_table(per_subject: pd.DataFrame, n_brains: int) -> pd.DataFrame:
+    """``encoding.csv``: the per-subject rows averaged per model × ROI, with ``n_subjects``, the ceiling bound of
+    ``r_over_ceiling`` and ``sem_r`` over subjects (NaN for one)."""
+    from llmvem.brain.encoding import ENCODING_CEILING_BOUND
+
+    value_cols = [c for c in ("n_voxels", "mean_r", "median_r", "noise_ceiling_r", "mean_score", "r_over_ceiling",
+                              "frac_significant") if c in per_subject.columns]  # fmt: skip
+    grouped = per_subject.groupby(["model", "roi"], sort=False)
+    table = grouped[value_cols].mean().reset_index()
+    table.insert(3 + value_cols.index("r_over_ceiling"), "ceiling_bound", ENCODING_CEILING_BOUND)  # what it divides by
+    table["n_voxels"] = table["n_voxels"].round().astype(int)
+    table.insert(2, "n_subjects", grouped.size().to_numpy())
+    table["sem_r"] = grouped["mean_r"].sem().to_numpy() if n_brains > 1 else np.nan
+    return table
+
+
+def _encoding_json(table: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
+    """metrics.json's ``encoding``: model → ROI → mean_r, median_r, noise_ceiling_r, mean_score."""
+    keys = ("mean_r", "median_r", "noise_ceiling_r", "mean_score")
+    return {str(m): {str(r["roi"]): {k: r[k] for k in keys} for _, r in g.iterrows()}
+            for m, g in table.groupby("model", sort=False)}  # fmt: skip
 
 
 def _result_maps(
@@ -227,7 +246,7 @@ def _result_maps(
     if brain.space is None:
         return {}
     from llmvem.brain.metrics import algonauts_score
-    from llmvem.data.brain_maps import safe_name, save_result_maps
+    from llmvem.data.brain_maps import safe_name
 
     values: dict[str, np.ndarray] = {"r": r}
     if brain.noise_ceiling is not None:
@@ -236,11 +255,20 @@ def _result_maps(
         values["alpha"] = np.asarray(model.best_alphas_)
     if p_values is not None:
         values["p"] = np.asarray(p_values)
-    folder = run.file("maps") / safe_name(brain.name) / safe_name(model_name)
+    return _save_maps(run, brain, values, Path("maps") / safe_name(brain.name) / safe_name(model_name))
+
+
+def _save_maps(run: RunDir, brain: BrainData, values: dict[str, np.ndarray], folder: Path) -> dict[str, list[str]]:
+    """Per-voxel ``values`` (name → (v,)) as images in ``brain``'s space under ``run/folder``: name → files relative
+    to the run directory; ``{}`` (with a warning when it has a space) when they cannot be placed."""
+    if brain.space is None:
+        return {}
+    from llmvem.data.brain_maps import save_result_maps
+
     try:
-        files = save_result_maps(values, brain, folder)
+        files = save_result_maps(values, brain, run.path / folder)
     except DataError as exc:  # e.g. Algonauts without its all-vertices masks: scores stand, maps cannot be placed
-        warnings.warn(f"evaluate encoding: no brain maps for {brain.name!r}: {exc}", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"evaluate encoding: no brain maps for {brain.name!r}: {exc}", RuntimeWarning, stacklevel=3)
         return {}
     return {k: [str(f.relative_to(run.path)) for f in v] for k, v in files.items()}
 
@@ -253,6 +281,87 @@ def _log_maps(maps: dict[str, dict[str, list[str]]], brains: list[tuple[BrainDat
     no_space = [b.name for b, _ in brains if b.space is None]
     if no_space:
         log(f"  no brain maps for {', '.join(no_space)}: no volume/fsaverage space (e.g. a .npz saved without one)")
+
+
+# --------------------------------------------------------------------------- variance partitioning
+def _space_rows(mats: list[Any], brain: BrainData, rows: np.ndarray, what: str) -> dict[str, np.ndarray]:
+    """Every feature matrix's rows for ``brain``'s stimuli ``rows`` (paired by id): name → (len(rows), p_i)."""
+    ids = [brain.stimulus_ids[i] for i in rows]
+    return {m.name: m.values[align_ids(ids, m.ids, f"{brain.name} {what}", f"features {m.name!r}")] for m in mats}
+
+
+def _check_partition_inputs(mats: list[Any], brains: list[BrainData]) -> None:
+    """Before a run directory exists: the spaces of ``--partition`` have distinct names and, on each brain's
+    stimuli, ≥ 2 finite columns (:func:`~llmvem.brain.partition.check_partition_spaces`; the count 2–3 is checked by
+    the config). Raises DataError naming the space."""
+    from llmvem.brain.partition import check_partition_spaces
+
+    names = [m.name for m in mats]
+    if len(set(names)) != len(names):
+        raise DataError(
+            f"evaluate encoding --partition: feature names {names} repeat; name each space: "
+            "-f vision=v.npy -f language=d.npy"
+        )
+    for brain in brains:
+        spaces = _space_rows(mats, brain, np.arange(brain.n_stimuli), "stimuli")
+        check_partition_spaces(spaces, f"evaluate encoding --partition on brain {brain.name!r}", n_rows=brain.n_stimuli)
+
+
+def _partition_brain(cfg: ExperimentConfig, run: RunDir, mats: list[Any], brain: BrainData) -> dict[str, Any]:
+    """Variance partition of one brain (train → test split): its ROI table, the per-voxel arrays
+    (``partition/<brain>/<array>.npy``) and brain maps of the unique parts, ``shared`` and ``joint``."""
+    from llmvem.brain.encoding import roi_voxel_masks
+    from llmvem.brain.partition import variance_partition
+    from llmvem.data.brain_maps import safe_name
+
+    enc = cfg.evaluate.encoding
+    tr, te = brain.split_indices("train"), brain.split_indices("test")
+    res = variance_partition(_space_rows(mats, brain, tr, "train"), brain.responses[tr],
+                             _space_rows(mats, brain, te, "test"), brain.responses[te], alphas=tuple(enc.alphas),
+                             dtype=enc.ridge_dtype, backend=enc.ridge_backend)  # fmt: skip
+    table = res.table(roi_voxel_masks(brain), brain.noise_ceiling)
+    table.insert(0, "subject", brain.name)
+    folder = Path("partition") / safe_name(brain.name)
+    (run.path / folder).mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, str] = {}
+    for key, values in res.arrays().items():
+        stem, k = safe_name(key), 1
+        while f"{folder / stem}.npy" in arrays.values():  # names that differ only in '+', '&' or ':'
+            stem, k = f"{safe_name(key)}-{k}", k + 1
+        np.save(run.path / folder / f"{stem}.npy", values.astype(np.float32))
+        arrays[key] = f"{folder / stem}.npy"
+    shown = {safe_name(k): v for k, v in res.parts.items() if k.startswith("unique:")}
+    maps = _save_maps(run, brain, {**shown, "shared": res.shared, "joint": res.joint}, folder)
+    return {"table": table, "arrays": arrays, "maps": maps}
+
+
+def _run_partition(
+    cfg: ExperimentConfig, run: RunDir, mats: list[Any], brains: list[BrainData], log: Log
+) -> dict[str, Any]:
+    """``--partition``: :func:`_partition_brain` on every brain, ``partition.csv`` (one row per brain × ROI) and
+    ``partition.png``; returns the metrics.json entries (``partition``: brain → ROI → parts, joint, ceiling;
+    ``partition_arrays``, ``partition_maps``: the files)."""
+    from llmvem.report import plot_partition
+
+    tables, arrays, maps = [], {}, {}
+    for brain in brains:
+        out = _partition_brain(cfg, run, mats, brain)
+        tables.append(out["table"])
+        arrays[brain.name] = out["arrays"]
+        if out["maps"]:
+            maps[brain.name] = out["maps"]
+        row = out["table"].iloc[0]
+        parts = ", ".join(f"unique:{m.name} {row[f'unique:{m.name}']:.3f}" for m in mats)
+        log(f"  partition on {brain.name} ({row['roi']}, held-out R²): {parts}, shared {row['shared']:.3f}, "
+            f"joint {row['joint']:.3f}")  # fmt: skip
+    table = pd.concat(tables, ignore_index=True)
+    table.to_csv(run.file("partition.csv"), index=False)
+    plot_partition(table, run.file("partition.png"))
+    keys = [f"unique:{m.name}" for m in mats] + ["shared", "joint"]
+    keys += [c for c in ("ceiling", "joint_over_ceiling") if c in table.columns]
+    summary = {str(b): {str(r["roi"]): {k: r[k] for k in keys} for _, r in g.iterrows()}
+               for b, g in table.groupby("subject", sort=False)}  # fmt: skip
+    return {"partition": summary, "partition_arrays": arrays, "partition_maps": maps}
 
 
 # --------------------------------------------------------------------------- RSA

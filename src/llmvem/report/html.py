@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 REPORT_NAME = "report.html"
 RUN_FILES = (
-    "config.yaml", "environment.json", "metrics.json", "encoding.csv", "rsa.csv", "decode.csv", "caption_metrics.csv",
-    "roi_captions.csv", "visual_words.json",
+    "config.yaml", "environment.json", "metrics.json", "encoding.csv", "partition.csv", "rsa.csv", "decode.csv",
+    "caption_metrics.csv", "roi_captions.csv", "visual_words.json",
 )  # fmt: skip
 _MIME = {
     ".png": "image/png",
@@ -231,6 +231,44 @@ def _figure(df: pd.DataFrame, png: Path, csv: Path, kind: str) -> Path:
     return plot_rsa(df, png, subjects=pd.read_csv(subjects_csv) if subjects_csv.is_file() else None)
 
 
+def _partition_section(csv: Path, run_dir: Path) -> Section:
+    """The variance-partitioning section: ``partition.csv`` (its key columns), ``partition.png`` (drawn anew when
+    missing or older than the CSV) and how to read them."""
+    from llmvem.report.plots import partition_parts, plot_partition
+
+    df = _read_csv(csv)
+    check_columns(df, ("roi", "joint"), f"partition ({csv})")
+    png = run_dir / "partition.png"
+    if not png.is_file() or png.stat().st_mtime < csv.stat().st_mtime:
+        plot_partition(df, png)
+    parts = partition_parts(df.columns)
+    spaces = [c.removeprefix("unique:") for c in parts if c.startswith("unique:")]
+    shared = [c for c in parts if c.startswith("shared:")]  # two spaces: their one shared part is `shared`
+    keep = [c for c in df.columns if c in ("subject", "roi", "n_voxels", "shared", "joint", "ceiling")
+            or c.startswith(("unique:", "n_negative:")) or c.endswith("_over_ceiling")
+            or (len(shared) > 1 and c in shared)]  # fmt: skip
+    n_subj = df["subject"].nunique() if "subject" in df.columns else 1
+    return Section(
+        "Variance partitioning",
+        [
+            f"{len(spaces)} feature spaces ({', '.join(spaces)}) × {df['roi'].nunique()} ROI(s) × {n_subj} "
+            "subject(s); every number is held-out R² averaged over the ROI's voxels (partition.csv has every part, "
+            "the product-measure split and the per-voxel arrays are under partition/).",
+            "How to read it: unique:<space> is the drop in held-out R² when that space is removed from the joint "
+            "model, and shared is what the spaces both explain — either alone predicts it (R²(A) + R²(B) − R²(A+B) "
+            "for two spaces) — so the unique and shared parts add up to joint; ceiling is the noise ceiling in the "
+            "same R² units and *_over_ceiling divides by it. Negative estimates (n_negative:<part> voxels) are "
+            "noise, not negative variance: a negative unique part means the model without that space predicted "
+            "the held-out images better than the joint model, a negative shared part that the spaces predict more "
+            "together than the sum of each alone; they are kept in the means, not clipped.",
+            "Figure: per ROI the unique parts and the shared part(s) (hatched) stacked to the joint R² (black tick), "
+            "negative means below 0 (cross-hatched), the noise ceiling dashed.",
+        ],
+        table=df[keep],
+        images=[png],
+    )
+
+
 def _paired_table(metrics: Any) -> pd.DataFrame | None:
     """One row per (comparison, brain set) of ``metrics["paired"]``, ``["paired_heads"]`` and
     ``["paired_pretrained"]`` (aligned − the untouched network), with each seed's difference (``per_seed``); None
@@ -301,8 +339,9 @@ def _roi_captions_section(table: pd.DataFrame) -> Section:
 def build_report(run_dir: str | Path, title: str | None = None) -> Path:
     """Write ``run_dir/report.html`` from what the run directory holds; return its path.
 
-    Reads ``metrics.json``, ``encoding.csv``, ``rsa.csv``, any ``*.png``, ``config.yaml`` and ``environment.json``,
-    whichever are present. ``encoding.png`` / ``rsa.png`` are drawn from the CSVs when missing or stale.
+    Reads ``metrics.json``, ``encoding.csv``, ``partition.csv``, ``rsa.csv``, any ``*.png``, ``config.yaml`` and
+    ``environment.json``, whichever are present. ``encoding.png`` / ``partition.png`` / ``rsa.png`` are drawn from the
+    CSVs when missing or stale.
 
     Raises:
         DataError: ``run_dir`` does not exist, holds none of these files, or one of them cannot be read.
@@ -341,6 +380,9 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
                 highlight=best_rows(enc, "roi", "mean_r"),
             )
         )
+    if "partition.csv" in have:
+        sections.append(_partition_section(have["partition.csv"], run_dir))
+        drawn.add("partition.png")
     if "rsa.csv" in have:
         rsa = _read_csv(have["rsa.csv"])
         check_columns(rsa, RSA_COLUMNS, f"RSA ({have['rsa.csv']})")

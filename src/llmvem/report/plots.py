@@ -546,3 +546,92 @@ def plot_paired(df: pd.DataFrame, path: str | Path, title: str | None = None) ->
     ax.set_title(title or "Paired differences", fontsize=11)
     ax.legend(**_LEGEND)
     return _save(fig, path)
+
+
+def partition_parts(columns: Iterable[Any]) -> list[str]:
+    """The part columns of a partition table (``partition.csv``): ``unique:<space>`` first, then
+    ``shared:<spaces>``, in table order — not their ``*_over_ceiling`` or ``n_negative:`` columns."""
+    cols = [str(c) for c in columns if not str(c).endswith("_over_ceiling")]
+    return [c for c in cols if c.startswith("unique:")] + [c for c in cols if c.startswith("shared:")]
+
+
+def _partition_means(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str], int]:
+    """Per-ROI mean over subjects of a partition table: (means indexed by ROI, the part columns — unique first,
+    then shared — and the number of subjects)."""
+    check_columns(df, ("roi", "joint"), "partition")
+    if df.empty:
+        raise DataError("partition table is empty: nothing to plot")
+    parts = partition_parts(df.columns)
+    if not parts:
+        raise DataError(f"partition table has no unique:<space> / shared:<spaces> columns (it has {list(df.columns)})")
+    negatives = [c for c in df.columns if c.startswith("n_negative:")]
+    cols = parts + ["joint"] + [c for c in ("ceiling", "n_voxels") if c in df.columns]
+    means = df.groupby("roi", sort=False)[cols].mean()
+    per_row = df[negatives].sum(axis=1) if negatives else df["joint"] * 0  # per row: voxel × part estimates < 0
+    means["n_negative"] = per_row.groupby(df["roi"], sort=False).mean()
+    n_subjects = int(df["subject"].nunique()) if "subject" in df.columns else 1
+    return means, parts, n_subjects
+
+
+def plot_partition(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
+    """Stacked bars of a variance partition per ROI: the unique part of each space and the shared part(s) stacked to
+    the joint model's held-out R² (a black tick), the noise ceiling (R²) as a dashed line.
+
+    A part whose ROI mean is negative is drawn below 0, cross-hatched, so the stack's positive and negative parts add
+    up to the joint R²; each ROI's label counts the negative per-voxel estimates (of voxels × parts; the mean over
+    subjects).
+
+    Args:
+        df: partition table (``partition.csv``): one row per subject × ROI with ``roi``, ``joint``, the
+            ``unique:<space>`` and ``shared:<spaces>`` columns and optionally ``ceiling``, ``n_voxels``,
+            ``n_negative:<part>``; several subjects are averaged per ROI.
+        path: PNG file to write (parent folders are created).
+        title: figure title.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    means, parts, n_subjects = _partition_means(df)
+    rois = list(means.index)
+    fig = _new_figure(2.6 + 0.75 * len(rois), 4.4)
+    ax = fig.add_subplot()
+    _tidy_axes(ax)
+    x = np.arange(len(rois), dtype=float)
+    up, down = np.zeros(len(rois)), np.zeros(len(rois))
+    n_unique = sum(p.startswith("unique:") for p in parts)
+    colours = [c for c in PALETTE if c != "#000000"]  # black is the joint tick
+    for i, part in enumerate(parts):
+        vals = np.nan_to_num(means[part].to_numpy(dtype=float))
+        colour = colours[i % len(colours)]
+        hatch = "" if i < n_unique else "//"
+        neg = vals < 0
+        ax.bar(x, np.where(neg, 0.0, vals), 0.6, bottom=up, color=colour, hatch=hatch, edgecolor="white",
+               linewidth=0.6, label=_wrap(part), zorder=2)  # fmt: skip
+        if neg.any():
+            ax.bar(x, np.where(neg, vals, 0.0), 0.6, bottom=down, color=colour, hatch="xx", edgecolor="0.15",
+                   linewidth=0.6, label="_nolegend_", zorder=2)  # fmt: skip
+        up += np.where(neg, 0.0, vals)
+        down += np.where(neg, vals, 0.0)
+    ax.hlines(means["joint"], x - 0.38, x + 0.38, colors="black", linewidth=2.2, zorder=4, label="joint R²")
+    if "ceiling" in means and np.isfinite(means["ceiling"]).any():
+        ax.hlines(means["ceiling"], x - 0.45, x + 0.45, colors="0.1", linestyles=(0, (4, 2)), linewidth=1.4,
+                  zorder=3, label="noise ceiling (R²)")  # fmt: skip
+    if (down < 0).any():
+        ax.bar([np.nan], [np.nan], color="white", hatch="xx", edgecolor="0.15", label="negative mean part (below 0)")
+    top = _finite_max(up, means["joint"], means.get("ceiling", []))
+    ax.set_ylim(min(float(down.min()), 0.0) * 1.15 - 1e-3, max(top, 0.0) * 1.1 + 1e-3)
+    labels = []
+    for roi in rois:  # "(40 vox; 12/80 neg.)": negative estimates of the voxels × parts (mean over subjects)
+        n_vox = float(means.loc[roi, "n_voxels"]) if "n_voxels" in means else float("nan")
+        neg = f"{means.loc[roi, 'n_negative']:.3g}"
+        counts = f"{round(n_vox):,} vox; {neg}/{round(n_vox) * len(parts):,} neg." if math.isfinite(n_vox) else neg
+        labels.append(_wrap(str(roi), 14) + f"\n({counts})")
+    ax.set_xticks(x)
+    rotate = len(rois) > 8
+    ax.set_xticklabels(labels, rotation=30 if rotate else 0, ha="right" if rotate else "center", fontsize=8)
+    ax.set_xlim(-0.6, len(rois) - 0.4)
+    ax.set_ylabel("held-out R² (mean over the ROI's voxels)")
+    scope = f"mean over {n_subjects} subjects" if n_subjects > 1 else "one subject"
+    ax.set_title(title or f"Variance partition per ROI ({scope})", fontsize=11)
+    ax.legend(**_LEGEND)
+    return _save(fig, path)
