@@ -68,8 +68,8 @@ BRAINS = ["evaluate.inputs.brain", "evaluate.inputs.rois", "evaluate.inputs.subj
 RUN_NAMING = ["seed", "name", "output_dir", "progress"]
 NSD_IMAGES = ["features.subset", "features.design"]  # which images of nsd_stimuli.hdf5: one key for every stage
 ImagesArg = Annotated[Path, typer.Argument(help="folder of images, or NSD's nsd_stimuli.hdf5")]
-DataDirOpt = option("data_dir")
-CacheDirOpt = option("cache_dir")
+DataDirOpt = Annotated[Path | None, option("data_dir")]
+CacheDirOpt = Annotated[Path | None, option("cache_dir")]
 
 
 @command(app, "demo", ["dataset.name", "dataset.n_images", "train.epochs", "train.lambda_align", "seed", *WHERE])

@@ -11,9 +11,22 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-import click
 import typer
 from typer.core import TyperGroup
+
+
+def _click_errors() -> tuple[type[Exception], ...]:
+    """click's own errors (usage errors ...): typer ≥ 0.2x vendors click and derives them from
+    ``TyperException``; older typers raise the click package's ``ClickException``."""
+    vendored = getattr(typer, "TyperException", None)
+    if vendored is not None:
+        return (vendored,)
+    import click
+
+    return (click.ClickException,)
+
+
+_CLICK_ERRORS = _click_errors()
 
 
 def print_error(message: str) -> None:
@@ -43,10 +56,10 @@ def guarded(fn: Callable[[], Any]) -> Any:
         fail("interrupted; finished work is kept in the artifact store and a re-run resumes from it", code=130)
 
 
-def usage_message(exc: click.ClickException) -> str:
+def usage_message(exc: Exception) -> str:
     """Click's own error (unknown option, missing argument, bad integer ...) as one line, where typer would draw
     a box wrapped at the terminal's width: ``No such option: --fetures (see llmvem evaluate encoding --help)``."""
-    message = " ".join(exc.format_message().split())
+    message = " ".join(getattr(exc, "format_message", exc.__str__)().split())
     ctx = getattr(exc, "ctx", None)
     return message + (f" (see {ctx.command_path} --help)" if ctx is not None else "")
 
@@ -62,11 +75,11 @@ class OneLineErrorsGroup(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:  # not standalone: click's errors come here instead of typer's box; typer.Exit(code) returns code
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.Abort:
+        except typer.Abort:
             print_error("aborted")
             code = 1
-        except click.ClickException as exc:
+        except _CLICK_ERRORS as exc:
             if type(exc).__name__ != "NoArgsIsHelpError":  # that one: typer has printed the help already
                 print_error(usage_message(exc))
-            code = exc.exit_code
+            code = getattr(exc, "exit_code", 2)
         sys.exit(code if isinstance(code, int) else 0)

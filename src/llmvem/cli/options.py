@@ -58,11 +58,14 @@ class Flag:
         """The Python parameter of the generated command function."""
         return "key__" + self.key.replace(".", "__")
 
-    def annotation(self) -> Any:
-        """``Annotated[kind | None, typer.Option(...)]``: the option, not given = ``None``."""
+    def option(self) -> Any:
+        """The ``typer.Option`` (its help ends with the config default; not given = ``None``)."""
         shown = f" \\[default: {self.shown_default}]" if self.shown_default is not None else ""  # \[: not markup
-        option = typer.Option(*self.opts, help=self.help + shown, metavar=self.metavar, show_default=False)
-        return Annotated[self.kind | None, option]  # type: ignore[name-defined]
+        return typer.Option(*self.opts, help=self.help + shown, metavar=self.metavar, show_default=False)
+
+    def annotation(self) -> Any:
+        """``Annotated[kind | None, typer.Option(...)]``: the parameter of a generated command."""
+        return Annotated[self.kind | None, self.option()]
 
 
 def config_field(key: str) -> FieldInfo:
@@ -123,8 +126,9 @@ def _shown_default(field: FieldInfo, name: str) -> str | None:
 
 
 def option(key: str) -> Any:
-    """The ``Annotated`` option of one config key, for a hand-written signature (``datasets --data-dir``)."""
-    return flag_for(key).annotation()
+    """The ``typer.Option`` of one config key, for a hand-written signature that passes the value on itself:
+    ``data_dir: Annotated[Path | None, option("data_dir")] = None`` (``llmvem datasets``)."""
+    return flag_for(key).option()
 
 
 def literal_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
