@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmvem.errors import ConfigError
@@ -447,6 +446,8 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 def _parse_value(text: Any) -> Any:
     """CLI override values are YAML scalars/lists: '3' → 3, 'true' → True, '[1, 2]' → [1, 2], 'null' → None."""
+    import yaml
+
     if not isinstance(text, str):
         return text
     try:
@@ -471,6 +472,8 @@ def load_config(
     Raises:
         ConfigError: unreadable YAML, unknown keys, or invalid values — the message names each bad key path.
     """
+    import yaml
+
     tree: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -499,6 +502,8 @@ def load_config(
 
 def dump_config(cfg: ExperimentConfig) -> str:
     """The resolved config as YAML (every key, defaults included; credentials in ``describe.base_url`` removed)."""
+    import yaml
+
     data = cfg.model_dump(mode="json")
     data["describe"]["base_url"] = split_url_credentials(data["describe"]["base_url"])[0]
     return yaml.safe_dump(data, sort_keys=False)

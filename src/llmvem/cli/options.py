@@ -116,7 +116,7 @@ def _cli_type(annotation: Any) -> tuple[Any, str | None]:
 
 def _shown_default(field: FieldInfo, name: str) -> str | None:
     """The config default as the help shows it (``None``: not shown — no default, or an empty list)."""
-    value = field.get_default(call_default_factory=True)
+    value = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
     if value is None or value == [] or value == "":
         return None
     if isinstance(value, bool):
