@@ -90,3 +90,27 @@ def test_the_installed_command_prints_usage_errors_on_one_line(tmp_path: Path) -
     assert res.stderr.splitlines() == [
         f"error: Got unexpected extra argument(s) ({where / 'b'}) (see llmvem report --help)"
     ]
+
+
+@pytest.mark.parametrize("columns", ["40", "200"])
+def test_tables_keep_their_words_whole(tmp_path: Path, columns: str) -> None:
+    """`cache ls` and `datasets` at any width: no kind, key, date or dataset name is cut short or split, and the
+    store's (long) path is a line of its own."""
+    import numpy as np
+
+    from llmvem.data.datasets import dataset_status
+    from llmvem.store import ArtifactStore
+
+    root = _where(tmp_path, long=True) / "store"
+    entry_key = ArtifactStore(root).put_arrays("image_features", {"backbone": "x", "n": 1}, {"v": np.zeros(3)})
+    env = {"COLUMNS": columns, "LINES": "25"}
+    res = runner.invoke(app, ["cache", "ls", "--cache-dir", str(root)], env=env)
+    assert res.exit_code == 0, res.output
+    created = ArtifactStore(root).entries()[0].created
+    assert f"artifact store {root}" in res.output.splitlines()
+    for word in ("image_features", entry_key[:12], created, "backbone=x,"):
+        assert word in res.output, (word, res.output)
+    res = runner.invoke(app, ["datasets", "--data-dir", str(tmp_path)], env=env)
+    assert res.exit_code == 0, res.output
+    for row in dataset_status(tmp_path):
+        assert row["name"] in res.output, (row["name"], res.output)

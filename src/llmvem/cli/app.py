@@ -463,7 +463,6 @@ def datasets(data_dir: DataDirOpt = None) -> None:
     """
 
     def go() -> None:
-        from rich.console import Console
         from rich.table import Table
 
         from llmvem.data.datasets import dataset_status
@@ -472,7 +471,7 @@ def datasets(data_dir: DataDirOpt = None) -> None:
         for row in dataset_status(data_dir):
             status = "[green]present[/green]" if row["present"] else f"[red]missing {len(row['missing'])} file(s)[/red]"
             table.add_row(row["name"], status, row["description"])
-        Console().print(table)
+        _print_table(table, prose="description")
 
     guarded(go)
 
@@ -497,17 +496,17 @@ def cache_ls(
 
 def _list_store(kind: str | None, cache_dir: Path | None) -> None:
     """Print the store's entries as a table, then its record logs, demo sets and totals (``cache ls``)."""
-    from rich.console import Console
     from rich.table import Table
 
     from llmvem.store import RECORD_LOG_DIR, ArtifactStore, count_lines
 
     store = ArtifactStore(cache_dir)
     entries = store.entries(kind)
-    table = Table("kind", "key", "size", "created", "spec", title=f"artifact store {store.root}")
+    table = Table("kind", "key", "size", "created", "spec")
     for e in entries:
         table.add_row(e.kind, e.key[:12], _size(e.size_bytes), e.created, e.summary)
-    Console().print(table)
+    typer.echo(f"artifact store {store.root}")
+    _print_table(table, prose="spec")
     logs, sets = store.record_logs(), store.demo_sets()
     if logs:
         n_rec, size = sum(count_lines(p) for p in logs), _size(sum(p.stat().st_size for p in logs))
@@ -566,6 +565,24 @@ def _clean_store(kind: str | None, key: str | None, all_: bool, cache_dir: Path 
         kept = store.record_logs()
         extra += f"; kept {len(kept)} describe record log(s) (remove with --kind {RECORD_LOG_DIR})" if kept else ""
     typer.echo(f"removed {n} entr{'y' if n == 1 else 'ies'}{extra} from {store.root}")
+
+
+def _print_table(table: Any, prose: str) -> None:
+    """Print a rich table whose cells are never cut short ("imag…") or split mid-word, however narrow the terminal:
+    only the ``prose`` column wraps (between words); the console is widened to fit when it must."""
+    from rich.console import Console
+    from rich.text import Text
+
+    def width(column: Any) -> int:
+        texts = [Text.from_markup(str(c)).plain for c in [column.header, *column.cells]]
+        words = [w for t in texts for w in t.split()] if column.header == prose else texts
+        return max(map(len, words), default=1)
+
+    for column in table.columns:
+        column.no_wrap = column.header != prose
+    need = sum(width(c) for c in table.columns) + 3 * len(table.columns) + 1  # cell padding and rules
+    console = Console()
+    (console if need <= console.width else Console(width=need)).print(table)
 
 
 def _size(n: float) -> str:
