@@ -1,7 +1,7 @@
 """Experiment configuration: one YAML file drives a whole run.
 
 The schema is a tree of pydantic models that reject unknown keys. Every CLI flag maps to one dotted key of this tree
-(see ``llmvem.cli.app.FLAG_KEYS``) and ``--set key.path=value`` reaches any other key.
+(the field's own option: :mod:`llmvem.cli.options`) and ``--set key.path=value`` reaches any other key.
 
 Example
 -------
@@ -21,21 +21,31 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmvem.errors import ConfigError
 
 
+def cli(flag: str | None = None, short: str | None = None, show_default: bool = True) -> dict[str, Any]:
+    """``json_schema_extra`` of a field whose CLI option is not ``--field-name`` (a short flag, another name, no
+    default in the help). Options are generated from the fields: :mod:`llmvem.cli.options`."""
+    return {"cli": {"flag": flag, "short": short, "show_default": show_default}}
+
+
 class _Section(BaseModel):
-    # allow_inf_nan=False: no setting is meaningful as NaN or ±inf (a timeout of inf never fires)
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+    # allow_inf_nan=False: no setting is meaningful as NaN or ±inf (a timeout of inf never fires);
+    # defer_build: the validators are built on first use, so `llmvem --help` (which reads the fields) stays quick
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False, defer_build=True)
 
 
 class DatasetConfig(_Section):
     """Which stimuli (and brain data) a run uses."""
 
-    name: Literal["demo", "objects92", "nsd_shared1000", "nsd_objects92", "folder"] = "demo"
+    name: Literal["demo", "objects92", "nsd_shared1000", "nsd_objects92", "folder"] = Field(
+        "demo",
+        description="demo (generated, offline), objects92 (real data), nsd_objects92, folder (your images) ...",
+        json_schema_extra=cli("--dataset"),
+    )
     n_images: int = Field(240, ge=24, le=5000, description="demo only: number of generated images")
     n_voxels_per_roi: int = Field(200, ge=10, le=20000, description="demo only: simulated voxels per ROI")
     n_repeats: int = Field(3, ge=2, le=20, description="demo only: presentations per image")
@@ -64,20 +74,26 @@ class DescribeConfig(_Section):
 
     backend: str = Field("import", description="describer backend: openai, transformers or import")
     model: str = Field("ground-truth", description="model name (served name, hub id or folder, or a label)")
-    prompt: str | list[str] = Field("caption", description="prompt name(s) or text(s): caption, detailed ...")
+    prompt: str | list[str] = Field(
+        "caption", description="prompt name (caption, detailed, class_conditioned) or text; several: a list"
+    )
     source: Path | None = Field(None, description="import backend: JSONL/CSV/COCO JSON file of texts")
     labels: Path | None = Field(None, description="CSV/JSONL of image, label: the {label} of class_conditioned")
-    n_samples: int = Field(1, ge=1, le=1000, description="descriptions per image and prompt")
+    n_samples: int = Field(
+        1, ge=1, le=1000, description="descriptions per image and prompt", json_schema_extra=cli("--samples")
+    )
     temperature: float = Field(0.0, ge=0, le=5, description="sampling temperature (0: greedy)")
     max_tokens: int = Field(512, ge=1, description="longest description, in tokens")
     top_p: float | None = Field(None, gt=0, le=1, description="nucleus sampling (None: backend default)")
     base_url: str = Field("http://localhost:8000/v1", description="openai backend: API root (vLLM, ollama ...)")
     api_key_env: str = Field("OPENAI_API_KEY", description="openai backend: env variable holding the API key")
     revision: str | None = Field(None, description="model revision / weights tag, part of the cache key")
-    concurrency: int = Field(8, ge=1, le=1024, description="requests in flight at once")
+    concurrency: int = Field(8, ge=1, le=1024, description="openai backend: requests in flight at once")
     batch_size: int = Field(4, ge=1, description="transformers backend: images per generate call")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    timeout_s: float = Field(120.0, gt=0, description="seconds allowed per request")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="transformers backend: dtype of the weights"
+    )
+    timeout_s: float = Field(120.0, gt=0, description="seconds allowed per request", json_schema_extra=cli("--timeout"))
     max_retries: int = Field(5, ge=0, le=100, description="retries on 429, 5xx, timeouts, dropped connections")
     retry_base_s: float = Field(1.0, ge=0, description="first backoff (doubles per retry, with jitter)")
     max_side: int = Field(1536, ge=0, description="downscale images to this longer side before sending (0: never)")
@@ -93,9 +109,13 @@ class DescribeConfig(_Section):
 class EmbedConfig(_Section):
     """The embed stage: text encoder and how long texts are handled."""
 
-    encoder: str = "minilm"
-    normalize: bool = True
-    policy: Literal["chunk", "truncate"] = "chunk"
+    encoder: str = Field(
+        "minilm",
+        description="text encoder: minilm, mpnet, sentence-transformers:ID|PATH, clip, clip:ID|PATH, "
+        "open_clip:PATH|hf-hub:ID|ARCH:TAG, glove, glove-nouns|verbs|adjectives|adverbs|prepositions",
+    )
+    normalize: bool = Field(True, description="unit-length rows")
+    policy: Literal["chunk", "truncate"] = Field("chunk", description="texts longer than the encoder's window")
     batch_size: int = Field(64, ge=1)
     aggregate: Literal["mean", "all"] = Field("mean", description="several texts per image: average them, or keep all")
     select_model: str | None = Field(None, description="embed only texts by this describer model")
@@ -109,7 +129,9 @@ class FeaturesConfig(_Section):
     layer: str | None = Field(None, description="tap this named module (layer3, blocks.9, encoder.layers.5 ...)")
     pooling: Literal["avg", "cls", "max"] | None = Field(None, description="null: the backbone's (or layer's) default")
     batch_size: int = Field(32, ge=1)
-    model: Path | None = Field(None, description="run directory of a fine-tuned model (else the pretrained backbone)")
+    model: Path | None = Field(
+        None, description="run directory of a fine-tuned model (llmvem train); else the pretrained backbone"
+    )
     weights: str = Field("aligned-seed0", description="which of the run's models/<name>.safetensors to use")
     pif: bool = Field(False, description="with a visual_words model: PIF features softmax(vocab head) @ embeddings")
     head: Literal["project", "task"] | None = Field(
@@ -132,12 +154,12 @@ class TrainConfig(_Section):
 
     embed_dim: int = Field(256, ge=2, description="width of the trained image embedding")
     hidden_dim: int = Field(512, ge=2)
-    epochs: int = Field(150, ge=1)
+    epochs: int = Field(150, ge=1, description="twin training epochs")
     batch_size: int = Field(64, ge=4)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-3, ge=0)
     dropout: float = Field(0.1, ge=0, lt=1)
-    loss: Literal["infonce", "infonce_one_way", "cosine", "byol"] = "infonce"
+    loss: Literal["infonce", "infonce_one_way", "cosine", "byol"] = Field("infonce", description="alignment loss")
     temperature: float = Field(0.1, gt=0)
     lambda_align: float = Field(1.0, ge=0, description="weight of the alignment loss in the aligned twin")
     task: Literal["voxels", "none"] = Field("voxels", description="task head: voxel regression, or none (Doerig)")
@@ -262,8 +284,8 @@ class EncodingConfig(_Section):
 class RSAConfig(_Section):
     """Representational similarity analysis."""
 
-    metric: Literal["correlation", "euclidean", "cosine"] = "correlation"
-    method: Literal["spearman", "pearson", "kendall_tau_a", "cosine"] = "spearman"
+    metric: Literal["correlation", "euclidean", "cosine"] = Field("correlation", description="RDM dissimilarity")
+    method: Literal["spearman", "pearson", "kendall_tau_a", "cosine"] = Field("spearman", description="RDM comparison")
     targets: list[str] = Field(default_factory=lambda: ["cichy_it", "cichy_evc", "kriegeskorte_hit"])
     align_images: int = Field(
         1000, ge=50, le=1000, description="objects92: NSD images used to learn the image→text map"
@@ -290,6 +312,7 @@ class DecodeConfig(_Section):
         default_factory=lambda: list(get_args(CaptionMetric)),
         description="metrics of the decoded captions against the human references (needs --captions and "
         "references; [] for none): BLEU-1..4, METEOR, ROUGE-L, CIDEr-D (coco-caption, Java) and embedding cosine",
+        json_schema_extra=cli("--caption-metric"),
     )
     exclude_own: bool = Field(
         True, description="the decoded caption is the nearest corpus caption that is not one of the stimulus's own"
@@ -321,22 +344,29 @@ class EvaluateInputs(_Section):
     """Files scored by ``llmvem evaluate encoding|rsa|decode`` (formats: :mod:`llmvem.data.files`)."""
 
     features: list[str] = Field(
-        default_factory=list, description="feature matrices, 'NAME=path.npy' or 'path.npy' (+ path.ids.txt)"
+        default_factory=list,
+        description="feature matrix NAME=path.npy or path.npy (+ path.ids.txt)",
+        json_schema_extra=cli(short="-f"),
     )
     brain: list[BrainSourceSpec] = Field(
         default_factory=list,
         description="brain sources: a path (.npz from save_brain, Algonauts subject folder, NSD root), "
         "'KIND:PATH?key=value&...' (nsd, algonauts, npz; keys: the loader's keyword arguments, e.g. "
         "'nsd:/data/nsd?subject=1-8&space=fsaverage&rois=streams') or a mapping {kind, path, key: value}",
+        json_schema_extra=cli(short="-b"),
     )
     subject: int | None = Field(
         None, ge=1, le=8, description="NSD subject of NSD sources that name none (default 1; or subject= per source)"
     )
-    rois: list[str] = Field(default_factory=list, description="ROIs to keep (empty: all)")
+    rois: list[str] = Field(
+        default_factory=list, description="keep only these ROIs (empty: all)", json_schema_extra=cli("--roi")
+    )
     rdms: list[str] = Field(
         default_factory=list, description="target RDMs: DATASET:TARGET (objects92:cichy_it) or .npz/.npy files"
     )
-    embeddings: str | None = Field(None, description="decode: the stimuli's text embeddings (.npy + .ids.txt)")
+    embeddings: str | None = Field(
+        None, description="decode: the stimuli's text embeddings (.npy + .ids.txt)", json_schema_extra=cli(short="-e")
+    )
     captions: Path | None = Field(None, description="decode: caption corpus for retrieval (.jsonl/.csv/.txt)")
     references: Path | None = Field(
         None,
@@ -348,7 +378,7 @@ class EvaluateInputs(_Section):
 class WordsConfig(_Section):
     """Visual-word readouts (``llmvem words``, the visual-words sections of reports)."""
 
-    top_k: int = Field(10, ge=1, le=1000, description="words per image, voxel or ROI")
+    top_k: int = Field(10, ge=1, le=1000, description="words per image, voxel or ROI", json_schema_extra=cli("--top"))
     n_shuffles: int = Field(1000, ge=10, description="permutations of the shuffled-description baseline")
 
 
@@ -396,13 +426,15 @@ class EvaluateConfig(_Section):
 class ExperimentConfig(_Section):
     """The whole experiment (one run)."""
 
-    name: str = "demo"
-    seed: int = 0
+    name: str = Field(
+        "demo", description="run name (the run directory's prefix)", json_schema_extra=cli(show_default=False)
+    )
+    seed: int = Field(0, description="random seed")
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1 ...")
     data_dir: Path | None = Field(None, description="real datasets folder (else $LLMVEM_DATA)")
     cache_dir: Path | None = Field(None, description="artifact store (else $LLMVEM_CACHE or ~/.cache/llmvem)")
     output_dir: Path = Field(Path("runs"), description="where run directories are created")
-    progress: bool = True
+    progress: bool = Field(True, description="show progress bars")
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     describe: DescribeConfig = Field(default_factory=DescribeConfig)
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
@@ -471,6 +503,8 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 def _parse_value(text: Any) -> Any:
     """CLI override values are YAML scalars/lists: '3' → 3, 'true' → True, '[1, 2]' → [1, 2], 'null' → None."""
+    import yaml
+
     if not isinstance(text, str):
         return text
     try:
@@ -495,6 +529,8 @@ def load_config(
     Raises:
         ConfigError: unreadable YAML, unknown keys, or invalid values — the message names each bad key path.
     """
+    import yaml
+
     tree: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -523,6 +559,8 @@ def load_config(
 
 def dump_config(cfg: ExperimentConfig) -> str:
     """The resolved config as YAML (every key, defaults included; credentials in ``describe.base_url`` removed)."""
+    import yaml
+
     data = cfg.model_dump(mode="json")
     data["describe"]["base_url"] = split_url_credentials(data["describe"]["base_url"])[0]
     return yaml.safe_dump(data, sort_keys=False)

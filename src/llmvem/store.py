@@ -51,6 +51,10 @@ from llmvem.hashing import artifact_key, canonical_json, hash_file
 ENV_CACHE = "LLMVEM_CACHE"
 _META = "meta.json"
 _TMP = ".tmp"
+#: the describe stage's record logs (``llmvem.describe.run``) under the store root: every description made,
+#: possibly paid API output. Not entries: :meth:`ArtifactStore.clean` and :meth:`~ArtifactStore.clean_others`
+#: keep them; only :meth:`~ArtifactStore.remove_record_logs` removes them.
+RECORD_LOG_DIR = "descriptions"
 _HASH_MEMO_FILE = "file-hashes.json"
 LAYOUT = 2  # 2: meta.json holds a SHA-256 of every file of the entry ("digests")
 
@@ -324,6 +328,39 @@ class ArtifactStore:
         for p in self.stale_temporaries(tmp_min_age_s):
             shutil.rmtree(p, ignore_errors=True)
         return removed
+
+    def record_logs(self) -> list[Path]:
+        """The describe record logs (``descriptions/*.jsonl``), sorted."""
+        d = self.root / RECORD_LOG_DIR
+        return sorted(d.glob("*.jsonl")) if d.is_dir() else []
+
+    def remove_record_logs(self, key_prefix: str | None = None) -> int:
+        """Remove the record logs (those whose name starts with ``key_prefix``); returns how many."""
+        logs = [p for p in self.record_logs() if not key_prefix or p.name.startswith(key_prefix)]
+        for p in logs:
+            p.unlink()
+        return len(logs)
+
+    def demo_sets(self) -> list[Path]:
+        """The generated demo stimulus sets (``demo_sets/*``)."""
+        d = self.root / "demo_sets"
+        return sorted(d.iterdir()) if d.is_dir() else []
+
+    def clean_others(self) -> int:
+        """Remove what is neither an entry nor a record log (generated demo sets, fine-tuning checkpoints, the
+        hash memo); returns how many top-level items went. Entries go with :meth:`clean`."""
+        keep = {RECORD_LOG_DIR, _TMP}
+        others = [p for p in self.root.iterdir() if p.name not in keep] if self.root.is_dir() else []
+        others = [p for p in others if not (p.is_dir() and any(p.glob(f"*/*/{_META}")))]  # entry kinds
+        for p in others:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        return len(others)
+
+
+def count_lines(path: str | Path) -> int:
+    """Newlines in a file (records of a JSONL log), read in 1 MiB chunks."""
+    with open(path, "rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
 
 
 class RecordLog:

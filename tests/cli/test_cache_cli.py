@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from llmvem.cli.app import _LOG_DIR, app
+from llmvem.cli.app import app
 from llmvem.describe.run import LOG_DIR
-from llmvem.store import ArtifactStore
+from llmvem.store import RECORD_LOG_DIR, ArtifactStore
 
 runner = CliRunner()
 
@@ -26,7 +26,7 @@ def _store_with_logs(root: Path) -> ArtifactStore:
 
 
 def test_clean_all_keeps_record_logs_and_ls_counts_them(tmp_path: Path) -> None:
-    assert _LOG_DIR == LOG_DIR
+    assert RECORD_LOG_DIR == LOG_DIR  # the store keeps the describe stage's record logs
     _store_with_logs(tmp_path)
     res = runner.invoke(app, ["cache", "ls", "--cache-dir", str(tmp_path)])
     out = " ".join(res.output.split())

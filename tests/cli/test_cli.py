@@ -134,10 +134,11 @@ def test_describe_import_without_source_is_an_error(tmp_path: Path) -> None:
      "describe", "embed", "features"],
 )  # fmt: skip
 def test_every_run_flag_is_a_config_key(command: str) -> None:
-    """Each option of a command that configures a run appears in FLAG_KEYS (and so maps to a config key)."""
+    """Each option of a command that configures a run is generated from a config key (COMMAND_FLAGS)."""
     import typer.main
 
-    from llmvem.cli.app import COMMAND_FLAG_KEYS, FLAG_KEYS
+    from llmvem.cli.app import COMMAND_FLAGS
+    from llmvem.config import config_keys
 
     group, _, sub = command.partition(" ")
     click_cmd = typer.main.get_command(app).commands[group]  # type: ignore[attr-defined]
@@ -152,8 +153,8 @@ def test_every_run_flag_is_a_config_key(command: str) -> None:
         if names & not_config:
             continue
         flag = "/".join(param.opts + param.secondary_opts) if param.secondary_opts else param.opts[0]
-        per = {**COMMAND_FLAG_KEYS.get(command, {}), **COMMAND_FLAG_KEYS.get(command.replace(" ", "-"), {})}
-        assert flag in FLAG_KEYS or flag in per, f"{command}: option {flag} has no key"
+        assert flag in COMMAND_FLAGS[command], f"{command}: option {flag} has no key"
+        assert COMMAND_FLAGS[command][flag] in config_keys()
 
 
 def test_embed_clean_strips_the_preamble_before_embedding(tmp_path: Path) -> None:

@@ -7,24 +7,32 @@ from pathlib import Path
 
 import pytest
 
-from llmvem.cli.app import _resolve
+from llmvem.cli.app import flag_key, resolve
+from llmvem.config import ExperimentConfig
 from llmvem.errors import ConfigError
 
 
+def _resolve(
+    config: Path | None, sets: list[str] | None, flags: dict[str, object], command: str = "describe"
+) -> ExperimentConfig:
+    """``resolve`` with the values of ``command``'s flags, by flag name (as the command line gives them)."""
+    return resolve(config, sets, {flag_key(flag, command): value for flag, value in flags.items()})
+
+
 @pytest.mark.parametrize(
-    ("flag", "value", "attr"),
+    ("flag", "value", "attr", "command"),
     [
-        ("--model", "ok #2", ("describe", "model")),  # YAML: a comment, 'ok'
-        ("--prompt", ["Describe it: every object #1 to #3"], ("describe", "prompt")),  # YAML: a mapping
-        ("--base-url", "http://h:8000/v1 #proxy", ("describe", "base_url")),
-        ("--layer", "9", ("features", "layer")),  # YAML: the int 9, refused by a str field
-        ("--device", "null", ("device",)),  # YAML: None
-        ("--name", "yes", ("name",)),  # YAML 1.1: True
-        ("--select-model", "0x1F", ("embed", "select_model")),  # YAML: 31
+        ("--model", "ok #2", ("describe", "model"), "describe"),  # YAML: a comment, 'ok'
+        ("--prompt", ["Describe it: every object #1 to #3"], ("describe", "prompt"), "describe"),  # YAML: a mapping
+        ("--base-url", "http://h:8000/v1 #proxy", ("describe", "base_url"), "describe"),
+        ("--layer", "9", ("features", "layer"), "features"),  # YAML: the int 9, refused by a str field
+        ("--device", "null", ("device",), "describe"),  # YAML: None
+        ("--name", "yes", ("name",), "evaluate encoding"),  # YAML 1.1: True
+        ("--select-model", "0x1F", ("embed", "select_model"), "embed"),  # YAML: 31
     ],
 )
-def test_flag_strings_are_literal(flag: str, value: object, attr: tuple[str, ...]) -> None:
-    cfg = _resolve(None, None, {flag: value})
+def test_flag_strings_are_literal(flag: str, value: object, attr: tuple[str, ...], command: str) -> None:
+    cfg = _resolve(None, None, {flag: value}, command)
     got: object = cfg
     for a in attr:
         got = getattr(got, a)
@@ -36,11 +44,11 @@ def test_cache_dir_with_a_hash_is_not_cut(tmp_path: Path) -> None:
 
 
 def test_typed_flags_keep_their_types() -> None:
-    cfg = _resolve(None, None, {"--samples": 3, "--temperature": 0.5, "--normalize/--no-normalize": False,
-                                "--cv": "5", "--features": ["a=x.npy"], "--timeout": 2.5})  # fmt: skip
-    assert cfg.describe.n_samples == 3 and cfg.describe.temperature == 0.5 and cfg.embed.normalize is False
+    cfg = _resolve(None, None, {"--samples": 3, "--temperature": 0.5, "--timeout": 2.5})
+    assert cfg.describe.n_samples == 3 and cfg.describe.temperature == 0.5 and cfg.describe.timeout_s == 2.5
+    assert _resolve(None, None, {"--normalize/--no-normalize": False}, "embed").embed.normalize is False
+    cfg = _resolve(None, None, {"--cv": "5", "--features": ["a=x.npy"]}, "evaluate encoding")
     assert cfg.evaluate.encoding.cv == 5 and cfg.evaluate.inputs.features == ["a=x.npy"]
-    assert cfg.describe.timeout_s == 2.5
 
 
 def test_set_values_are_yaml_and_flags_win() -> None:

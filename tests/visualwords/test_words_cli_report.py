@@ -103,7 +103,7 @@ def test_words_command_errors(images: Path, minilm: Vocabulary, tmp_path: Path) 
 def test_words_flags_are_config_keys() -> None:
     import typer.main
 
-    from llmvem.cli.app import COMMAND_FLAG_KEYS, FLAG_KEYS, flag_key
+    from llmvem.cli.app import COMMAND_FLAGS, flag_key
     from llmvem.config import config_keys
 
     cmd = typer.main.get_command(app).commands["words"]  # type: ignore[attr-defined]
@@ -111,7 +111,7 @@ def test_words_flags_are_config_keys() -> None:
         if param.param_type_name != "option" or set(param.opts) & {"--config", "--set", "--help", "--out"}:
             continue
         flag = "/".join(param.opts + param.secondary_opts) if param.secondary_opts else param.opts[0]
-        assert flag in FLAG_KEYS or flag in COMMAND_FLAG_KEYS["words"], flag
+        assert flag in COMMAND_FLAGS["words"], flag
         assert flag_key(flag, "words") in config_keys(), flag
     assert flag_key("--top", "words") == "words.top_k"
     res = runner.invoke(app, ["words", "--help"])

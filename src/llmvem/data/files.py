@@ -124,6 +124,21 @@ def write_ids(path: str | Path, ids: list[str], what: str) -> Path:
     return path
 
 
+def save_matrix(path: str | Path, values: np.ndarray, ids: list[str], what: str) -> tuple[Path, Path]:
+    """Write ``values`` (n, d) to ``path`` (.npy) and its row ids to ``<path>.ids.txt``, both atomically; the
+    ids are checked first (:func:`check_writable_ids`), so nothing is written for ids that cannot round-trip.
+    Returns both paths; :func:`load_matrix` reads them back."""
+    import io
+
+    path = Path(path)
+    check_writable_ids(ids, what)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.save(buf, values)
+    atomic_write_bytes(path, buf.getvalue())
+    return path, write_ids(path.with_suffix(".ids.txt"), ids, what)
+
+
 def load_matrix(spec: str | Path) -> Matrix:
     """Read a feature or embedding matrix (see the module docstring for the formats).
 

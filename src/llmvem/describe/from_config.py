@@ -1,13 +1,23 @@
-"""Build a describer and its generation parameters from the ``describe`` section of an experiment config."""
+"""A describe job from an experiment config: the describer, its generation parameters, the images, the run.
+
+>>> from llmvem.config import load_config
+>>> generation_params(load_config(overrides={"describe.backend": "openai"}).describe, seed=3)
+{'temperature': 0.0, 'max_tokens': 512, 'seed': 3, 'top_p': None}
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmvem.describe.base import DESCRIBERS, Describer
 
 if TYPE_CHECKING:
-    from llmvem.config import DescribeConfig
+    from llmvem.config import DescribeConfig, ExperimentConfig
+    from llmvem.data.stimuli import StimulusSet
+    from llmvem.describe.base import Descriptions
+    from llmvem.describe.run import DescribePlan
+    from llmvem.store import ArtifactStore
 
 
 def generation_params(d: DescribeConfig, seed: int | None = 0) -> dict[str, Any]:
@@ -44,3 +54,58 @@ def build_describer(d: DescribeConfig, device: str = "cpu") -> Describer:
             image_splitting=d.image_splitting,
         )
     return factory(source=d.source, model=d.model)
+
+
+def _job(cfg: ExperimentConfig, images: Path) -> tuple[Describer, StimulusSet, dict[str, Any], ArtifactStore]:
+    """The describer (built first: a bad backend fails before any image is read), the images (a folder, or NSD's
+    nsd_stimuli.hdf5 with ``features.subset`` / ``features.design``), the generation parameters and the store."""
+    from llmvem.data.nsd_stimuli import is_stimulus_file, stimuli_from_path
+    from llmvem.describe.run import stimuli_from_folder
+    from llmvem.store import ArtifactStore
+
+    d = cfg.describe
+    describer = build_describer(d, device=cfg.device)
+    if is_stimulus_file(images):
+        stim = stimuli_from_path(images, cfg.features.subset, design=cfg.features.design)
+    else:
+        stim = stimuli_from_folder(images, d.labels)
+    return describer, stim, generation_params(d, cfg.seed), ArtifactStore(cfg.cache_dir)
+
+
+def plan_images(cfg: ExperimentConfig, images: Path) -> DescribePlan:
+    """Which requests of ``llmvem describe IMAGES`` remain (``--dry-run``); makes no request."""
+    from llmvem.describe.run import plan_descriptions
+
+    describer, stim, params, store = _job(cfg, images)
+    return plan_descriptions(stim, describer, cfg.describe.prompt, params, cfg.describe.n_samples, store)
+
+
+def describe_images(cfg: ExperimentConfig, images: Path) -> tuple[Descriptions, int]:
+    """Describe the images of ``images`` as ``cfg.describe`` says, cached and resumable: the descriptions and
+    the number of images. Failed requests are returned in ``.failures`` (not raised), so a caller can list them
+    and a re-run retries only them."""
+    from llmvem.describe.run import describe_stimuli
+
+    describer, stim, params, store = _job(cfg, images)
+    d = cfg.describe
+    desc = describe_stimuli(
+        stim,
+        describer,
+        prompt=d.prompt,
+        params=params,
+        n_samples=d.n_samples,
+        store=store,
+        progress=cfg.progress,
+        concurrency=d.concurrency if d.backend == "openai" else 1,
+        raise_on_failure=False,
+        max_consecutive_failures=d.max_consecutive_failures,
+        clean=d.clean,
+    )
+    return desc, len(stim)
+
+
+def same_samples_warning(d: DescribeConfig) -> str | None:
+    """A warning when ``n_samples > 1`` would give identical samples (greedy decoding), else ``None``."""
+    if d.n_samples > 1 and d.backend != "import" and d.temperature == 0:
+        return "--samples > 1 with temperature 0 gives identical samples"
+    return None

@@ -36,9 +36,9 @@ from llmvem.describe.log import DescriptionLog
 from llmvem.describe.prompts import resolve_prompt
 from llmvem.errors import BackendError, DataError
 from llmvem.hashing import artifact_key, hash_file, hash_text
-from llmvem.store import ArtifactStore
+from llmvem.store import RECORD_LOG_DIR, ArtifactStore
 
-LOG_DIR = "descriptions"
+LOG_DIR = RECORD_LOG_DIR  # the record logs live in the store root
 
 
 class DescribeFailuresError(BackendError):

@@ -59,20 +59,9 @@ class TextEmbeddings:
 
     def save(self, path: str | Path) -> tuple[Path, Path]:
         """Write ``path`` (.npy, float32) and ``<path>.ids.txt`` (one id per line); returns both paths."""
-        from llmvem.data.files import check_writable_ids, write_ids
-        from llmvem.store import atomic_write_bytes
+        from llmvem.data.files import save_matrix
 
-        path = Path(path)
-        check_writable_ids(list(self.ids), f"embeddings {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, np.asarray(self.values, dtype=np.float32))
-        atomic_write_bytes(path, buf.getvalue())
-        ids_path = path.with_suffix(".ids.txt")
-        write_ids(ids_path, list(self.ids), f"embeddings {path}")
-        return path, ids_path
+        return save_matrix(path, np.asarray(self.values, dtype=np.float32), list(self.ids), f"embeddings {path}")
 
 
 def text_table(source: Any) -> pd.DataFrame:

@@ -4,15 +4,18 @@ of any images. Used by ``llmvem words`` and ``llmvem features --pif``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llmvem.errors import DataError
+from llmvem.errors import ConfigError, DataError
 from llmvem.visualwords.vocab import Vocabulary, load_vocabulary
 
 #: a visual-words run's training words of several tokens (word → token ids), written by the NSD pipeline
 PIECES_FILE = "visual_words_pieces.json"
+
+if TYPE_CHECKING:
+    from llmvem.config import ExperimentConfig
 
 
 def head_logits(state: dict[str, Any], features: np.ndarray, key: str = "project") -> np.ndarray:
@@ -96,3 +99,32 @@ def pif_from_run(stimuli: Any, run_dir: str | Path, weights: str = "aligned-seed
 
     logits, vocab = logits_from_run(stimuli, run_dir, weights, **kw)
     return pif_features(logits, vocab.embeddings)
+
+
+def words_from_config(cfg: ExperimentConfig, images: str | Path) -> dict[str, list[str]]:
+    """``{image file name: [words.top_k words]}`` of a folder of images from the visual-words model of
+    ``features.model`` (``llmvem words``).
+
+    Raises:
+        ConfigError: no ``features.model``; a run not trained with ``finetune.loss=visual_words``.
+    """
+    from llmvem.data.stimuli import StimulusSet
+
+    f = cfg.features
+    if f.model is None:
+        raise ConfigError("say which model: --model RUN_DIR (a run trained with --set finetune.loss=visual_words)")
+    stim = StimulusSet.from_folder(images)
+    return words_from_run(stim, f.model, f.weights, cfg.words.top_k, batch_size=f.batch_size, device=cfg.device,
+                          progress=cfg.progress)  # fmt: skip
+
+
+def save_words(path: str | Path, words: dict[str, list[str]]) -> Path:
+    """Write ``{image: [word, ...]}`` as JSON to ``path`` atomically; returns the path."""
+    import json
+
+    from llmvem.store import atomic_write_text
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(words, indent=1, ensure_ascii=False) + "\n")
+    return path

@@ -1,0 +1,57 @@
+"""Which study a config runs: ``llmvem train|evaluate CONFIG`` and ``llmvem demo`` (by ``dataset.name``), and
+the file evaluations ``llmvem evaluate encoding|rsa|decode``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from llmvem.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llmvem.config import ExperimentConfig
+    from llmvem.runs import RunDir
+
+
+def run_experiment(cfg: ExperimentConfig, until: Literal["train", "evaluate"]) -> None:
+    """Run the study of ``cfg.dataset.name`` up to ``until`` (earlier stages come from the cache).
+
+    Raises:
+        ConfigError: a dataset with no study. BackendError: ``cfg.device`` is not available (checked before a run
+            directory is made).
+    """
+    from llmvem.devices import check_device
+    from llmvem.pipeline import run_encoding_demo, run_finetune_folder, run_nsd_objects92, run_objects92_rsa
+
+    check_device(cfg.device)  # before a run directory is made (a GPU config on a CPU-only machine, say)
+    studies = {"demo": run_encoding_demo, "folder": run_finetune_folder, "nsd_objects92": run_nsd_objects92,
+               "objects92": run_objects92_rsa}  # fmt: skip
+    if cfg.dataset.name not in studies:
+        raise ConfigError(f"dataset.name={cfg.dataset.name!r}: training and evaluation on it are not available yet")
+    studies[cfg.dataset.name](cfg, until=until)
+
+
+def run_demo(cfg: ExperimentConfig) -> None:
+    """The whole pipeline on a built-in set (``llmvem demo``): the generated demo set, or objects92 RSA."""
+    from llmvem.pipeline import run_encoding_demo, run_objects92_rsa
+
+    if cfg.dataset.name == "objects92":
+        if cfg.name == "demo":
+            cfg.name = "objects92"
+        run_objects92_rsa(cfg)
+    elif cfg.dataset.name == "demo":
+        run_encoding_demo(cfg)
+    else:
+        raise ConfigError(f"dataset.name={cfg.dataset.name!r} has no demo; use demo or objects92")
+
+
+def run_file_evaluation(kind: Literal["encoding", "rsa", "decode", "captions"], cfg: ExperimentConfig) -> RunDir:
+    """Score feature / embedding files against brain data or RDMs (``cfg.evaluate.inputs``), or read voxels out as
+    captions; the run is named ``evaluate-KIND`` unless ``name`` is set."""
+    from llmvem.pipeline.evaluate_files import run_evaluate_decode, run_evaluate_encoding, run_evaluate_rsa
+    from llmvem.pipeline.voxel_captions import run_evaluate_captions
+
+    if "name" not in cfg.model_fields_set:
+        cfg.name = f"evaluate-{kind}"
+    runs = {"encoding": run_evaluate_encoding, "rsa": run_evaluate_rsa, "decode": run_evaluate_decode,
+            "captions": run_evaluate_captions}  # fmt: skip
+    return runs[kind](cfg)
