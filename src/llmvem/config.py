@@ -273,6 +273,9 @@ class EncodingConfig(_Section):
     permutations: int = Field(
         0, ge=0, description="permutations per voxel for p-values (ROI fraction significant, FDR); 0: off"
     )
+    draw_maps: bool = Field(
+        True, description="draw the r and partition maps of brains with a space as PNGs (maps/…/r.png) in the report"
+    )
     partition: bool = Field(
         False,
         description="evaluate encoding: also partition held-out R² between the 2–3 feature spaces of "

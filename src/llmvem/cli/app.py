@@ -52,6 +52,8 @@ describe_app = typer.Typer(cls=_RunByDefaultGroup, no_args_is_help=True, rich_ma
 app.add_typer(describe_app, name="describe")
 evaluate_app = typer.Typer(cls=_RunByDefaultGroup, no_args_is_help=True, rich_markup_mode="rich")
 app.add_typer(evaluate_app, name="evaluate")
+plot_app = typer.Typer(help="Draw results: brain maps of per-voxel / per-vertex result files.", no_args_is_help=True)
+app.add_typer(plot_app, name="plot")
 
 
 def command(
@@ -453,6 +455,34 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
         from llmvem.report import build_report
 
         typer.echo(str(build_report(run_dir)))
+
+    guarded(go)
+
+
+@plot_app.command("map")
+def plot_map(
+    result: Annotated[Path, typer.Argument(help="lh.NAME.mgh / rh.NAME.mgh, NAME.nii(.gz), or a 2×n .npy (lh, rh)")],
+    space: Annotated[
+        str, typer.Option("--space", help="fsaverage (full resolution with $SUBJECTS_DIR), fsaverage5, volume, auto")
+    ] = "auto",
+    threshold: Annotated[float | None, typer.Option("--threshold", help="leave |value| below it uncoloured")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG to write (default: beside RESULT)")] = None,
+    title: Annotated[str | None, typer.Option("--title", help="figure title")] = None,
+) -> None:
+    """Draw a per-voxel result on the cortex (inflated and flat views of both hemispheres) or as volume slices.
+
+    Examples:
+      llmvem plot map runs/evaluate-encoding-*/maps/subj01/desc/lh.r.mgh --threshold 0.1
+      llmvem plot map maps/subj01/desc/r.nii.gz --space volume -o r.png
+    """
+
+    def go() -> None:
+        from llmvem.report.brain_plots import plot_map_file
+
+        target = out or result.with_name(result.name.split(".nii")[0].removesuffix(".mgh").removesuffix(".npy")
+                                         .removeprefix("lh.").removeprefix("rh.") + ".png")  # fmt: skip
+        fig = plot_map_file(result, target, space=space, threshold=threshold, title=title or result.name)
+        typer.echo(f"{fig.path} ({'; '.join(fig.notes)})")
 
     guarded(go)
 

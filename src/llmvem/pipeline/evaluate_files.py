@@ -180,7 +180,8 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
             r[~model.valid_targets_] = np.nan
             _warn_test_only_nonfinite(y_te, model.valid_targets_, r, f"{m.name} on {brain.name}")
             r_by[f"{m.name} | {brain.name}"] = r
-            maps[f"{m.name} | {brain.name}"] = _result_maps(run, brain, m.name, r, model, p_values)
+            maps[f"{m.name} | {brain.name}"] = _result_maps(run, brain, m.name, r, model, p_values,
+                                                            draw=enc.draw_maps)  # fmt: skip
             for row in encoding_rows(m.name, r, brain, p_values):
                 rows.append({"subject": brain.name, **row})
             log(f"  {m.name} on {brain.name}: {len(tr)} train / {len(te)} test, median r {np.nanmedian(r):.3f}")
@@ -238,7 +239,13 @@ def _encoding_json(table: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def _result_maps(
-    run: RunDir, brain: BrainData, model_name: str, r: np.ndarray, model: Any, p_values: np.ndarray | None
+    run: RunDir,
+    brain: BrainData,
+    model_name: str,
+    r: np.ndarray,
+    model: Any,
+    p_values: np.ndarray | None,
+    draw: bool = True,
 ) -> dict[str, list[str]]:
     """Per-voxel r, score (with a noise ceiling), ridge α and p (with permutations) of one model on one brain, as
     images in the brain's space under ``maps/<brain>/<model>/`` (:mod:`llmvem.data.brain_maps`): name → files
@@ -255,10 +262,12 @@ def _result_maps(
         values["alpha"] = np.asarray(model.best_alphas_)
     if p_values is not None:
         values["p"] = np.asarray(p_values)
-    return _save_maps(run, brain, values, Path("maps") / safe_name(brain.name) / safe_name(model_name))
+    return _save_maps(run, brain, values, Path("maps") / safe_name(brain.name) / safe_name(model_name), draw)
 
 
-def _save_maps(run: RunDir, brain: BrainData, values: dict[str, np.ndarray], folder: Path) -> dict[str, list[str]]:
+def _save_maps(
+    run: RunDir, brain: BrainData, values: dict[str, np.ndarray], folder: Path, draw: bool = True
+) -> dict[str, list[str]]:
     """Per-voxel ``values`` (name → (v,)) as images in ``brain``'s space under ``run/folder``: name → files relative
     to the run directory; ``{}`` (with a warning when it has a space) when they cannot be placed."""
     if brain.space is None:
@@ -270,7 +279,28 @@ def _save_maps(run: RunDir, brain: BrainData, values: dict[str, np.ndarray], fol
     except DataError as exc:  # e.g. Algonauts without its all-vertices masks: scores stand, maps cannot be placed
         warnings.warn(f"evaluate encoding: no brain maps for {brain.name!r}: {exc}", RuntimeWarning, stacklevel=3)
         return {}
+    if draw:
+        _draw_maps(run, brain, values, folder, files)
     return {k: [str(f.relative_to(run.path)) for f in v] for k, v in files.items()}
+
+
+def _draw_maps(run: RunDir, brain: BrainData, values: dict[str, np.ndarray], folder: Path,
+               files: dict[str, list[Path]]) -> None:  # fmt: skip
+    """Pictures of the maps people read (r, unique / shared / joint parts) as ``folder/<name>.png``, listed with
+    the map's files; a map that cannot be drawn (no finite value) is skipped with a warning."""
+    from llmvem.report.brain_plots import DRAWN_MAPS, draw_brain_map
+
+    for name, v in values.items():
+        if not DRAWN_MAPS.match(name):
+            continue
+        png = run.path / folder / f"{name}.png"
+        try:
+            draw_brain_map(v, brain, png, title=f"{name}: {folder.as_posix()}")
+        except DataError as exc:
+            warnings.warn(f"evaluate encoding: map {name} of {brain.name!r} not drawn: {exc}", RuntimeWarning,
+                          stacklevel=3)  # fmt: skip
+            continue
+        files.setdefault(name, []).append(png)
 
 
 def _log_maps(maps: dict[str, dict[str, list[str]]], brains: list[tuple[BrainData, bool]], log: Log) -> None:
@@ -331,7 +361,8 @@ def _partition_brain(cfg: ExperimentConfig, run: RunDir, mats: list[Any], brain:
         np.save(run.path / folder / f"{stem}.npy", values.astype(np.float32))
         arrays[key] = f"{folder / stem}.npy"
     shown = {safe_name(k): v for k, v in res.parts.items() if k.startswith("unique:")}
-    maps = _save_maps(run, brain, {**shown, "shared": res.shared, "joint": res.joint}, folder)
+    maps = _save_maps(run, brain, {**shown, "shared": res.shared, "joint": res.joint}, folder,
+                      cfg.evaluate.encoding.draw_maps)  # fmt: skip
     return {"table": table, "arrays": arrays, "maps": maps}
 
 

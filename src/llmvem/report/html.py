@@ -111,6 +111,14 @@ def image_data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
 
 
+def _shown_name(file: Path, run_dir: Path) -> str:
+    """A figure's caption: its path inside the run directory (``maps/subj01/desc/r.png``), else its name."""
+    try:
+        return file.resolve().relative_to(run_dir.resolve()).as_posix()
+    except ValueError:
+        return file.name
+
+
 def _section_html(index: int, section: Section, run_dir: Path) -> str:
     parts = [f'<section id="s{index}">', f"<h2>{_esc(section.title)}</h2>"]
     parts += [f"<p>{_esc(p)}</p>" for p in section.text]
@@ -122,7 +130,7 @@ def _section_html(index: int, section: Section, run_dir: Path) -> str:
             raise DataError(f"section {section.title!r}: image {image} found neither in {run_dir} nor as given")
         parts.append(
             f'<figure><img src="{image_data_uri(file)}" alt="{_esc(file.stem)}">'
-            f"<figcaption>{_esc(file.name)}</figcaption></figure>"
+            f"<figcaption>{_esc(_shown_name(file, run_dir))}</figcaption></figure>"
         )
     if section.code is not None:
         parts.append(f"<pre>{_esc(section.code)}</pre>")
@@ -417,6 +425,21 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
                 ],
                 table=dec,
                 images=[png] if png.is_file() else [],
+            )
+        )
+    maps = sorted(run_dir.glob("maps/**/*.png")) + sorted(run_dir.glob("partition/**/*.png"))
+    if maps:
+        sections.append(
+            Section(
+                "Brain maps",
+                [
+                    f"{len(maps)} map(s) in each brain's own space: surfaces on fsaverage (inflated lateral, medial "
+                    "and ventral views and flat maps of both hemispheres; a full-resolution fsaverage map is drawn on "
+                    "fsaverage5 by taking its first 10,242 vertices per hemisphere, which are fsaverage5's), volumes "
+                    "as axial slices and maximum-|value| projections of the subject's grid; outlines: the loaded "
+                    "ROIs. The map files (NIfTI / .mgh) sit beside each picture.",
+                ],
+                images=maps,
             )
         )
     if "caption_metrics.csv" in have:
