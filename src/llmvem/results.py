@@ -37,6 +37,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -162,11 +163,19 @@ def wide_table(frame: pd.DataFrame, evaluation: str, target_name: str = "target"
         import pandas as pd
 
         return pd.DataFrame(columns=[*index, "value"]).rename(columns={"target": target_name})
-    wide = part.pivot_table(index=index, columns="metric", values="value", sort=False, dropna=False)
+    wide = part.groupby([*index, "metric"], sort=False, dropna=False)["value"].mean().unstack("metric")
     wide = wide.reset_index()
     wide.columns.name = None
     metrics = list(dict.fromkeys(part["metric"]))
-    scored = frame[frame["evaluation"] == evaluation]  # models in the order they were first scored (any seed)
-    order = {m: k for k, m in enumerate(dict.fromkeys(scored["model"]))}
-    wide = wide.sort_values("model", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    scored = frame[frame["evaluation"] == evaluation]  # rows in the order first scored (any seed)
+    order = {c: {v: k for k, v in enumerate(dict.fromkeys(scored[c]))} for c in index}
+    wide = wide.sort_values(index, key=lambda s: s.map(order[str(s.name)]), kind="stable").reset_index(drop=True)
     return wide[[*index, *metrics]].rename(columns={"target": target_name})
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A ``results.csv`` back as the table (seed, target, subject as strings, ``""`` kept; value as float)."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype={c: str for c in COLUMNS[:6]}, keep_default_na=False)
+    return frame.assign(value=pd.to_numeric(frame["value"], errors="coerce"))

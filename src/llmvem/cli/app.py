@@ -175,9 +175,10 @@ def _run(fn: Any) -> Any:
 
 @app.command()
 def demo(
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", help="demo (generated, offline) or objects92 (real data)")
+    study: Annotated[
+        str | None, typer.Argument(help="a built-in study (demo, objects92, doerig-controls ...) or a study YAML file")
     ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="the study (old name of the argument)")] = None,
     n_images: Annotated[int | None, typer.Option("--n-images", help="demo: number of generated images")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="twin training epochs")] = None,
     lambda_align: Annotated[float | None, typer.Option("--lambda-align", help="alignment loss weight")] = None,
@@ -190,43 +191,47 @@ def demo(
     device: DeviceOpt = None,
     progress: ProgressOpt = None,
 ) -> None:
-    """Run the whole pipeline on a built-in set and write a report.
+    """Run a study (stimuli → targets → models → evaluations) and write its tables, plots and report.
 
     [bold]demo[/bold] (default): a generated stimulus set with a simulated visual cortex, offline, no data needed.
     [bold]objects92[/bold]: RSA against human IT/EVC on the real 92-object set (needs --data-dir or LLMVEM_DATA).
+    [bold]doerig-controls[/bold]: description embeddings vs word, order and label controls on objects92.
+    --set reaches any study key (stimuli.demo.n_images=120) or setting (train.loss=cosine).
 
     Examples:
       llmvem demo
-      llmvem demo --dataset objects92 --data-dir ../shared/data
+      llmvem demo objects92 --data-dir ../shared/data
       llmvem demo --n-images 120 --epochs 50 --set train.loss=cosine
     """
     flags = {
-        "--dataset": dataset,
         "--n-images": n_images,
         "--epochs": epochs,
         "--lambda-align": lambda_align,
-        "--data-dir": data_dir,
-        "--cache-dir": cache_dir,
-        "--output-dir": output_dir,
         "--seed": seed,
         "--device": device,
         "--progress/--no-progress": progress,
     }
 
     def go() -> None:
-        cfg = _resolve(config, set_, flags)
-        if cfg.dataset.name == "objects92":
-            from llmvem.pipeline import run_objects92_rsa
+        if config is not None:  # an old experiment config: run as its study (a warning shows the study YAML)
+            from llmvem.pipeline.encoding_demo import run_legacy
 
-            if cfg.name == "demo":
-                cfg.name = "objects92"
-            run_objects92_rsa(cfg)
-        elif cfg.dataset.name == "demo":
-            from llmvem.pipeline import run_encoding_demo
+            paths = {"--data-dir": data_dir, "--cache-dir": cache_dir, "--output-dir": output_dir}
+            run_legacy(_resolve(config, set_, {**flags, **paths, "--dataset": dataset}), None, None, "evaluate")
+            return
+        from llmvem.runner import run_study
+        from llmvem.runner.legacy import study_overrides
 
-            run_encoding_demo(cfg)
-        else:
-            _fail(f"dataset.name={cfg.dataset.name!r} has no demo; use demo or objects92")
+        from llmvem.errors import ConfigError
+
+        name = study or dataset or "demo"
+        bad = [item for item in set_ or [] if "=" not in item]
+        if bad:
+            raise ConfigError(f"--set expects key.path=value, got {bad[0]!r}")
+        sets = {k.strip(): v for k, v in (item.split("=", 1) for item in set_ or [])}
+        literal = {flag_key(f): _flag_value(v) for f, v in flags.items() if v is not None}
+        over, lit = study_overrides(Path(name).stem, sets, literal)
+        run_study(name, overrides=over, literal=lit, data_dir=data_dir, cache_dir=cache_dir, output_dir=output_dir)
 
     _run(go)
 

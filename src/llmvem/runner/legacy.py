@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -114,3 +115,29 @@ def study_from_config(cfg: ExperimentConfig, warn: bool = True) -> Study:
             f"(llmvem/studies/{cfg.dataset.name}.yaml); save this as a study file and run it with `llmvem demo "
             f"FILE.yaml` (or run_study(FILE)):\n{advice}"), stacklevel=2)  # fmt: skip
     return parse_study(tree, f"study translated from dataset.name={cfg.dataset.name!r}")
+
+
+def study_overrides(
+    study: str, overrides: Mapping[str, Any], literal: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Old config keys among dotted overrides moved to where ``study`` keeps them (:data:`MOVED`:
+    ``dataset.n_images`` → ``stimuli.demo.n_images`` for the demo); other keys are left as they are.
+
+    Raises:
+        ConfigError: a ``dataset.*`` key the study has no place for.
+    """
+    moved = MOVED.get(study, {})
+
+    def move(values: Mapping[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in values.items():
+            if key in moved:
+                out[moved[key]] = value
+            elif key.startswith("dataset."):
+                raise ConfigError(f"{key} does not apply to the study {study!r}; set its stimuli instead "
+                                  f"(e.g. --set stimuli.NAME.KEY=VALUE; see llmvem/studies/{study}.yaml)")  # fmt: skip
+            else:
+                out[key] = value
+        return out
+
+    return move(overrides), move(literal)

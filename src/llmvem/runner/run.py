@@ -98,6 +98,7 @@ def _write(state: RunState, study: Study, timings: dict[str, float]) -> None:
 def run_study(
     study: str | Path | Study,
     overrides: Mapping[str, Any] | None = None,
+    literal: Mapping[str, Any] | None = None,
     data_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     output_dir: str | Path | None = None,
@@ -110,28 +111,35 @@ def run_study(
     ``metrics.json`` (:mod:`llmvem.results`), ``study.yaml`` (the study as run) and ``report.html``.
 
     Args:
-        overrides: dotted keys (``stimuli.demo.n_images``, ``train.epochs`` = ``settings.train.epochs``).
+        overrides: dotted keys (``stimuli.demo.n_images``, ``train.epochs`` = ``settings.train.epochs``); string
+            values are read as YAML (``--set``); ``literal`` values are taken as they are (named CLI flags).
         until: the last phase to run (``models``: train and stop; no evaluations, no report).
     Raises:
         ConfigError: an unknown study, kind or parameter (its path named), before anything runs.
     """
     import yaml
 
+    from llmvem.config import dump_config
     from llmvem.results import ResultTable
     from llmvem.runs import RunDir, seed_everything
+    from llmvem.store import atomic_write_text
 
     if until not in PHASES:
         raise ConfigError(f"until={until!r}: one of {', '.join(PHASES)}")
     if not isinstance(study, Study):
-        study = load_study(study, overrides)
-    elif overrides:
+        study = load_study(study, overrides, literal)
+    elif overrides or literal:
         raise ConfigError("overrides apply to a study name or file; apply them before parsing (load_study)")
     check_study(study)
     cfg = study_settings(study, data_dir=data_dir, cache_dir=cache_dir, output_dir=output_dir)
     log = log or console_log(cfg.progress)
     seed_everything(cfg.seed)
     run = RunDir(cfg, run_dir)
-    (run.path / "study.yaml").write_text(yaml.safe_dump(study.model_dump(exclude_none=True), sort_keys=False))
+    resolved = yaml.safe_load(dump_config(cfg))
+    resolved.pop("dataset")  # the stimuli section of study.yaml says which images: no dataset setting applies
+    atomic_write_text(run.file("config.yaml"), yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+    atomic_write_text(run.file("study.yaml"), yaml.safe_dump(study.model_dump(exclude_none=True), sort_keys=False,
+                                                             allow_unicode=True))  # fmt: skip
     store = make_store(cfg)
     state = RunState(cfg, store, run, log, study.seeds or [cfg.seed], ResultTable())
     log(f"[bold]llmvem study {study.name}[/bold] → run directory [cyan]{run.path}[/cyan] (store {store.root})")

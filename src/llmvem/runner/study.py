@@ -92,14 +92,18 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return tree
 
 
-def apply_overrides(tree: dict[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``tree`` with dotted ``overrides`` set (string values read as YAML); keys that do not start with a study key
-    are settings keys (``train.epochs`` → ``settings.train.epochs``)."""
+def apply_overrides(
+    tree: dict[str, Any], overrides: Mapping[str, Any] | None, literal: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``tree`` with dotted ``overrides`` set (string values read as YAML, as ``--set``) and then ``literal`` ones
+    (taken as they are, as named CLI flags); keys that do not start with a study key are settings keys
+    (``train.epochs`` → ``settings.train.epochs``)."""
     from llmvem.config import _parse_value, _set_dotted
 
-    for key, value in (overrides or {}).items():
-        dotted = key if key.split(".")[0] in TOP_KEYS else f"settings.{key}"
-        _set_dotted(tree, dotted, _parse_value(value))
+    for values, parse in ((overrides, True), (literal, False)):
+        for key, value in (values or {}).items():
+            dotted = key if key.split(".")[0] in TOP_KEYS else f"settings.{key}"
+            _set_dotted(tree, dotted, _parse_value(value) if parse else value)
     return tree
 
 
@@ -116,11 +120,13 @@ def parse_study(tree: Mapping[str, Any], where: str = "study") -> Study:
         raise ConfigError(f"{where}: " + format_validation_error(exc, Study)) from None
 
 
-def load_study(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Study:
-    """A built-in study by name, or a study file, with dotted overrides applied (module docstring).
+def load_study(
+    name_or_path: str | Path, overrides: Mapping[str, Any] | None = None, literal: Mapping[str, Any] | None = None
+) -> Study:
+    """A built-in study by name, or a study file, with dotted overrides applied (:func:`apply_overrides`).
 
     Raises:
         ConfigError: no such study, unreadable YAML, unknown keys (with their paths).
     """
     path = study_path(name_or_path)
-    return parse_study(apply_overrides(read_yaml(path), overrides), str(path))
+    return parse_study(apply_overrides(read_yaml(path), overrides, literal), str(path))
