@@ -148,7 +148,9 @@ def from_nested(results: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def wide_table(frame: pd.DataFrame, evaluation: str, target_name: str = "target", subjects: bool = False) -> pd.DataFrame:
+def wide_table(
+    frame: pd.DataFrame, evaluation: str, target_name: str = "target", subjects: bool = False
+) -> pd.DataFrame:
     """One evaluation's rows of the whole models as a wide table: one row per (model, target[, subject]), one
     column per metric, in the order the rows were added.
 

@@ -176,7 +176,10 @@ _OBJECTS92_MODELS = {"efficientnet_lite0 image features": "features", "minilm de
 OLD_TO_NEW: dict[str, list[tuple[str, Any]]] = {
     "demo": [
         (r"^encoding\.(.+) \| (\w+)\.(\w+)$", lambda m: f"results.encoding.{_DEMO_MODELS[m[1]]}.{m[2]}.{m[3]}"),
-        (r"^aligned_minus_baseline_r_(\w+)$", lambda m: f"results.aligned_vs_baseline.aligned - baseline.{m[1]}.diff_mean"),
+        (
+            r"^aligned_minus_baseline_r_(\w+)$",
+            lambda m: f"results.aligned_vs_baseline.aligned - baseline.{m[1]}.diff_mean",
+        ),
         (r"^n_(train|test)$", lambda m: f"info.evaluations.encoding.n_{m[1]}"),
         (r"^train\.(baseline|aligned)_final\.(\w+)$", lambda m: f"info.models.{m[1]}.seeds.0.final.{m[2]}"),
     ],

@@ -32,7 +32,7 @@ def test_bad_studies_name_the_key_and_what_is_allowed(tmp_path) -> None:
         check_study(load_study("demo", {"models.aligned.lamda_align": 1}))
     with pytest.raises(ConfigError, match=r"evaluations\.encoding\.kind: unknown evaluation 'encode'; known: .*rsa"):
         check_study(load_study("demo", {"evaluations.encoding.kind": "encode"}))
-    with pytest.raises(ConfigError, match="settings.dataset is not a study setting"):
+    with pytest.raises(ConfigError, match=r"settings\.dataset is not a study setting"):
         load_study("demo", {"dataset.n_images": 96})  # an old key: the CLI and the wrappers translate it
     bad = tmp_path / "s.yaml"
     bad.write_text("name: x\nstimuli: {a: {kind: demo}}\nevaluations: {}\nmodel: {}\n")
@@ -110,11 +110,11 @@ def test_old_demo_config_becomes_the_demo_study_with_its_keys_moved() -> None:
 
 
 def test_old_configs_without_a_study_say_what_to_do() -> None:
-    with pytest.raises(ConfigError, match="'nsd_shared1000' is a dataset, not a study; studies: .*doerig-controls"):
+    with pytest.raises(ConfigError, match=r"'nsd_shared1000' is a dataset, not a study; studies: .*doerig-controls"):
         translate_config(load_config(overrides={"dataset.name": "nsd_shared1000"}))
     with pytest.raises(ConfigError, match="runs as before"):
         translate_config(load_config(overrides={"dataset.name": "folder"}))
     assert study_overrides("demo", {"dataset.n_images": "96"}, {"seed": 1}) == (
         {"stimuli.demo.n_images": "96"}, {"seed": 1})  # fmt: skip
-    with pytest.raises(ConfigError, match="dataset.n_images does not apply to the study 'objects92'"):
+    with pytest.raises(ConfigError, match=r"dataset\.n_images does not apply to the study 'objects92'"):
         study_overrides("objects92", {}, {"dataset.n_images": 96})

@@ -219,10 +219,9 @@ def demo(
             paths = {"--data-dir": data_dir, "--cache-dir": cache_dir, "--output-dir": output_dir}
             run_legacy(_resolve(config, set_, {**flags, **paths, "--dataset": dataset}), None, None, "evaluate")
             return
+        from llmvem.errors import ConfigError
         from llmvem.runner import run_study
         from llmvem.runner.legacy import study_overrides
-
-        from llmvem.errors import ConfigError
 
         name = study or dataset or "demo"
         bad = [item for item in set_ or [] if "=" not in item]

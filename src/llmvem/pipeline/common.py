@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from llmvem.brain.paired import ci95
 from llmvem.config import TrainConfig
 from llmvem.hashing import hash_array
-from llmvem.brain.paired import ci95
 from llmvem.runner.settings import (
     console_log,
     embed_kwargs,
@@ -26,20 +26,6 @@ __all__ = [
 ]  # fmt: skip
 
 Log = Callable[[str], None]
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def cached_twin(

@@ -22,7 +22,8 @@ def run_legacy(cfg: ExperimentConfig, run_dir: Path | None, log: Log | None, unt
     if until not in UNTIL:
         raise ConfigError(f"until={until!r}: one of {', '.join(UNTIL)}")
     study = study_from_config(cfg)
-    return run_study(study, run_dir=run_dir, log=log, until=UNTIL[until])  # type: ignore[no-any-return]
+    run: RunDir = run_study(study, run_dir=run_dir, log=log, until=UNTIL[until])
+    return run
 
 
 def run_encoding_demo(

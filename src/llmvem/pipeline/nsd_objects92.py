@@ -24,7 +24,6 @@ from llmvem.hashing import artifact_key, hash_array
 from llmvem.pipeline.common import (
     Log,
     cached_activations,
-    ci95,
     console_log,
     description_targets,
     embed_kwargs,

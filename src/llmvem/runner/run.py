@@ -58,7 +58,7 @@ def _phase(state: RunState, study: Study, phase: str) -> None:
     for name, spec in getattr(study, phase).items():
         part, params = _resolve(phase, name, spec)
         if phase == "models" and part.seeded:
-            out = {}
+            out: dict[int | None, Any] = {}
             for seed in state.seeds:
                 seed_everything(seed)
                 out[seed] = part.build(params, state, name, seed)

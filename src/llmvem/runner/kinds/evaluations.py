@@ -48,7 +48,7 @@ def _write_encoding(frame: pd.DataFrame, state: RunState, name: str, p: ScorePar
 @part(EVALUATIONS, "encoding", ScoreParams, write=_write_encoding)
 def encoding(p: ScoreParams, state: RunState, name: str) -> None:
     """Voxelwise ridge (per-voxel α, settings.evaluate.encoding) from each representation, fit on the stimuli's
-    ``train`` split, held-out Pearson r per voxel → one row set per ROI (:func:`llmvem.brain.encoding.encoding_rows`)."""
+    ``train`` split, held-out Pearson r per voxel → rows per ROI (:func:`llmvem.brain.encoding.encoding_rows`)."""
     from llmvem.brain import pearson_r
     from llmvem.brain.encoding import encoding_rows
     from llmvem.report import plot_r_histograms

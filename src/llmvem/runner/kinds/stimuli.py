@@ -29,7 +29,7 @@ def demo(p: DemoParams, state: RunState, name: str) -> Stimuli:
     ids = d.stimuli.ids
     state.log(f"stimuli {name}: {len(ids)} generated images, ROIs {d.brain.rois} × {p.n_voxels_per_roi} voxels, "
               f"{p.n_repeats} repeats ({set_dir})")  # fmt: skip
-    return Stimuli(d.stimuli, texts=[dict(d.captions)], labels=[[lab] for lab in d.stimuli.labels], brain=d.brain,
+    return Stimuli(d.stimuli, texts=[dict(d.captions)], labels=[[lab] for lab in d.stimuli.labels or []], brain=d.brain,
                    splits=dict(d.brain.splits), extra={"captions_path": d.captions_path})  # fmt: skip
 
 
