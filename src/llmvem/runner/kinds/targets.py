@@ -70,7 +70,7 @@ def _text_sources(p: TextParams, state: RunState, name: str, src: Stimuli) -> li
 def text_embedding(p: TextParams, state: RunState, name: str) -> Representation:
     """Embeddings (n, d) of one text per image (``text``), by ``encoder``: a sentence encoder, GloVe word
     averages (``glove``) or part-of-speech word averages (``glove-nouns`` ...)."""
-    from llmvem.pipeline.common import embed_kwargs
+    from llmvem.runner.settings import embed_kwargs
     from llmvem.text.embed import embed_text_sources
 
     src = state.source(p.stimuli)
