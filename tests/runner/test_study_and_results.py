@@ -118,3 +118,15 @@ def test_old_configs_without_a_study_say_what_to_do() -> None:
         {"stimuli.demo.n_images": "96"}, {"seed": 1})  # fmt: skip
     with pytest.raises(ConfigError, match=r"dataset\.n_images does not apply to the study 'objects92'"):
         study_overrides("objects92", {}, {"dataset.n_images": 96})
+
+
+def test_demo_command_names_the_studies_it_knows() -> None:
+    from typer.testing import CliRunner
+
+    from llmvem.cli.app import app
+
+    res = CliRunner().invoke(app, ["demo", "nope"])
+    assert res.exit_code == 2 and "unknown study 'nope'; built-in studies:" in res.output
+    assert "doerig-controls" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["demo", "objects92", "--n-images", "50"])
+    assert res.exit_code == 2 and "dataset.n_images does not apply to the study 'objects92'" in res.output
