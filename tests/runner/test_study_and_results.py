@@ -130,3 +130,19 @@ def test_demo_command_names_the_studies_it_knows() -> None:
     assert "doerig-controls" in res.output and "Traceback" not in res.output
     res = CliRunner().invoke(app, ["demo", "objects92", "--n-images", "50"])
     assert res.exit_code == 2 and "dataset.n_images does not apply to the study 'objects92'" in res.output
+
+
+def test_every_shipped_old_config_translates_or_keeps_its_hand_written_run() -> None:
+    from pathlib import Path
+
+    from llmvem.runner.legacy import NOT_PORTED
+    from llmvem.runner.study import parse_study
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        cfg = load_config(path)
+        if cfg.dataset.name in NOT_PORTED:
+            continue
+        tree, text = translate_config(cfg)
+        check_study(parse_study(yaml.safe_load(text), str(path)))  # the printed YAML is a valid study
