@@ -77,7 +77,8 @@ def translate_config(cfg: ExperimentConfig) -> tuple[dict[str, Any], str]:
 
     old = cfg.dataset.name
     if old in NOT_PORTED:
-        raise ConfigError(f"dataset.name={old!r}: this study has no study file yet; it runs as before")
+        raise ConfigError(f"dataset.name={old!r}: this study has no study file yet; it runs as before, with "
+                          "`llmvem train CONFIG` and `llmvem evaluate CONFIG`")  # fmt: skip
     if old not in MOVED:
         raise ConfigError(f"dataset.name={old!r} is a dataset, not a study; studies: {', '.join(list_studies())} "
                           "(llmvem demo NAME runs one; a study YAML says which stimuli it uses)")  # fmt: skip
