@@ -87,9 +87,8 @@ def _write(state: RunState, study: Study, timings: dict[str, float]) -> None:
         part, params = _resolve("evaluations", name, spec)
         if part.write is not None:
             part.write(frame[frame["evaluation"] == name], state, name, params)
-    state.info["evaluations"] = {**state.info.get("evaluations", {}),
-                                 **{n: {**state.info.get("evaluations", {}).get(n, {}), "kind": s.kind}
-                                    for n, s in study.evaluations.items()}}  # fmt: skip
+    for name, spec in study.evaluations.items():
+        state.note("evaluations", name, {"kind": spec.kind})  # report / compare read the kinds
     state.run.log_metrics(study=study.name, schema=SCHEMA, results=to_nested(frame), info=state.info,
                           timings_s=timings)  # fmt: skip
     build_report(state.run.path)
