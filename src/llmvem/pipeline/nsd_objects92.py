@@ -24,7 +24,6 @@ from llmvem.hashing import artifact_key, hash_array
 from llmvem.pipeline.common import (
     Log,
     cached_activations,
-    ci95,
     console_log,
     description_targets,
     embed_kwargs,
@@ -123,16 +122,11 @@ def _mean_over_seeds(per_seed: dict[str, dict[str, Any]], keys: tuple[str, ...])
 
 
 def _paired(a: np.ndarray, t: np.ndarray) -> dict[str, Any]:
-    """Aligned − twin from per-(seed, subject) RSA scores ``a``, ``t`` (n_seeds, n_subjects): the mean difference
-    with a 95 % CI over seeds, the paired t-test over subjects (seed-averaged) and the ratio of the means."""
-    from scipy import stats
+    """Aligned − twin from per-(seed, subject) RSA scores ``a``, ``t`` (n_seeds, n_subjects):
+    :func:`llmvem.brain.paired.paired_difference`."""
+    from llmvem.brain.paired import paired_difference
 
-    per_seed = (a - t).mean(1)
-    m, lo, hi = ci95(per_seed)
-    p_subjects = float(stats.ttest_rel(a.mean(0), t.mean(0)).pvalue) if a.shape[1] > 1 else float("nan")
-    ratio = float(a.mean() / t.mean()) if t.mean() > 0 else float("nan")
-    return {"diff_mean": m, "ci95": [lo, hi], "per_seed": per_seed.tolist(), "p_paired_t_subjects": p_subjects,
-            "ratio_aligned_over_twin": ratio}  # fmt: skip
+    return paired_difference(a, t)
 
 
 def _label_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
