@@ -61,6 +61,9 @@ class FinetuneData:
             indices 0 … K−1 (``classifier``); (n, v) voxel responses, best standardised on the training images
             (``voxels``, ``voxels_pca``).
         n_classes: ``classifier``: K, the number of classes (default: the largest target + 1).
+
+    The arrays are part of a run's identity (:meth:`digest`, computed once per object): do not modify them in
+    place after building a ``FinetuneData``; build a new one.
     """
 
     activations: Any
