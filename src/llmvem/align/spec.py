@@ -63,6 +63,15 @@ class TrainSpec:
         task: the task head trained (``"none"``, ``"multilabel"``, ``"classifier"``, ``"voxels"``, ``"voxels_pca"``).
         seed: seeds initialisation, batch order, augmentation, mixing, dropout.
         data: identity of the data: content hashes (``None`` for a part the run does not use) and the network's.
+
+    Example:
+        >>> from llmvem.config import FinetuneConfig
+        >>> spec = TrainSpec("finetune", FinetuneConfig(), 1.0, "multilabel", 0, {"inputs": "sha256 of the inputs"})
+        >>> quiet = TrainSpec("finetune", FinetuneConfig(tensorboard=False), 1.0, "multilabel", 0, spec.data)
+        >>> quiet.key() == spec.key()  # logging changes no weight
+        True
+        >>> TrainSpec("finetune", FinetuneConfig(lr=1e-3), 1.0, "multilabel", 0, spec.data).key() == spec.key()
+        False
     """
 
     trainer: str
