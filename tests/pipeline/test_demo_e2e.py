@@ -69,13 +69,15 @@ def test_encoding_demo_small_end_to_end(tmp_path: Path) -> None:
 
     # a second run with the same inputs reuses every artifact and gives identical numbers
     kinds_before = {e.key for e in ArtifactStore(tmp_path / "cache").entries()}
+    twins_before = {p.parent: p.read_text() for p in (tmp_path / "cache" / "runs").glob("*/done.json")}
     run2 = run_encoding_demo(cfg)
     assert {e.key for e in ArtifactStore(tmp_path / "cache").entries()} == kinds_before
+    assert {p.parent: p.read_text() for p in (tmp_path / "cache" / "runs").glob("*/done.json")} == twins_before
     pd.testing.assert_frame_equal(pd.read_csv(run2.path / "encoding.csv"), table)
-    # changing a training setting trains new twins (never a stale one)
+    # changing a training setting trains new twins (never a stale one); the twins' cache: their run directories
     run_encoding_demo(load_config(overrides=_small(tmp_path, **{"train.lambda_align": 0.5})), until="train")
-    twins = [e for e in ArtifactStore(tmp_path / "cache").entries("twin")]
-    assert len(twins) == 3  # baseline reused (λ does not enter it), aligned λ=1 and λ=0.5
+    twins = list((tmp_path / "cache" / "runs").glob("*/done.json"))
+    assert len(twins_before) == 2 and len(twins) == 3  # baseline reused (λ does not enter it), aligned λ=1 and 0.5
 
 
 def test_demo_cli_rejects_descriptions_with_missing_ids(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import numpy as np
 
 from llmvem.brain.paired import ci95
 from llmvem.config import TrainConfig
-from llmvem.hashing import hash_array
 from llmvem.runner.settings import (
     console_log,
     embed_kwargs,
@@ -40,31 +39,13 @@ def cached_twin(
     progress: bool,
     label: str,
 ) -> Any:
-    """Train a twin, or load it from the store when the same inputs and settings were trained before."""
-    from llmvem.align.twins import TwinResult, train_twin
+    """Train a twin, or load it from the store when the same inputs and settings were trained before (its
+    checkpoint directory in the store, named by :func:`llmvem.align.twins.twin_spec`)."""
+    from llmvem.align.twins import train_twin, twin_spec
 
-    spec = {
-        "features": hash_array(np.asarray(features, dtype=np.float32)),
-        "task": hash_array(np.asarray(task_targets, dtype=np.float32)) if task_targets is not None else None,
-        "text": hash_array(np.asarray(text_embeddings, dtype=np.float32))
-        if text_embeddings is not None and lambda_align > 0
-        else None,
-        "train": cfg.model_dump(mode="json", exclude={"lambda_align"}),  # the λ actually used is below
-        "lambda_align": float(lambda_align),
-        "seed": seed,
-        "code": "twin-v1",
-    }
-    key = store.key("twin", spec)
-    if store.has("twin", key):
-        arrays = store.get_arrays("twin", key)
-        extra = store.get_extra("twin", key)
-        state = {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}
-        return TwinResult(state, arrays["x_mean"], arrays["x_std"], extra.get("history", []), extra["config"])
-    twin = train_twin(features, task_targets, text_embeddings, cfg, lambda_align, seed, device, progress, label)
-    arrays = {f"state.{k}": v for k, v in twin.state.items()}
-    arrays.update(x_mean=twin.x_mean, x_std=twin.x_std)
-    store.put_arrays("twin", spec, arrays, extra={"config": twin.config, "history": twin.history})
-    return twin
+    spec = twin_spec(features, task_targets, text_embeddings, cfg, lambda_align, seed)
+    return train_twin(features, task_targets, text_embeddings, cfg, lambda_align, seed, device, progress, label,
+                      ckpt_dir=spec.checkpoint_dir(store.root))  # fmt: skip
 
 
 def description_targets(
