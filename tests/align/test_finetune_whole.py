@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-import llmvem.align.finetune as finetune_mod
+from llmvem.align.checkpoint import Checkpointer
 from llmvem.align.finetune import FinetuneData, finetune
 from llmvem.config import FinetuneConfig, load_config
 from llmvem.errors import ConfigError
@@ -167,14 +167,14 @@ def test_tensorboard_scalars_and_resume_purge(
 
     # killed after epoch 1's scalars were written but before its checkpoint: the resumed run logs epoch 1 again and
     # TensorBoard shows it once (the stale event file is replaced)
-    save = finetune_mod._save_checkpoint
+    save = Checkpointer._write
 
-    def crash_at_1(ckpt_dir: Path, epoch: int, *args: Any) -> Path:
+    def crash_at_1(self: Checkpointer, epoch: int, *args: Any) -> Path:
         if epoch == 1:
             raise KeyboardInterrupt
-        return save(ckpt_dir, epoch, *args)
+        return save(self, epoch, *args)
 
-    monkeypatch.setattr(finetune_mod, "_save_checkpoint", crash_at_1)
+    monkeypatch.setattr(Checkpointer, "_write", crash_at_1)
     cfg3 = _cfg(epochs=3, tensorboard=True, lr=3e-3)
     with pytest.raises(KeyboardInterrupt):
         finetune(whole, images, TRAIN, VAL, cfg3, 0.5, "multilabel", seed=0, ckpt_dir=tmp_path / "b")

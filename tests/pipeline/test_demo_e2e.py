@@ -48,7 +48,9 @@ def test_encoding_demo_small_end_to_end(tmp_path: Path) -> None:
     ):
         assert (run.path / name).is_file(), name
     resolved = yaml.safe_load((run.path / "config.yaml").read_text())
-    assert resolved["dataset"]["n_images"] == 96 and resolved["train"]["epochs"] == 15
+    study = yaml.safe_load((run.path / "study.yaml").read_text())
+    assert study["stimuli"]["demo"]["n_images"] == 96 and resolved["train"]["epochs"] == 15
+    assert "dataset" not in resolved  # the study's stimuli say which images
     env = json.loads((run.path / "environment.json").read_text())
     assert env["seeds"]["seed"] == 0 and env["packages"]["llmvem"]
     table = pd.read_csv(run.path / "encoding.csv")
@@ -57,19 +59,25 @@ def test_encoding_demo_small_end_to_end(tmp_path: Path) -> None:
     sem = table[table.roi == "semantic"].set_index("model")["mean_r"]
     assert sem.max() > 0.3  # the simulated semantic ROI is predictable from these representations
     metrics = json.loads((run.path / "metrics.json").read_text())
-    assert {"aligned_minus_baseline_r_early", "aligned_minus_baseline_r_semantic", "timings_s"} <= set(metrics)
+    assert metrics["schema"] == 2 and metrics["study"] == "demo" and "timings_s" in metrics
+    diff = metrics["results"]["aligned_vs_baseline"]["aligned - baseline"]
+    enc = metrics["results"]["encoding"]
+    for roi in ("early", "semantic"):
+        assert diff[roi]["diff_mean"] == pytest.approx(enc["aligned"][roi]["mean_r"] - enc["baseline"][roi]["mean_r"])
     html = (run.path / "report.html").read_text()
     assert "data:image/png;base64," in html and "semantic" in html
 
     # a second run with the same inputs reuses every artifact and gives identical numbers
     kinds_before = {e.key for e in ArtifactStore(tmp_path / "cache").entries()}
+    twins_before = {p.parent: p.read_text() for p in (tmp_path / "cache" / "runs").glob("*/done.json")}
     run2 = run_encoding_demo(cfg)
     assert {e.key for e in ArtifactStore(tmp_path / "cache").entries()} == kinds_before
+    assert {p.parent: p.read_text() for p in (tmp_path / "cache" / "runs").glob("*/done.json")} == twins_before
     pd.testing.assert_frame_equal(pd.read_csv(run2.path / "encoding.csv"), table)
-    # changing a training setting trains new twins (never a stale one)
+    # changing a training setting trains new twins (never a stale one); the twins' cache: their run directories
     run_encoding_demo(load_config(overrides=_small(tmp_path, **{"train.lambda_align": 0.5})), until="train")
-    twins = [e for e in ArtifactStore(tmp_path / "cache").entries("twin")]
-    assert len(twins) == 3  # baseline reused (λ does not enter it), aligned λ=1 and λ=0.5
+    twins = list((tmp_path / "cache" / "runs").glob("*/done.json"))
+    assert len(twins_before) == 2 and len(twins) == 3  # baseline reused (λ does not enter it), aligned λ=1 and 0.5
 
 
 def test_demo_cli_rejects_descriptions_with_missing_ids(tmp_path: Path) -> None:
@@ -102,9 +110,9 @@ def test_objects92_rsa_small(data_dir: Path, tmp_path: Path) -> None:
     assert it["n_subjects"].eq(15).all()
     assert np.allclose(it["noise_lower"], 0.45, atol=0.02) and np.allclose(it["noise_upper"], 0.54, atol=0.02)
     assert (table["sem"] > 0).all() and (table["mean"] < table["noise_upper"]).all()
-    per_subject = pd.read_csv(run.path / "rsa_per_subject.csv")
+    per_subject = pd.read_csv(run.path / "rsa_subjects.csv")
     assert len(per_subject) == 3 * (15 + 15 + 4)
-    for name in ("rsa.png", "rdms.png", "report.html", "metrics.json"):
+    for name in ("rsa.png", "rsa_rdms.png", "report.html", "metrics.json", "results.csv", "study.yaml"):
         assert (run.path / name).is_file()
 
 
@@ -143,7 +151,8 @@ def test_train_command_stops_after_training(data_dir: Path, tmp_path: Path) -> N
     assert res.exit_code == 0, res.output
     [run] = list((tmp_path / "runs").iterdir())
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["image_to_text_map"]["n_images"] == 60 and 0 < metrics["image_to_text_map"]["train_row_r"] <= 1
+    fit = metrics["info"]["models"]["image_to_text"]
+    assert fit["n_images"] == 60 and 0 < fit["train_row_r"] <= 1
     assert not (run / "rsa.csv").exists()
 
 

@@ -89,3 +89,29 @@ def test_compare_command(tmp_path: Path) -> None:
     res = runner.invoke(app, ["compare", str(a), str(tmp_path / "nowhere")])
     text = " ".join(res.output.split())
     assert res.exit_code != 0 and "no run directory" in text and "nowhere" in text and "Traceback" not in text
+
+
+def test_compare_and_report_read_runner_studies(tmp_path: Path) -> None:
+    """A runner study's metrics.json (schema 2, llmvem.results): its RSA rows and paired evaluations."""
+    from llmvem.report import build_report
+    from llmvem.results import ResultTable, to_nested
+
+    t = ResultTable()
+    for rep, v in (("descriptions", 0.216), ("nouns", 0.243)):
+        t.add("rsa", rep, "cichy_it", {"mean": v, "sem": 0.02})
+    t.add("vs_descriptions", "nouns - descriptions", "cichy_it", {"diff_mean": 0.027, "ci95_low": None,
+          "ci95_high": None, "p_paired_t_subjects": 0.03, "ratio": 1.1})  # fmt: skip
+    d = tmp_path / "study"
+    d.mkdir()
+    info = {"evaluations": {"rsa": {"kind": "rsa"}, "vs_descriptions": {"kind": "paired"}}}
+    (d / "metrics.json").write_text(json.dumps({"schema": 2, "results": to_nested(t.frame()), "info": info}))
+    table = compare_runs([d, _run(tmp_path, "nsd", 0.2)])
+    rows = table[table["run"] == "study"]
+    assert rows[rows["section"] == "rsa"].set_index("name").loc["nouns", "value"] == 0.243
+    pair = rows[rows["section"] == "vs_descriptions"].iloc[0]
+    assert pair["name"] == "nouns - descriptions" and pair["value"] == 0.027 and pair["p"] == 0.03
+    html = build_report(d).read_text()
+    assert "Paired differences" in html and "nouns - descriptions" in html and (d / "paired.png").is_file()
+    (d / "metrics.json").write_text(json.dumps({"schema": 2, "results": {}, "info": {}}))
+    with pytest.raises(DataError, match="has no RSA evaluation"):
+        compare_runs([d])

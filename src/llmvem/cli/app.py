@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from llmvem.cli.boundary import OneLineErrorsGroup, fail, guarded
-from llmvem.cli.options import COMMAND_FLAGS, config_command, flag_key, option, resolve
+from llmvem.cli.options import COMMAND_FLAGS, config_command, flag_for, flag_key, option, resolve
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -74,21 +74,55 @@ DataDirOpt = Annotated[Path | None, option("data_dir")]
 CacheDirOpt = Annotated[Path | None, option("cache_dir")]
 
 
-@command(app, "demo", ["dataset.name", "dataset.n_images", "train.epochs", "train.lambda_align", "seed", *WHERE])
-def demo(cfg: ExperimentConfig) -> None:
-    """Run the whole pipeline on a built-in set and write a report.
+#: the demo's options: study parameters of the built-in studies (each one a config key, read from its field)
+DEMO_KEYS = ["dataset.n_images", "train.epochs", "train.lambda_align", "seed", "device", "progress"]
+COMMAND_FLAGS["demo"] = {flag_for(k).name: k for k in [*DEMO_KEYS, "dataset.name", "data_dir", "cache_dir",
+                                                      "output_dir"]}  # fmt: skip
+_DEMO = {k: flag_for(k) for k in DEMO_KEYS}
+
+
+@app.command()
+def demo(
+    study: Annotated[
+        str | None, typer.Argument(help="a built-in study (demo, objects92, doerig-controls ...) or a study YAML file")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="the study (old name of the argument)")] = None,
+    n_images: Annotated[int | None, _DEMO["dataset.n_images"].option()] = None,
+    epochs: Annotated[int | None, _DEMO["train.epochs"].option()] = None,
+    lambda_align: Annotated[float | None, _DEMO["train.lambda_align"].option()] = None,
+    seed: Annotated[int | None, _DEMO["seed"].option()] = None,
+    device: Annotated[str | None, _DEMO["device"].option()] = None,
+    progress: Annotated[bool | None, _DEMO["progress"].option()] = None,
+    data_dir: DataDirOpt = None,
+    cache_dir: CacheDirOpt = None,
+    output_dir: Annotated[Path | None, option("output_dir")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="an old experiment YAML config")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override any study key: --set stimuli.demo.n_images=120")
+    ] = None,
+) -> None:
+    """Run a study (stimuli → targets → models → evaluations) and write its tables, plots and report.
 
     [bold]demo[/bold] (default): a generated stimulus set with a simulated visual cortex, offline, no data needed.
     [bold]objects92[/bold]: RSA against human IT/EVC on the real 92-object set (needs --data-dir or LLMVEM_DATA).
+    [bold]doerig-controls[/bold]: description embeddings vs word, order and label controls on objects92.
+    --set reaches any study key (stimuli.demo.n_images=120) or setting (train.loss=cosine).
 
     Examples:
       llmvem demo
-      llmvem demo --dataset objects92 --data-dir ../shared/data
+      llmvem demo objects92 --data-dir ../shared/data
       llmvem demo --n-images 120 --epochs 50 --set train.loss=cosine
     """
-    from llmvem.pipeline.studies import run_demo
+    given = {"dataset.n_images": n_images, "train.epochs": epochs, "train.lambda_align": lambda_align, "seed": seed,
+             "device": device, "progress": progress}  # fmt: skip
+    paths = {"data_dir": data_dir, "cache_dir": cache_dir, "output_dir": output_dir}
 
-    run_demo(cfg)
+    def go() -> None:
+        from llmvem.pipeline.studies import run_demo_study
+
+        run_demo_study(study or dataset, given, paths, config, set_)
+
+    guarded(go)
 
 
 @describe_app.callback()

@@ -266,3 +266,24 @@ def _descriptions(path: Path) -> tuple[dict[str, str], str]:
     if len(prompts) != 1:
         raise DataError(f"{path}: expected one prompt for all descriptions, found {len(prompts)}")
     return {s: out[s] for s in STIMULUS_IDS}, prompts.pop()
+
+
+#: the semantic columns of ``categoryVectors`` and readable names for them (the random splits rand24, rand48 and
+#: other48 are left out: they are not categories)
+CATEGORY_NAMES = {
+    "animate": "animate", "inanim": "inanimate", "human": "human", "nonhumani": "nonhuman animal", "body": "body",
+    "face": "face", "natObj": "natural object", "artiObj": "artificial object", "monkeyape": "monkey or ape",
+}  # fmt: skip
+
+
+def category_lists(categories: pd.DataFrame, ids: list[str] | None = None) -> list[list[str]]:
+    """The readable semantic category names of each image (:data:`CATEGORY_NAMES`), in ``ids`` order (default: the
+    table's), for category strings and multi-hot label controls.
+
+    >>> cats = pd.DataFrame({"animate": [True], "human": [True], "face": [True], "rand24": [True]}, index=["a"])
+    >>> category_lists(cats)
+    [['animate', 'human', 'face']]
+    """
+    cols = [c for c in CATEGORY_NAMES if c in categories.columns]
+    rows = categories.loc[ids if ids is not None else list(categories.index), cols]
+    return [[CATEGORY_NAMES[c] for c in cols if bool(row[c])] for _, row in rows.iterrows()]

@@ -1,7 +1,7 @@
-"""End-to-end experiments that chain the stages: the built-in demo, the objects92 RSA study, NSD → objects92 and
-fine-tuning on your own image folder.
-
-These orchestrate the stage packages; they hold no analysis code of their own.
+"""The experiments' old entry points. ``run_encoding_demo`` and ``run_objects92_rsa`` are thin wrappers over the
+studies of the runner (:mod:`llmvem.runner`; an old config is translated with a warning); NSD → objects92,
+fine-tuning on your own image folder and ``evaluate_files`` are still hand-written until they are ported
+(docs/decisions/0013-runner.md).
 """
 
 from llmvem.pipeline.encoding_demo import run_encoding_demo

@@ -7,75 +7,24 @@ from typing import Any
 
 import numpy as np
 
-from llmvem.config import ExperimentConfig, TrainConfig
-from llmvem.hashing import hash_array
+from llmvem.brain.paired import ci95
+from llmvem.config import TrainConfig
+from llmvem.runner.settings import (
+    console_log,
+    embed_kwargs,
+    feature_kwargs,
+    make_store,
+    print_table,
+    ridge_from_config,
+)
 from llmvem.store import ArtifactStore
 
+__all__ = [
+    "Log", "cached_activations", "cached_twin", "ci95", "console_log", "description_targets", "embed_kwargs",
+    "feature_kwargs", "make_store", "print_table", "ridge_from_config",
+]  # fmt: skip
+
 Log = Callable[[str], None]
-
-
-def make_store(cfg: ExperimentConfig) -> ArtifactStore:
-    return ArtifactStore(cfg.cache_dir)
-
-
-def console_log(enabled: bool = True) -> Log:
-    """A ``log(message)`` that prints rich markup to stderr (or nothing)."""
-    if not enabled:
-        return lambda msg: None
-    from rich.console import Console
-
-    console = Console(stderr=True, soft_wrap=True)  # never hard-wrapped: paths in messages stay whole
-    return lambda msg: console.print(msg)
-
-
-def embed_kwargs(cfg: ExperimentConfig, store: ArtifactStore) -> dict[str, Any]:
-    """Keyword arguments of :func:`llmvem.text.embed_texts` from the config's ``embed`` section."""
-    e = cfg.embed
-    return dict(encoder=e.encoder, normalize=e.normalize, policy=e.policy, batch_size=e.batch_size,
-                device=cfg.device, store=store, progress=cfg.progress)  # fmt: skip
-
-
-def feature_kwargs(cfg: ExperimentConfig, store: ArtifactStore) -> dict[str, Any]:
-    """Keyword arguments of :func:`llmvem.vision.extract_features` from the config's ``features`` section."""
-    f = cfg.features
-    return dict(backbone=f.backbone, batch_size=f.batch_size, device=cfg.device, store=store, progress=cfg.progress)
-
-
-def ridge_from_config(cfg: ExperimentConfig) -> Any:
-    """An unfitted :class:`llmvem.brain.RidgeEncoder` with the config's ``evaluate.encoding`` settings."""
-    from llmvem.brain import RidgeEncoder
-
-    enc = cfg.evaluate.encoding
-    return RidgeEncoder(
-        alphas=tuple(enc.alphas), cv=enc.cv, backend=enc.ridge_backend, dtype=enc.ridge_dtype,
-        fractions=tuple(enc.fractions),
-    )  # fmt: skip
-
-
-def ci95(x: np.ndarray) -> tuple[float, float, float]:
-    """Mean and two-sided 95 % t confidence interval of ``x`` (n,) (e.g. paired differences over seeds).
-
-    Returns:
-        ``(mean, low, high)``; the bounds are NaN when ``n < 2``.
-    """
-    from scipy import stats
-
-    x = np.asarray(x, dtype=np.float64)
-    m = float(x.mean())
-    if len(x) < 2:
-        return m, float("nan"), float("nan")
-    h = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return m, m - h, m + h
-
-
-def print_table(table: Any) -> None:
-    """Print a rich table to stdout, at least 120 columns wide when stdout is not a terminal (logs, CI)."""
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=max(console.width, 120))
-    console.print(table)
 
 
 def cached_twin(
@@ -90,31 +39,13 @@ def cached_twin(
     progress: bool,
     label: str,
 ) -> Any:
-    """Train a twin, or load it from the store when the same inputs and settings were trained before."""
-    from llmvem.align.twins import TwinResult, train_twin
+    """Train a twin, or load it from the store when the same inputs and settings were trained before (its
+    checkpoint directory in the store, named by :func:`llmvem.align.twins.twin_spec`)."""
+    from llmvem.align.twins import train_twin, twin_spec
 
-    spec = {
-        "features": hash_array(np.asarray(features, dtype=np.float32)),
-        "task": hash_array(np.asarray(task_targets, dtype=np.float32)) if task_targets is not None else None,
-        "text": hash_array(np.asarray(text_embeddings, dtype=np.float32))
-        if text_embeddings is not None and lambda_align > 0
-        else None,
-        "train": cfg.model_dump(mode="json", exclude={"lambda_align"}),  # the λ actually used is below
-        "lambda_align": float(lambda_align),
-        "seed": seed,
-        "code": "twin-v1",
-    }
-    key = store.key("twin", spec)
-    if store.has("twin", key):
-        arrays = store.get_arrays("twin", key)
-        extra = store.get_extra("twin", key)
-        state = {k[len("state.") :]: v for k, v in arrays.items() if k.startswith("state.")}
-        return TwinResult(state, arrays["x_mean"], arrays["x_std"], extra.get("history", []), extra["config"])
-    twin = train_twin(features, task_targets, text_embeddings, cfg, lambda_align, seed, device, progress, label)
-    arrays = {f"state.{k}": v for k, v in twin.state.items()}
-    arrays.update(x_mean=twin.x_mean, x_std=twin.x_std)
-    store.put_arrays("twin", spec, arrays, extra={"config": twin.config, "history": twin.history})
-    return twin
+    spec = twin_spec(features, task_targets, text_embeddings, cfg, lambda_align, seed)
+    return train_twin(features, task_targets, text_embeddings, cfg, lambda_align, seed, device, progress, label,
+                      ckpt_dir=spec.checkpoint_dir(store.root))  # fmt: skip
 
 
 def description_targets(
@@ -134,14 +65,11 @@ def description_targets(
         ``(ids, targets (n, d) float32, texts, what)``: ``texts`` the sources' texts joined per image (for
         bag-of-words targets), ``what`` a short label for logs such as ``"qwen2.5vl_7b/general_description"``.
     """
-    from llmvem.text import embed_texts
+    from llmvem.text.embed import embed_text_sources
 
     sources, sets = nsd.description_sets(models, prompts)
     keep = [i for i in (ids if ids is not None else list(sets)) if i in sets]
-    embs = [embed_texts([sets[i][k] for i in keep], **emb_kw) for k in range(len(sources))]
-    target = np.mean(embs, axis=0) if len(embs) > 1 else embs[0]
-    if len(embs) > 1:
-        target = target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
+    target = embed_text_sources([[sets[i][k] for i in keep] for k in range(len(sources))], **emb_kw)
     texts = ["\n\n".join(sets[i]) for i in keep]
     what = "/".join(sources[0]) if len(sources) == 1 else f"mean of {len(sources)} describer × prompt sources"
     return keep, np.asarray(target, dtype=np.float32), texts, what

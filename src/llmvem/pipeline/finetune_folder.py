@@ -48,7 +48,6 @@ from llmvem.config import ExperimentConfig
 from llmvem.data.brain import BrainData
 from llmvem.data.stimuli import IMAGE_SUFFIXES, StimulusSet
 from llmvem.errors import ConfigError, DataError, IdMismatchError
-from llmvem.hashing import artifact_key, hash_array
 from llmvem.pipeline.common import Log, ci95, console_log, embed_kwargs, make_store
 from llmvem.runs import RunDir, seed_everything
 from llmvem.store import atomic_write_text
@@ -346,27 +345,6 @@ def voxel_targets(
     return VoxelTargets(brain, valid, z, mean, sd)
 
 
-def _model_outputs(
-    split: Any, ft: Any, state: dict[str, Any], acts: np.ndarray, task: str, text_dim: int | None,
-    n_out: int | None, pca: Any, device: str,
-) -> dict[str, np.ndarray]:  # fmt: skip
-    """Every output of a trained model (``features``, ``projection``, ``task``) on activations (n, …): (n, ·)."""
-    import torch
-
-    from llmvem.align.finetune import build_model
-
-    model = build_model(split, ft, text_dim, n_out, task, pca=pca)
-    model.load_state_dict(state)
-    model.eval().to(device)
-    outs: dict[str, list[np.ndarray]] = {}
-    with torch.inference_mode():
-        for i in range(0, len(acts), 64):
-            batch = torch.from_numpy(np.ascontiguousarray(acts[i : i + 64], dtype=np.float32)).to(device)
-            for k, v in model(batch).items():
-                outs.setdefault(k, []).append(v.float().cpu().numpy())
-    return {k: np.concatenate(v) for k, v in outs.items()}
-
-
 def task_scores(task: str, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     """Held-out scores of a task head's ``outputs`` against ``targets`` (rows: held-out images).
 
@@ -440,8 +418,7 @@ def run_finetune_folder(
     """
     from safetensors.torch import save_file
 
-    from llmvem.align.finetune import ALIGN_ONLY_KEYS, FinetuneData, finetune, unkeyed_settings
-    from llmvem.align.heads import PCAVoxelHead
+    from llmvem.align.finetune import FinetuneData, TrainedNetwork, finetune, finetune_spec
     from llmvem.pipeline.common import cached_activations
     from llmvem.text.multi import embed_per_image
     from llmvem.vision.trainable import split_from_config
@@ -515,28 +492,15 @@ def run_finetune_folder(
     conditions: dict[str, float] = {"aligned": ft.lambda_align}
     if task != "none":
         conditions["twin"] = 0.0
-    data_key = {"acts": hash_array(acts), "text": hash_array(text) if text is not None else None,
-                "targets": hash_array(targets) if targets is not None else None, "train": hash_array(train_idx),
-                "n_classes": data.n_classes, "net": split.identity}  # fmt: skip
-    twin_data_key = {k: v for k, v in data_key.items() if k != "text"}
-    unused = {"seeds", "lambda_align", "aligned_task", "task", "n_images", "pca_components"} | unkeyed_settings(ft)
-    cfg_key = ft.model_dump(mode="json", exclude=unused)
-    twin_cfg_key = ft.model_dump(mode="json", exclude=unused | ALIGN_ONLY_KEYS)
-    text_dim = text.shape[1] if text is not None else None
-    n_out = data.n_outputs(task) if task != "none" else None
-    pca = PCAVoxelHead(targets[train_idx], ft.pca_components) if task == "voxels_pca" and targets is not None else None
     (run.path / "models").mkdir(exist_ok=True)
     (run.path / "predictions").mkdir(exist_ok=True)
     histories: dict[str, pd.DataFrame] = {}
     results: dict[tuple[str, int], Any] = {}
     for seed in ft.seeds:
         for cond, lam in conditions.items():
-            spec = {"data": data_key, "cfg": cfg_key} if lam > 0 else {"data": twin_data_key, "cfg": twin_cfg_key}
-            key = artifact_key({**spec, "lambda": lam, "task": task, "seed": seed, "pca": ft.pca_components
-                                if task == "voxels_pca" else None, "pipeline": "folder"})  # fmt: skip
-            res = finetune(split, data, train_idx, val_idx, ft, lam, task, seed,
-                           ckpt_dir=store.root / "finetune" / key[:32], device=cfg.device, progress=cfg.progress,
-                           label=f"{cond} seed {seed}")  # fmt: skip
+            ckpt_dir = finetune_spec(split, data, train_idx, val_idx, ft, lam, task, seed).checkpoint_dir(store.root)
+            res = finetune(split, data, train_idx, val_idx, ft, lam, task, seed, ckpt_dir=ckpt_dir, device=cfg.device,
+                           progress=cfg.progress, label=f"{cond} seed {seed}")  # fmt: skip
             save_file({k: v.contiguous() for k, v in res.state.items()},
                       str(run.path / "models" / f"{cond}-seed{seed}.safetensors"))  # fmt: skip
             histories[f"{cond} seed {seed}"] = pd.DataFrame(res.history)
@@ -561,9 +525,7 @@ def run_finetune_folder(
     enc_rows: list[dict[str, Any]] = []
     val_ids = [ids[k] for k in val_idx]
     for (cond, seed), res in results.items():
-        lam = conditions[cond]
-        outs = _model_outputs(split, ft, res.state, acts[val_idx], task, text_dim if lam > 0 else None, n_out, pca,
-                              cfg.device)  # fmt: skip
+        outs = TrainedNetwork(split, res.state, cfg.device).outputs(acts[val_idx])
         pred: dict[str, Any] = {"ids": np.asarray(val_ids, dtype=str)}
         if task != "none":
             assert targets is not None

@@ -20,11 +20,9 @@ import numpy as np
 import pandas as pd
 
 from llmvem.config import ExperimentConfig
-from llmvem.hashing import artifact_key, hash_array
 from llmvem.pipeline.common import (
     Log,
     cached_activations,
-    ci95,
     console_log,
     description_targets,
     embed_kwargs,
@@ -123,16 +121,11 @@ def _mean_over_seeds(per_seed: dict[str, dict[str, Any]], keys: tuple[str, ...])
 
 
 def _paired(a: np.ndarray, t: np.ndarray) -> dict[str, Any]:
-    """Aligned − twin from per-(seed, subject) RSA scores ``a``, ``t`` (n_seeds, n_subjects): the mean difference
-    with a 95 % CI over seeds, the paired t-test over subjects (seed-averaged) and the ratio of the means."""
-    from scipy import stats
+    """Aligned − twin from per-(seed, subject) RSA scores ``a``, ``t`` (n_seeds, n_subjects):
+    :func:`llmvem.brain.paired.paired_difference`."""
+    from llmvem.brain.paired import paired_difference
 
-    per_seed = (a - t).mean(1)
-    m, lo, hi = ci95(per_seed)
-    p_subjects = float(stats.ttest_rel(a.mean(0), t.mean(0)).pvalue) if a.shape[1] > 1 else float("nan")
-    ratio = float(a.mean() / t.mean()) if t.mean() > 0 else float("nan")
-    return {"diff_mean": m, "ci95": [lo, hi], "per_seed": per_seed.tolist(), "p_paired_t_subjects": p_subjects,
-            "ratio_aligned_over_twin": ratio}  # fmt: skip
+    return paired_difference(a, t)
 
 
 def _label_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -160,21 +153,13 @@ def run_nsd_objects92(
     """
     from safetensors.torch import save_file
 
-    from llmvem.align.finetune import (
-        ALIGN_ONLY_KEYS,
-        FinetuneData,
-        finetune,
-        head_outputs,
-        pooled_features,
-        unkeyed_settings,
-    )
+    from llmvem.align.finetune import FinetuneData, TrainedNetwork, finetune, finetune_spec
     from llmvem.brain import compute_rdm, rsa_scores
     from llmvem.data.datasets import load_dataset
     from llmvem.data.hed import hed_labels
     from llmvem.text import embed_texts
     from llmvem.vision.trainable import split_from_config
     from llmvem.visualwords.pif import pif_features
-    from llmvem.visualwords.run import head_logits
 
     log = log or console_log(cfg.progress)
     t_start = time.perf_counter()
@@ -218,10 +203,8 @@ def run_nsd_objects92(
         f"{len(vocab)} HED labels; top {split.identity['trainable_blocks']} block(s) of {ft.backbone} train"
     )
 
-    data_key = {"acts": hash_array(acts), "text": hash_array(text), "labels": hash_array(labels),
-                "train": hash_array(train_idx), "split": split.identity}  # fmt: skip
     # a twin (λ = 0) never sees the text nor the alignment settings: it is shared by every loss and target
-    twin_data_key = {k: v for k, v in data_key.items() if k != "text"}
+    # (the run's key, `finetune_spec`, leaves them out)
     conditions = {"aligned": (ft.lambda_align, ft.aligned_task), "twin": (0.0, "multilabel")}
     feats: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
     # each network's last layer too: the aligned model's projection into the text space (Doerig et al. compare
@@ -230,38 +213,29 @@ def run_nsd_objects92(
     hed_rows = []
     histories: dict[str, pd.DataFrame] = {}
     (run.path / "models").mkdir(exist_ok=True)
-    # λ and the task are keyed as used, so a twin (λ = 0) is shared by every aligned λ and task variant
-    # (`task` / `pca_components` are the folder pipeline's: leaving them out keeps the keys of earlier runs)
-    # (mixup / CutMix and model_kwargs are keyed only when used, see `unkeyed_settings`)
-    unused = {"seeds", "lambda_align", "aligned_task", "task", "pca_components"} | unkeyed_settings(ft)
-    shared_cfg = ft.model_dump(mode="json", exclude=unused)
-    twin_cfg = ft.model_dump(mode="json", exclude=unused | ALIGN_ONLY_KEYS)
     for seed in ft.seeds:
         for cond, (lam, task) in conditions.items():
-            spec = {"data": data_key, "cfg": shared_cfg} if lam > 0 else {"data": twin_data_key, "cfg": twin_cfg}
-            key = artifact_key({**spec, "lambda": lam, "task": task, "seed": seed})
-            res = finetune(split, data, train_idx, val_idx, ft, lam, task, seed,
-                           ckpt_dir=store.root / "finetune" / key[:32], device=cfg.device, progress=cfg.progress,
-                           label=f"{cond} seed {seed}")  # fmt: skip
+            ckpt_dir = finetune_spec(split, data, train_idx, val_idx, ft, lam, task, seed).checkpoint_dir(store.root)
+            res = finetune(split, data, train_idx, val_idx, ft, lam, task, seed, ckpt_dir=ckpt_dir, device=cfg.device,
+                           progress=cfg.progress, label=f"{cond} seed {seed}")  # fmt: skip
             save_file(
                 {k: v.contiguous() for k, v in res.state.items()},
                 str(run.path / "models" / f"{cond}-seed{seed}.safetensors"),
             )
             histories[f"{cond} seed {seed}"] = pd.DataFrame(res.history)
             histories[f"{cond} seed {seed}"].to_csv(run.path / f"train_{cond}_seed{seed}.csv", index=False)
-            feats[cond].append(pooled_features(res, split, acts_obj, device=cfg.device))
+            net = TrainedNetwork(split, res.state, cfg.device)
+            feats[cond].append(net.features(acts_obj))
             if cond == "aligned" and ft.loss != "visual_words":  # visual words: PIF below
-                heads["aligned_head"].append(head_outputs(res.state, "project", feats[cond][-1], ft.projection))
+                heads["aligned_head"].append(net.head("project", feats[cond][-1]))
             elif cond == "twin":
-                heads["twin_head"].append(head_outputs(res.state, "task", feats[cond][-1]))
-            val_feats = pooled_features(res, split, acts[val_idx], device=cfg.device)
+                heads["twin_head"].append(net.head("task", feats[cond][-1]))
+            val_feats = net.features(acts[val_idx])
             if task != "none":
-                head_w = res.state["task.weight"].numpy()
-                head_b = res.state["task.bias"].numpy()
-                logits = val_feats @ head_w.T + head_b
+                logits = net.head("task", val_feats)
                 hed_rows.append({"condition": cond, "seed": seed, **_label_metrics(logits, labels[val_idx])})
             if words is not None and lam > 0:
-                words.add_seed(seed, head_logits(res.state, val_feats), head_logits(res.state, feats[cond][-1]))
+                words.add_seed(seed, net.head("project", val_feats), net.head("project", feats[cond][-1]))
         log(f"2/4 seed {seed}: aligned (λ={ft.lambda_align}, task {ft.aligned_task}) and twin (λ=0, HED) trained")
     if all(len(h) for h in histories.values()):
         from llmvem.report import plot_training_curves
@@ -274,7 +248,7 @@ def run_nsd_objects92(
 
     reps: dict[str, list[np.ndarray]] = {
         **feats,
-        "pretrained": [pooled_features(None, split, acts_obj, device=cfg.device)],
+        "pretrained": [TrainedNetwork(split, None, cfg.device).features(acts_obj)],
         "descriptions": [embed_texts([obj.descriptions[i] for i in obj.stimuli.ids], **emb_kw)],
         **{name: xs for name, xs in heads.items() if xs},
     }

@@ -3,7 +3,9 @@ the file evaluations ``llmvem evaluate encoding|rsa|decode``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from llmvem.errors import ConfigError
 
@@ -28,6 +30,47 @@ def run_experiment(cfg: ExperimentConfig, until: Literal["train", "evaluate"]) -
     if cfg.dataset.name not in studies:
         raise ConfigError(f"dataset.name={cfg.dataset.name!r}: training and evaluation on it are not available yet")
     studies[cfg.dataset.name](cfg, until=until)
+
+
+def run_demo_study(
+    study: str | None,
+    given: Mapping[str, Any],
+    paths: Mapping[str, Any],
+    config: Path | None = None,
+    sets: Sequence[str] | None = None,
+) -> RunDir:
+    """``llmvem demo [STUDY]``: a built-in study (or a study YAML) through the runner, or an old experiment config.
+
+    Args:
+        study: a built-in study name or a study YAML file (default ``demo``).
+        given: config key → value of the flags typed (``None``: not given); old keys are moved to study keys.
+        paths: ``data_dir``, ``cache_dir``, ``output_dir`` (``None``: default).
+        config: an old experiment config (run as its study; a warning shows the study YAML).
+        sets: ``--set key=value`` items: study keys, or old keys translated like the flags.
+    """
+    from llmvem.cli.options import literal_overrides
+    from llmvem.runner import run_study
+    from llmvem.runner.legacy import study_overrides
+
+    literal = literal_overrides(given)
+    if config is not None:  # an old experiment config: run as its study
+        from llmvem.config import load_config
+        from llmvem.pipeline.encoding_demo import run_legacy
+
+        over = _sets(sets)
+        cfg = load_config(config, over, literal={**literal, **literal_overrides(paths),
+                                                  **({"dataset.name": study} if study else {})})  # fmt: skip
+        return run_legacy(cfg, None, None, "evaluate")
+    name = study or "demo"
+    over, lit = study_overrides(Path(name).stem, _sets(sets), literal)
+    return run_study(name, overrides=over, literal=lit, **{k: v for k, v in paths.items()})
+
+
+def _sets(sets: Sequence[str] | None) -> dict[str, str]:
+    bad = [item for item in sets or [] if "=" not in item]
+    if bad:
+        raise ConfigError(f"--set expects key.path=value, got {bad[0]!r}")
+    return {k.strip(): v for k, v in (item.split("=", 1) for item in sets or [])}
 
 
 def run_demo(cfg: ExperimentConfig) -> None:

@@ -32,6 +32,12 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{run_dir} has no metrics.json: not a finished run directory (llmvem evaluate writes it)")
     metrics = _read_json(path)
+    if isinstance(metrics, dict) and metrics.get("schema") == 2:  # a runner study (llmvem.results)
+        from llmvem.report.tables import study_tables
+
+        if study_tables(metrics)[0].empty:
+            raise DataError(f"{path} has no RSA evaluation: compare reads runs of studies with RSA (objects92 ...)")
+        return metrics
     if not isinstance(metrics, dict) or not isinstance(metrics.get("rsa"), dict):
         raise DataError(
             f"{path} has no RSA results ('rsa'): compare reads runs of the RSA experiments (nsd_objects92, objects92)"
@@ -56,6 +62,20 @@ def _rsa_entries(rsa: dict[str, Any], run_dir: Path) -> list[tuple[str, str, dic
 
 def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)
+
+
+def _study_rows(run: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The compare rows of a runner study: its RSA (section ``rsa``) and its paired evaluations (section: the
+    evaluation's name, name ``"a - b"``)."""
+    from llmvem.report.tables import study_tables
+
+    rsa, paired = study_tables(metrics)
+    rows = [{"run": run, "section": "rsa", "name": r.model, "brain_set": r.target, "value": _num(r.mean),
+             "se": _num(r.sem)} for r in rsa.itertuples()]  # fmt: skip
+    rows += [{"run": run, "section": r.layer, "name": r.name, "brain_set": r.brain_set, "value": _num(r.diff),
+              "ci95_low": _num(r.ci95_low), "ci95_high": _num(r.ci95_high), "p": _num(r.p)}
+             for r in paired.itertuples()]  # fmt: skip
+    return rows
 
 
 def compare_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> pd.DataFrame:
@@ -85,6 +105,9 @@ def compare_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = 
     rows: list[dict[str, Any]] = []
     for run, d in zip(names, dirs, strict=True):
         m = _metrics(d)
+        if m.get("schema") == 2:
+            rows += _study_rows(run, m)
+            continue
         for rep, brain_set, v in _rsa_entries(m["rsa"], d):
             rows.append({"run": run, "section": "rsa", "name": rep, "brain_set": brain_set,
                          "value": _num(v.get("mean")), "se": _num(v.get("se", v.get("sem")))})  # fmt: skip

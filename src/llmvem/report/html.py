@@ -284,6 +284,13 @@ def _paired_table(metrics: Any) -> pd.DataFrame | None:
     rows = []
     if not isinstance(metrics, dict):
         return None
+    if metrics.get("schema") == 2:  # a runner study: its paired evaluations (llmvem.results)
+        from llmvem.report.tables import study_tables
+
+        paired = study_tables(metrics)[1]
+        if paired.empty:
+            return None
+        return paired.assign(brain_set=paired["name"] + " · " + paired["brain_set"]).drop(columns="name")
     untouched: dict[str, Any] = metrics.get("paired_pretrained") or {}
     if not isinstance(untouched, dict):
         untouched = {}
@@ -342,6 +349,20 @@ def _roi_captions_section(table: pd.DataFrame) -> Section:
         ],
         table=shown,
     )
+
+
+_PAIRED_INTRO = (
+    "Difference of the mean per-subject RSA of the aligned model and its twin: diff is the mean over seeds, ci95 its "
+    "95 % t interval over seeds, p the paired t-test over subjects (seed-averaged scores), ratio aligned / twin. "
+    "pooled: the networks' pooled features; heads: their last layers (the aligned projection into the text space vs "
+    "the twin's task logits); − untouched: the aligned model vs the pretrained network it started from (the λ = 0 "
+    "twin of alignment-only training)."
+)
+_STUDY_PAIRED = (
+    "a − b for each paired evaluation of the study (layer) and each pair and target (brain_set): diff is the mean "
+    "over seeds of the mean difference, ci95 its 95 % t interval over seeds (none with one seed), p the paired t-test "
+    "over subjects of the seed-averaged scores, ratio mean a / mean b."
+)
 
 
 def build_report(run_dir: str | Path, title: str | None = None) -> Path:
@@ -446,7 +467,8 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
         sections.append(_caption_section(_read_csv(have["caption_metrics.csv"])))
     if "roi_captions.csv" in have:
         sections.append(_roi_captions_section(_read_csv(have["roi_captions.csv"])))
-    paired = _paired_table(_read_json(have["metrics.json"])) if "metrics.json" in have else None
+    metrics = _read_json(have["metrics.json"]) if "metrics.json" in have else None
+    paired = _paired_table(metrics)
     if paired is not None:
         from llmvem.report.plots import plot_paired
 
@@ -454,17 +476,11 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
         if not png.is_file() or png.stat().st_mtime < have["metrics.json"].stat().st_mtime:
             plot_paired(paired, png, title="Paired differences per brain set (see the table below)")
         drawn.add(png.name)
+        study = isinstance(metrics, dict) and metrics.get("schema") == 2
         sections.append(
             Section(
-                "Aligned − twin (paired)",
-                [
-                    "Difference of the mean per-subject RSA of the aligned model and its twin: diff is the mean over "
-                    "seeds, ci95 its 95 % t interval over seeds, p the paired t-test over subjects (seed-averaged "
-                    "scores), ratio aligned / twin. pooled: the networks' pooled features; heads: their last layers "
-                    "(the aligned projection into the text space vs the twin's task logits); − untouched: the "
-                    "aligned model vs the pretrained network it started from (the λ = 0 twin of alignment-only "
-                    "training).",
-                ],
+                "Paired differences" if study else "Aligned − twin (paired)",
+                [_STUDY_PAIRED if study else _PAIRED_INTRO],
                 table=paired.drop(columns="per_seed"),
                 images=[png],
             )

@@ -163,3 +163,36 @@ def to_markdown(df: pd.DataFrame, decimals: int = 3, index: bool = False) -> str
 
     rule = "| " + " | ".join("-" * (w - 1) + ":" if num else "-" * w for w, num in zip(widths, numeric, strict=True))
     return "\n".join([line(headers), rule + " |", *(line(r) for r in rows)]) + "\n"
+
+
+def study_tables(metrics: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The RSA rows and the paired-difference rows of a runner study's ``metrics.json`` (``"schema": 2``,
+    :mod:`llmvem.results`), for ``report`` and ``compare``.
+
+    Returns:
+        ``(rsa, paired)``: ``rsa`` with columns ``evaluation, model, target, mean, sem``; ``paired`` with
+        ``layer`` (the evaluation's name), ``brain_set``, ``name`` (``"a - b"``), ``diff``, ``ci95_low``,
+        ``ci95_high``, ``p``, ``ratio`` and ``per_seed`` (a list; empty with one seed).
+    """
+    import pandas as pd
+
+    from llmvem.results import WHOLE, from_nested
+
+    kinds = {n: v.get("kind") for n, v in (metrics.get("info", {}).get("evaluations") or {}).items()}
+    frame = from_nested(metrics.get("results") or {})
+    whole = frame[frame["seed"].isin(WHOLE) & (frame["subject"] == "")]
+    keys = ["evaluation", "model", "target"]
+    wide = whole.groupby([*keys, "metric"], sort=False)["value"].mean().unstack("metric").reset_index()
+    need = ["mean", "sem", "diff_mean", "ci95_low", "ci95_high", "p_paired_t_subjects", "ratio"]
+    wide = wide.reindex(columns=[*keys, *dict.fromkeys([*wide.columns[3:], *need])])
+    cols = ["evaluation", "model", "target", "mean", "sem"]
+    rsa = wide[wide["evaluation"].map(kinds) == "rsa"].reindex(columns=cols)
+    paired = wide[wide["evaluation"].map(kinds) == "paired"]
+    seeds = frame[~frame["seed"].isin(WHOLE) & (frame["metric"] == "diff")]
+    per_seed = seeds.groupby(["evaluation", "model", "target"], sort=False)["value"].agg(list)
+    rows = [{"layer": r.evaluation, "brain_set": r.target, "name": r.model, "diff": r.diff_mean,
+             "ci95_low": r.ci95_low, "ci95_high": r.ci95_high, "p": r.p_paired_t_subjects, "ratio": r.ratio,
+             "per_seed": per_seed.get((r.evaluation, r.model, r.target), [])}
+            for r in paired.itertuples()]  # fmt: skip
+    return rsa.reset_index(drop=True), pd.DataFrame(rows, columns=["layer", "brain_set", "name", "diff", "ci95_low",
+                                                                   "ci95_high", "p", "ratio", "per_seed"])  # fmt: skip

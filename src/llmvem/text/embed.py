@@ -72,6 +72,26 @@ def embed_texts(
     return _embed(items, labels, encoder, normalize, policy, batch_size, device, store, progress)[0]
 
 
+def embed_text_sources(sources: Sequence[Sequence[str]], **embed_kw: Any) -> np.ndarray:
+    """One target from several text sources of the same images (describers × prompts): each source's texts
+    embedded (:func:`embed_texts`, unit-length rows), then their mean re-normalised to unit length; with one source,
+    that source's embeddings.
+
+    Args:
+        sources: ``k`` lists of ``n`` texts, row ``i`` of every list about image ``i``.
+        embed_kw: :func:`embed_texts` keywords.
+    Returns:
+        (n, d) float32.
+    """
+    if not sources:
+        raise DataError("embed_text_sources: no text source")
+    embs = [embed_texts(list(texts), **embed_kw) for texts in sources]
+    target = np.mean(embs, axis=0) if len(embs) > 1 else embs[0]
+    if len(embs) > 1:
+        target = target / np.maximum(np.linalg.norm(target, axis=1, keepdims=True), 1e-12)
+    return np.asarray(target, dtype=np.float32)
+
+
 def embed_descriptions(
     descriptions: Mapping[str, str],
     ids: Sequence[str],

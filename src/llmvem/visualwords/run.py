@@ -18,15 +18,6 @@ if TYPE_CHECKING:
     from llmvem.config import ExperimentConfig
 
 
-def head_logits(state: dict[str, Any], features: np.ndarray, key: str = "project") -> np.ndarray:
-    """Vocabulary logits (n, V) float32 of pooled ``features`` (n, D) through a state dict's Linear head."""
-    w = np.asarray(state[f"{key}.weight"], dtype=np.float32)  # (V, D)
-    b = np.asarray(state[f"{key}.bias"], dtype=np.float32)
-    if features.shape[1] != w.shape[1]:
-        raise DataError(f"features are {features.shape[1]}-d but the vocabulary head expects {w.shape[1]}")
-    return np.asarray(features, dtype=np.float32) @ w.T + b
-
-
 def run_vocabulary(run_dir: str | Path, weights: str) -> tuple[Vocabulary, dict[str, Any]]:
     """The vocabulary of a visual-words run and the state dict of its model ``weights``.
 
@@ -64,12 +55,14 @@ def logits_from_run(
     stimuli: Any, run_dir: str | Path, weights: str = "aligned-seed0", batch_size: int = 32, device: str = "cpu",
     progress: bool = False,
 ) -> tuple[np.ndarray, Vocabulary]:  # fmt: skip
-    """Vocabulary logits (n, V) float32 of ``stimuli`` from a visual-words run's model, and its vocabulary."""
-    from llmvem.align.finetune import features_from_run
+    """Vocabulary logits (n, V) float32 of ``stimuli`` from a visual-words run's model (its ``project`` head on its
+    pooled features, :class:`~llmvem.align.network.TrainedNetwork`), and its vocabulary."""
+    from llmvem.align.network import TrainedNetwork
 
-    vocab, state = run_vocabulary(run_dir, weights)
-    feats = features_from_run(stimuli, run_dir, weights, batch_size, device, progress)
-    return head_logits(state, feats), vocab
+    vocab, _ = run_vocabulary(run_dir, weights)
+    net = TrainedNetwork.from_run(run_dir, weights, device)
+    feats = net.image_features(stimuli, batch_size, progress, label=f"features ({weights})")
+    return net.head("project", feats), vocab
 
 
 def words_from_run(
