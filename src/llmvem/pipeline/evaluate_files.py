@@ -280,14 +280,14 @@ def _save_maps(
         warnings.warn(f"evaluate encoding: no brain maps for {brain.name!r}: {exc}", RuntimeWarning, stacklevel=3)
         return {}
     if draw:
-        _draw_maps(run, brain, values, folder, files)
+        _draw_maps(run, brain, values, folder)
     return {k: [str(f.relative_to(run.path)) for f in v] for k, v in files.items()}
 
 
-def _draw_maps(run: RunDir, brain: BrainData, values: dict[str, np.ndarray], folder: Path,
-               files: dict[str, list[Path]]) -> None:  # fmt: skip
-    """Pictures of the maps people read (r, unique / shared / joint parts) as ``folder/<name>.png``, listed with
-    the map's files; a map that cannot be drawn (no finite value) is skipped with a warning."""
+def _draw_maps(run: RunDir, brain: BrainData, values: dict[str, np.ndarray], folder: Path) -> None:
+    """Pictures of the maps people read (r, unique / shared / joint parts) as ``folder/<name>.png`` beside the map
+    files (the report finds them there; metrics.json lists only the map files); a map that cannot be drawn (no
+    finite value) is skipped with a warning."""
     from llmvem.report.brain_plots import DRAWN_MAPS, draw_brain_map
 
     for name, v in values.items():
@@ -300,7 +300,6 @@ def _draw_maps(run: RunDir, brain: BrainData, values: dict[str, np.ndarray], fol
             warnings.warn(f"evaluate encoding: map {name} of {brain.name!r} not drawn: {exc}", RuntimeWarning,
                           stacklevel=3)  # fmt: skip
             continue
-        files.setdefault(name, []).append(png)
 
 
 def _log_maps(maps: dict[str, dict[str, list[str]]], brains: list[tuple[BrainData, bool]], log: Log) -> None:
