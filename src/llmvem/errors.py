@@ -37,3 +37,7 @@ class RegistryError(LlmvemError):
 
 class BackendError(LlmvemError):
     """A model backend (describer, encoder, backbone) failed or could not be loaded."""
+
+
+class ResourceError(LlmvemError):
+    """The machine lacks what a piece of work needs (memory for a fit); the message says how much and what to do."""

@@ -26,7 +26,7 @@ from llmvem.pipeline.common import (
     print_table,
     ridge_from_config,
 )
-from llmvem.runs import RunDir, seed_everything
+from llmvem.runs import RunDir, records_outcome, seed_everything
 from llmvem.store import atomic_write_text
 
 
@@ -44,6 +44,7 @@ def _encoding_rows(
     return rows, r
 
 
+@records_outcome
 def run_encoding_demo(
     cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None, until: str = "evaluate"
 ) -> RunDir:

@@ -35,7 +35,7 @@ from llmvem.data.files import load_captions, load_matrix, load_rdms
 from llmvem.data.stimuli import align_ids
 from llmvem.errors import ConfigError, DataError
 from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, print_table, ridge_from_config
-from llmvem.runs import RunDir, seed_everything
+from llmvem.runs import RunDir, records_outcome, seed_everything
 from llmvem.store import atomic_write_text
 
 
@@ -132,6 +132,7 @@ def with_splits(brain: BrainData, test_fraction: float, seed: int) -> tuple[Brai
 
 
 # --------------------------------------------------------------------------- encoding
+@records_outcome
 def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
     """Voxelwise encoding of every feature matrix on every brain source (see the module docstring)."""
     from llmvem.brain import permutation_pvalues
@@ -304,6 +305,7 @@ def _warn_test_only_nonfinite(y_te: np.ndarray, fitted: np.ndarray, r: np.ndarra
         )
 
 
+@records_outcome
 def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
     """RSA of every feature matrix against every target RDM set (see the module docstring)."""
     from llmvem.brain import bootstrap_rsa, compute_rdm, rsa_scores
@@ -364,6 +366,7 @@ def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Lo
 
 
 # --------------------------------------------------------------------------- decoding
+@records_outcome
 def run_evaluate_decode(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
     """Brain → embedding decoding on every brain source (see the module docstring)."""
     from llmvem.brain import fit_decoder, retrieve_captions

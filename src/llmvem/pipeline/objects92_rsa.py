@@ -24,9 +24,10 @@ from llmvem.pipeline.common import (
     make_store,
     ridge_from_config,
 )
-from llmvem.runs import RunDir, seed_everything
+from llmvem.runs import RunDir, records_outcome, seed_everything
 
 
+@records_outcome
 def run_objects92_rsa(
     cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None, until: str = "evaluate"
 ) -> RunDir:
