@@ -48,3 +48,42 @@ def test_error_messages_are_one_whole_line(
         lines = [line for line in res.output.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and lines[0].startswith(expected), res.output
         assert len(res.output.strip().splitlines()) == 1, res.output
+
+
+@pytest.mark.parametrize("columns", ["40", "200"])
+def test_usage_errors_are_soft_wrapped_like_the_cli_errors(
+    tmp_path: Path, columns: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """typer/click's own usage errors, through the ``llmvem`` entry point: usage, where to find help and one whole
+    ``error:`` line (typer's rich panel hard-wrapped them at the terminal width, cutting long paths)."""
+    from llmvem.cli.app import main
+
+    long = str(_where(tmp_path, long=True) / "run")
+    cases = {
+        ("report", "a", long): ("Usage: llmvem report", f"error: Got unexpected extra argument(s) ({long})"),
+        ("demo", f"--bogus={long}"): ("Usage: llmvem demo [OPTIONS]", "error: No such option: --bogus"),
+        ("report",): ("Usage: llmvem report", "error: Missing argument 'run_dir'."),
+        ("nosuch", long): ("Usage: llmvem [OPTIONS] COMMAND", "error: No such command 'nosuch'."),
+    }
+    monkeypatch.setenv("COLUMNS", columns)
+    for args, (usage, error) in cases.items():
+        monkeypatch.setattr("sys.argv", ["llmvem", *args])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 3 and lines[0].startswith(usage) and lines[1].startswith("Try 'llmvem"), err
+        assert lines[2] == error or (lines[2].startswith(error) and long in lines[2]), err
+        assert "╭" not in err and "│" not in err
+
+
+def test_the_entry_point_keeps_exit_codes(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from llmvem.cli.app import main
+
+    for args, code in ((["--help"], 0), (["report", "/nonexistent/run"], 2), ([], 2)):
+        monkeypatch.setattr("sys.argv", ["llmvem", *args])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+        assert exit_.value.code == code, (args, capsys.readouterr())
+    assert "error: run directory /nonexistent/run does not exist" in capsys.readouterr().err

@@ -169,6 +169,9 @@ def _run(fn: Any) -> Any:
         return fn()
     except LlmvemError as exc:
         _fail(str(exc))
+    except MemoryError as exc:  # what llmvem's own estimates did not foresee (brain fits check theirs first)
+        detail = f" ({exc})" if str(exc) else ""
+        _fail(f"out of memory{detail}; use fewer stimuli, voxels or features, float32, or a machine with more memory")
     except KeyboardInterrupt:
         _fail("interrupted; finished work is kept in the artifact store and a re-run resumes from it", code=130)
 
@@ -1186,9 +1189,37 @@ def _size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _usage_error(exc: typer.TyperException) -> int:
+    """Print a usage error of typer/click (unknown option, missing argument, bad value) like :func:`_fail` does: the
+    usage line, where to find help, and ``error: MESSAGE``, soft-wrapped (typer's own panel hard-wraps at the
+    terminal width, cutting paths); returns the exit code."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    code = int(getattr(exc, "exit_code", 2))
+    if type(exc).__name__ == "NoArgsIsHelpError":  # the help is already printed (as typer does)
+        return code
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        console.print(escape(ctx.get_usage()))
+        if ctx.command.get_help_option(ctx) is not None:
+            console.print(escape(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help."))
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    console.print(f"[bold red]error:[/bold red] {escape(message)}")
+    return code
+
+
 def main() -> None:
-    """Entry point of the ``llmvem`` script."""
-    app(prog_name="llmvem")
+    """Entry point of the ``llmvem`` script (and ``python -m llmvem``)."""
+    try:
+        rv = app(prog_name="llmvem", standalone_mode=False)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        raise SystemExit(1) from None
+    except typer.TyperException as exc:
+        raise SystemExit(_usage_error(exc)) from None
+    raise SystemExit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":
