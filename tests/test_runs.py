@@ -116,3 +116,12 @@ def test_folders_without_a_status_are_still_reported(tmp_path: Path) -> None:
     (tmp_path / STATUS_FILE).write_text("{not json")
     with pytest.raises(DataError, match="unreadable run status"):
         check_run_finished(tmp_path)
+
+
+def test_credentials_in_the_command_line_are_not_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["llmvem", "demo", "--set", "describe.base_url=http://alice:pw-secret-5@host:8000/v1"]
+    monkeypatch.setattr("sys.argv", argv)
+    run = RunDir(ExperimentConfig(output_dir=tmp_path), tmp_path / "run")
+    env = json.loads((run.path / "environment.json").read_text())
+    assert env["argv"][-1] == "describe.base_url=http://***@host:8000/v1"
+    assert not any(b"pw-secret" in p.read_bytes() for p in run.path.iterdir())

@@ -491,6 +491,18 @@ def split_url_credentials(url: str) -> tuple[str, str | None, str | None]:
     return clean, unquote(user) or None, unquote(password) or None
 
 
+def redact_url_credentials(text: str) -> str:
+    """``text`` with the credentials of every URL in it masked (``scheme://user:key@host`` → ``scheme://***@host``),
+    for text that is recorded as it was typed (a run's command line).
+
+    >>> redact_url_credentials("--set describe.base_url=https://me:s3cret@api.example.com/v1")
+    '--set describe.base_url=https://***@api.example.com/v1'
+    """
+    import re
+
+    return re.sub(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@", r"\1***@", text)  # up to the netloc's last @
+
+
 def config_keys(model: type[BaseModel] = ExperimentConfig, prefix: str = "") -> list[str]:
     """Every dotted leaf key of the schema (for docs and ``--set`` completion)."""
     keys: list[str] = []

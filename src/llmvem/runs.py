@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from llmvem.config import ExperimentConfig, dump_config
+from llmvem.config import ExperimentConfig, dump_config, redact_url_credentials
 from llmvem.errors import DataError
 from llmvem.store import atomic_write_text
 
@@ -89,7 +89,7 @@ class RunDir:
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
-            "argv": sys.argv,
+            "argv": [redact_url_credentials(a) for a in sys.argv],
             "seeds": {"seed": cfg.seed},
             "packages": package_versions(),
         }

@@ -62,8 +62,14 @@ def _read_ids(path: Path, n: int, what: str) -> list[str]:
     """The ids of ``<X>.ids.txt`` (one per line), checked by :func:`check_row_ids` against ``n`` rows."""
     if not path.is_file():
         raise DataError(f"{what}: no stimulus id file {path} (one id per line, the row order of the matrix)")
-    text = read_text_file(path, f"{what}: id file")
-    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = read_text_file(path, f"{what}: id file").splitlines()
+    ids = [line.strip() for line in lines if line.strip()]
+    last = max((k for k, line in enumerate(lines) if line.strip()), default=-1)
+    blank = [k + 1 for k, line in enumerate(lines[:last]) if not line.strip()]
+    if blank and len(ids) != n:  # a row whose id was left empty: name the line, not only the count
+        raise DataError(
+            f"{what}: {path} lists {len(ids)} ids for {n} rows; line(s) {blank[:5]} are blank (one id per row)"
+        )
     return check_row_ids(ids, n, what, str(path))
 
 
@@ -153,6 +159,8 @@ def load_matrix(spec: str | Path) -> Matrix:
         raise DataError(f"{what}: cannot read it ({_npy_problem(exc)})") from exc
     if values.ndim != 2:
         raise DataError(f"{what}: expected a 2-D (stimuli, dims) array, got shape {values.shape}")
+    if values.dtype.kind not in "biuf":
+        raise DataError(f"{what}: holds {values.dtype} values, not real numbers (save a numeric array)")
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
         raise DataError(f"{what}: {int(bad.sum())} row(s) hold NaN/inf, e.g. stimulus {ids[int(np.argmax(bad))]!r}")

@@ -79,9 +79,12 @@ class OpenAICompatibleDescriber:
         if not model:
             raise ConfigError("the openai backend needs a model name (--model), as the server knows it")
         base_url, user, password = split_url_credentials(base_url)
-        self._secrets = [x for x in (password, user) if x]  # masked in every message
+        # masked in every message: the password, or a user name given alone (a token: https://TOKEN@host); a user
+        # name beside a password is no secret, and masking a short one would garble messages ("ref***sed")
+        self._secrets = [password] if password else [user] if user else []
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"describe.base_url must start with http:// or https://, got {self._mask(base_url)!r}")
+            shown = f"***@{base_url.rpartition('@')[2]}" if "@" in base_url else base_url  # no scheme: not split
+            raise ConfigError(f"describe.base_url must start with http:// or https://, got {self._mask(shown)!r}")
         if not (math.isfinite(timeout_s) and timeout_s > 0) or max_retries < 0 or not retry_base_s >= 0:
             raise ConfigError(
                 f"timeout_s must be a finite number > 0 (got {timeout_s}), max_retries and retry_base_s ≥ 0"
