@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from llmvem.errors import ConfigError
+from llmvem.errors import ConfigError, short_repr
 
 
 class _Section(BaseModel):
@@ -292,7 +292,7 @@ def _check_brain_source(value: str | dict[str, Any]) -> str | dict[str, Any]:
     except DataError as exc:
         reason = str(exc)
         if isinstance(value, str):  # the message ends with (got '<the source>'): name it once
-            reason = reason.removeprefix(f"brain source {value.strip()!r}: ")
+            reason = reason.removeprefix(f"brain source {short_repr(value.strip())}: ")
         raise PydanticCustomError("brain_source", "{reason}", {"reason": reason}) from None
     return value
 
@@ -383,21 +383,9 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] = Exper
             lines.append(f"  - {path}: unknown key; allowed keys of {section}: {', '.join(allowed)}")
         else:
             got = err.get("input")
-            got_s = f" (got {_short_repr(got)})" if not isinstance(got, dict) else ""
+            got_s = f" (got {short_repr(got)})" if not isinstance(got, dict) else ""
             lines.append(f"  - {path}: {err.get('msg')}{got_s}")
     return "invalid config:\n" + "\n".join(lines)
-
-
-def _short_repr(value: Any, limit: int = 200) -> str:
-    """``repr`` of a bad value, bounded: a huge or self-referencing YAML value (``&a [*a, *a]`` nested) is shown in
-    a few levels and at most ``limit`` characters instead of being expanded without end."""
-    import reprlib
-
-    r = reprlib.Repr()
-    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 6, 6, 6, 6
-    r.maxstring, r.maxother, r.maxlong = limit, limit, 60
-    text = r.repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -28,11 +28,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 from llmvem.config import ExperimentConfig, dump_config, redact_url_credentials
-from llmvem.errors import DataError
+from llmvem.errors import DataError, cut
 from llmvem.store import atomic_write_text
 
 STATUS_FILE = "run.json"
-_ERROR_CHARS = 500  # an error message longer than this is cut in run.json and in the refusal
 _OPEN_RUNS: ContextVar[list[RunDir] | None] = ContextVar("llmvem_open_runs", default=None)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,7 +115,7 @@ class RunDir:
         if isinstance(exc, KeyboardInterrupt):
             message = "interrupted"
         self._status.update(
-            status="failed", finished=_now(), error={"type": type(exc).__name__, "message": _cut(message)}
+            status="failed", finished=_now(), error={"type": type(exc).__name__, "message": cut(message)}
         )
         self._write_status()
 
@@ -131,10 +130,6 @@ class RunDir:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _cut(text: str, limit: int = _ERROR_CHARS) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def records_outcome(fn: F) -> F:
@@ -182,14 +177,14 @@ def check_run_finished(run_dir: str | Path) -> None:
         state = status["status"]
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise DataError(
-            f"{path}: unreadable run status ({_cut(str(exc), 200)}); is this an llmvem run directory?"
+            f"{path}: unreadable run status ({cut(str(exc), 200)}); is this an llmvem run directory?"
         ) from None
     if state == "complete":
         return
     if state == "failed":
         err = status.get("error") or {}
         raise DataError(
-            f"run {Path(run_dir)} failed ({err.get('type', 'error')}: {_cut(str(err.get('message', '?')))}); its "
+            f"run {Path(run_dir)} failed ({err.get('type', 'error')}: {cut(str(err.get('message', '?')))}); its "
             "partial outputs are kept there. Fix the cause and run the command again (finished steps are reused "
             "from the artifact store)"
         )

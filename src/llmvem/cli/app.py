@@ -117,13 +117,18 @@ ProgressOpt = Annotated[bool | None, typer.Option("--progress/--no-progress", he
 NameOpt = Annotated[str | None, typer.Option("--name", help="run name (the run directory's prefix)")]
 
 
+_MESSAGE_CHARS = 4000  # an error message is cut after this many characters (a message quoting a huge value)
+
+
 def _fail(message: str, code: int = 2) -> None:
     """Print ``error: MESSAGE`` to stderr on one line, never wrapped (paths stay whole and copyable), and exit."""
     from rich.console import Console
     from rich.markup import escape
 
+    from llmvem.errors import cut
+
     console = Console(stderr=True, soft_wrap=True, highlight=False)
-    console.print(f"[bold red]error:[/bold red] {escape(message)}")
+    console.print(f"[bold red]error:[/bold red] {escape(cut(message, _MESSAGE_CHARS))}")
     raise typer.Exit(code)
 
 
@@ -169,6 +174,12 @@ def _run(fn: Any) -> Any:
         return fn()
     except LlmvemError as exc:
         _fail(str(exc))
+    except OSError as exc:  # the file system refused (name too long, disk full, permission): name the file
+        from llmvem.errors import short_repr
+
+        files = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+        where = f": {' → '.join(short_repr(f) for f in files)}" if files else ""
+        _fail(f"{exc.strerror or exc}{where}")
     except MemoryError as exc:  # what llmvem's own estimates did not foresee (brain fits check theirs first)
         detail = f" ({exc})" if str(exc) else ""
         _fail(f"out of memory{detail}; use fewer stimuli, voxels or features, float32, or a machine with more memory")

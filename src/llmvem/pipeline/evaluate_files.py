@@ -33,7 +33,7 @@ from llmvem.data.brain import BrainData, RDMSet
 from llmvem.data.brain_sources import parse_brain_sources
 from llmvem.data.files import load_captions, load_matrix, load_rdms
 from llmvem.data.stimuli import align_ids
-from llmvem.errors import ConfigError, DataError
+from llmvem.errors import ConfigError, DataError, cut, short_repr
 from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, print_table, ridge_from_config
 from llmvem.runs import RunDir, records_outcome, seed_everything
 from llmvem.store import atomic_write_text
@@ -78,7 +78,9 @@ def _select_rois(brain: BrainData, rois: list[str], source: str) -> tuple[BrainD
         except DataError as exc:
             missing[roi] = str(exc)
     if not masks:
-        raise DataError(f"brain {source}: none of the ROIs {rois}. {next(iter(missing.values()))}")
+        raise DataError(
+            f"brain {source}: none of the ROIs {short_repr(rois)}. {cut(next(iter(missing.values())), 400)}"
+        )
     return _select_voxels(brain, np.logical_or.reduce(masks)), missing
 
 
