@@ -217,6 +217,13 @@ CASES = [
                                                     str(_ids(_features(d, IDS), [*IDS[:9], "", *IDS[10:]])), "-b",
                                                     str(_brain(d)), *_out(d)],
          "lists 29 ids for 30 rows; line(s) [10] are blank"),
+    Case("one image with two labels", lambda d, u: ["describe", str(_images(d)), "--backend", "import", "--source",
+                                                    str(_write(d / "t.jsonl", b'{"image": "good1", "text": "a"}\n')),
+                                                    "--labels", str(_write(d / "l.csv",
+                                                                           b"image,label\ngood1,cat\ngood1,dog\n"
+                                                                           b"good2,cat\n")),
+                                                    "-o", str(d / "desc.jsonl")],
+         "1 image(s) have more than one label (good1: ['cat', 'dog'])"),
     Case("duplicate ids in features", lambda d, u: ["evaluate", "encoding", "-f",
                                                     str(_features(d, IDS[:29] + IDS[:1])), "-b", str(_brain(d)),
                                                     *_out(d)],

@@ -13,7 +13,7 @@ import gc
 import hashlib
 import queue
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,7 @@ from llmvem.describe.base import (
 from llmvem.describe.clean import clean_steps, clean_text
 from llmvem.describe.log import DescriptionLog
 from llmvem.describe.prompts import resolve_prompt
-from llmvem.errors import BackendError, DataError
+from llmvem.errors import BackendError, DataError, cut
 from llmvem.hashing import artifact_key, hash_file, hash_text
 from llmvem.store import ArtifactStore
 
@@ -134,7 +134,7 @@ def read_labels(path: str | Path) -> dict[str, str]:
             data = json.loads(p.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise DataError(f"{p}: a JSON labels file must map image → label")
-            return {Path(str(k)).stem: str(v) for k, v in data.items()}
+            return _one_label_each(((k, v) for k, v in data.items()), p)
         if p.suffix.lower() in (".jsonl", ".ndjson"):
             df = pd.read_json(p, lines=True)
         else:
@@ -144,7 +144,21 @@ def read_labels(path: str | Path) -> dict[str, str]:
     col = next((c for c in ("image", "id", "file", "file_name") if c in df.columns), None)
     if col is None or "label" not in df.columns:
         raise DataError(f"{p}: needs an image column (image, id or file) and a 'label' column; has {list(df.columns)}")
-    return {Path(str(i)).stem: str(v) for i, v in zip(df[col], df["label"], strict=True)}
+    return _one_label_each(zip(df[col], df["label"], strict=True), p)
+
+
+def _one_label_each(pairs: Iterable[tuple[object, object]], path: Path) -> dict[str, str]:
+    """Image stem → label; an image listed twice with two labels is an error (one would win silently)."""
+    out: dict[str, str] = {}
+    clash: dict[str, set[str]] = {}
+    for image, label in pairs:
+        stem, text = Path(str(image)).stem, str(label)
+        if out.setdefault(stem, text) != text:
+            clash.setdefault(stem, {out[stem]}).add(text)
+    if clash:
+        shown = "; ".join(f"{k}: {sorted(v)}" for k, v in list(clash.items())[:5])
+        raise DataError(f"{path}: {len(clash)} image(s) have more than one label ({cut(shown, 400)})")
+    return out
 
 
 def job_key(identity: Mapping[str, Any], params: Mapping[str, Any]) -> str:
