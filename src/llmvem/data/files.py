@@ -156,7 +156,7 @@ def load_matrix(spec: str | Path) -> Matrix:
             values = np.load(path, allow_pickle=False)
             ids = _read_ids(path.with_suffix(".ids.txt"), len(values) if values.ndim else 0, what)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{what}: cannot read it ({_npy_problem(exc)})") from exc
+        raise DataError(f"{what}: cannot read it ({npy_problem(exc)})") from exc
     if values.ndim != 2:
         raise DataError(f"{what}: expected a 2-D (stimuli, dims) array, got shape {values.shape}")
     if values.dtype.kind not in "biuf":
@@ -167,8 +167,12 @@ def load_matrix(spec: str | Path) -> Matrix:
     return Matrix(name or path.stem, values.astype(np.float32, copy=False), ids, path)
 
 
-def _npy_problem(exc: BaseException) -> str:
-    """What is wrong with an unreadable ``.npy`` / ``.npz``, in words (numpy blames pickling for any non-array)."""
+def npy_problem(exc: BaseException) -> str:
+    """What is wrong with an unreadable ``.npy`` / ``.npz``, in words (numpy blames pickling for any non-array).
+
+    >>> npy_problem(ValueError("... pickled (object) data ... load it unsafely using the `allow_pickle=` keyword"))
+    'not a NumPy .npy/.npz file (or one holding Python objects, which llmvem does not load)'
+    """
     if isinstance(exc, zipfile.BadZipFile):
         return f"not a valid .npz (zip) archive: {exc}"
     if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
@@ -241,7 +245,7 @@ def _load_brain_npz(path: Path) -> BrainData:
                 space=space,
             )
     except (OSError, ValueError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
-        raise DataError(f"brain file {path}: cannot read it ({_npy_problem(exc)})") from exc
+        raise DataError(f"brain file {path}: cannot read it ({npy_problem(exc)})") from exc
 
 
 def load_brain(source: str | Path | Mapping[str, Any], subject: int | None = None) -> BrainData:
@@ -306,7 +310,7 @@ def load_rdms(spec: str, data_dir: str | Path | None = None) -> tuple[str, RDMSe
             ids = _read_ids(path.with_suffix(".ids.txt"), rdms_arr.shape[-1] if rdms_arr.ndim else 0, what)
             subjects = None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{what}: cannot read it ({_npy_problem(exc)})") from exc
+        raise DataError(f"{what}: cannot read it ({npy_problem(exc)})") from exc
     if rdms_arr.ndim == 2:
         rdms_arr = rdms_arr[None]
     if rdms_arr.ndim != 3 or rdms_arr.shape[1] != rdms_arr.shape[2]:
