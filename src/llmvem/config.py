@@ -447,10 +447,38 @@ def load_config(
         _set_dotted(tree, key, _parse_value(value))
     for key, value in (literal or {}).items():
         _set_dotted(tree, key, value)
+    _check_encodable(tree, "")
     try:
         return ExperimentConfig.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+
+
+def _check_encodable(value: Any, key: str, seen: set[int] | None = None) -> None:
+    """Raise :class:`ConfigError` at the first string that is not valid UTF-8 text: a command-line argument with bytes
+    that are not UTF-8 arrives holding lone surrogates, which no record, request or saved config can encode.
+
+    Each list or mapping is visited once (``seen``): YAML aliases share them, so a billion-laughs value or a
+    self-referencing one is walked in linear time, not expanded."""
+    seen = set() if seen is None else seen
+    if isinstance(value, dict | list | tuple):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_encodable(v, f"{key}.{k}" if key else str(k), seen)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_encodable(v, f"{key}[{i}]", seen)
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start].encode("utf-8", "surrogateescape")
+            raise ConfigError(
+                f"{key}: not valid UTF-8 text (byte 0x{bad[0]:02x} at character {exc.start}); give it as UTF-8"
+            ) from None
 
 
 def dump_config(cfg: ExperimentConfig) -> str:

@@ -235,6 +235,8 @@ CASES = [
     Case("import source not UTF-8", lambda d, u: ["describe", str(_images(d)), "--backend", "import", "--source",
                                                   str(_bad_utf8_jsonl(d)), "-o", str(d / "desc.jsonl")],
          "not UTF-8 text (byte 0xff on line 2)"),
+    Case("prompt with bytes that are not UTF-8", lambda d, u: _describe(d, u, "--prompt", "what is \udcff?"),
+         "describe.prompt[0]: not valid UTF-8 text (byte 0xff at character 8)"),
     Case("huge YAML value", lambda d, u: ["describe", str(_images(d)), "--backend", "import", "--set",
                                           _billion_laughs()],
          "describe.model: Input should be a valid string"),

@@ -142,12 +142,12 @@ def _resolve(
     string typed (``--model "ok #2"``, a prompt holding ``: `` or ``#``, ``--cache-dir "/x/cc #2"``).
     """
     from llmvem.config import load_config
-    from llmvem.errors import ConfigError
+    from llmvem.errors import ConfigError, short_repr
 
     overrides: dict[str, Any] = {}
     for item in sets or []:
         if "=" not in item:
-            raise ConfigError(f"--set expects key.path=value, got {item!r}")
+            raise ConfigError(f"--set expects key.path=value, got {short_repr(item)}")
         k, v = item.split("=", 1)
         overrides[k.strip()] = v
     literal: dict[str, Any] = {}
