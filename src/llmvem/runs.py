@@ -10,6 +10,7 @@ reason (:func:`check_run_finished`) instead of presenting half a run as a result
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import functools
 import importlib.metadata
@@ -144,7 +145,8 @@ def records_outcome(fn: F) -> F:
             out = fn(*args, **kwargs)
         except BaseException as exc:
             for run in runs:
-                run.fail(exc)
+                with contextlib.suppress(OSError):  # folder gone or disk full: the pipeline's own error matters more
+                    run.fail(exc)
             raise
         finally:
             _OPEN_RUNS.reset(token)
