@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from llmvem.errors import ConfigError
+from llmvem.errors import ConfigError, short_repr
 
 
 def cli(flag: str | None = None, short: str | None = None, show_default: bool = True) -> dict[str, Any]:
@@ -335,7 +335,7 @@ def _check_brain_source(value: str | dict[str, Any]) -> str | dict[str, Any]:
     except DataError as exc:
         reason = str(exc)
         if isinstance(value, str):  # the message ends with (got '<the source>'): name it once
-            reason = reason.removeprefix(f"brain source {value.strip()!r}: ")
+            reason = reason.removeprefix(f"brain source {short_repr(value.strip())}: ")
         raise PydanticCustomError("brain_source", "{reason}", {"reason": reason}) from None
     return value
 
@@ -474,21 +474,9 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] = Exper
             lines.append(f"  - {path}: unknown key; allowed keys of {section}: {', '.join(allowed)}")
         else:
             got = err.get("input")
-            got_s = f" (got {_short_repr(got)})" if not isinstance(got, dict) else ""
+            got_s = f" (got {short_repr(got)})" if not isinstance(got, dict) else ""
             lines.append(f"  - {path}: {err.get('msg')}{got_s}")
     return "invalid config:\n" + "\n".join(lines)
-
-
-def _short_repr(value: Any, limit: int = 200) -> str:
-    """``repr`` of a bad value, bounded: a huge or self-referencing YAML value (``&a [*a, *a]`` nested) is shown in
-    a few levels and at most ``limit`` characters instead of being expanded without end."""
-    import reprlib
-
-    r = reprlib.Repr()
-    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 6, 6, 6, 6
-    r.maxstring, r.maxother, r.maxlong = limit, limit, 60
-    text = r.repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -554,10 +542,38 @@ def load_config(
         _set_dotted(tree, key, _parse_value(value))
     for key, value in (literal or {}).items():
         _set_dotted(tree, key, value)
+    _check_encodable(tree, "")
     try:
         return ExperimentConfig.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+
+
+def _check_encodable(value: Any, key: str, seen: set[int] | None = None) -> None:
+    """Raise :class:`ConfigError` at the first string that is not valid UTF-8 text: a command-line argument with bytes
+    that are not UTF-8 arrives holding lone surrogates, which no record, request or saved config can encode.
+
+    Each list or mapping is visited once (``seen``): YAML aliases share them, so a billion-laughs value or a
+    self-referencing one is walked in linear time, not expanded."""
+    seen = set() if seen is None else seen
+    if isinstance(value, dict | list | tuple):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_encodable(v, f"{key}.{k}" if key else str(k), seen)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_encodable(v, f"{key}[{i}]", seen)
+    elif isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start].encode("utf-8", "surrogateescape")
+            raise ConfigError(
+                f"{key}: not valid UTF-8 text (byte 0x{bad[0]:02x} at character {exc.start}); give it as UTF-8"
+            ) from None
 
 
 def dump_config(cfg: ExperimentConfig) -> str:
@@ -586,6 +602,18 @@ def split_url_credentials(url: str) -> tuple[str, str | None, str | None]:
     user, _, password = userinfo.partition(":")
     clean = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     return clean, unquote(user) or None, unquote(password) or None
+
+
+def redact_url_credentials(text: str) -> str:
+    """``text`` with the credentials of every URL in it masked (``scheme://user:key@host`` → ``scheme://***@host``),
+    for text that is recorded as it was typed (a run's command line).
+
+    >>> redact_url_credentials("--set describe.base_url=https://me:s3cret@api.example.com/v1")
+    '--set describe.base_url=https://***@api.example.com/v1'
+    """
+    import re
+
+    return re.sub(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@", r"\1***@", text)  # up to the netloc's last @
 
 
 def config_keys(model: type[BaseModel] = ExperimentConfig, prefix: str = "") -> list[str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from llmvem.errors import RegistryError
+from llmvem.errors import RegistryError, short_repr
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "(none)"
-            raise RegistryError(f"unknown {self.kind} {name!r}; known: {known}") from None
+            raise RegistryError(f"unknown {self.kind} {short_repr(name)}; known: {known}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

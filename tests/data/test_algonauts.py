@@ -349,3 +349,16 @@ def test_evaluate_encoding_on_the_folder_with_roi(fake: Fake, tmp_path: Path) ->
     assert table.loc["FFA-1", "noise_ceiling_r"] > 0
     split = json.loads((run / "metrics.json").read_text())["subjects"]
     assert next(iter(split.values())) == {"n_train": 40, "n_test": 12, "splits": "own"}
+
+
+@pytest.mark.parametrize(
+    "rel",
+    ["roi_masks/lh.all-vertices_fsaverage_space.npy", "roi_masks/lh.streams_challenge_space.npy",
+     "roi_masks/mapping_streams.npy", "training_split/training_fmri/lh_training_fmri.npy"],
+)  # fmt: skip
+def test_a_damaged_array_file_is_named(small: Fake, rel: str) -> None:
+    """Every array file of a subject folder is read through one loader: a damaged mask, mapping or fMRI file is a
+    DataError naming it (three of them were ValueError / UnpicklingError tracebacks)."""
+    (small.root / rel).write_bytes(b"garbage!")
+    with pytest.raises(DataError, match=re.escape(f"Algonauts: cannot read {small.root / rel}: ")):
+        _load(small)

@@ -102,3 +102,10 @@ def test_unreadable_file_is_not_called_corrupt(tmp_path: Path) -> None:
     assert check_image(tmp_path / "missing.png") == "file not found"
     (tmp_path / "t.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     assert check_image(tmp_path / "t.png") == "not a recognised image format"
+
+
+def test_an_empty_file_is_called_empty(tmp_path: Path) -> None:
+    (tmp_path / "zero.png").write_bytes(b"")
+    assert check_image(tmp_path / "zero.png") == "empty file (0 bytes)"
+    with pytest.raises(DescribeFailure, match="empty file"):
+        prepare_image(tmp_path / "zero.png", max_side=None)

@@ -45,8 +45,29 @@ def test_from_folder_recursive_ids(tmp_path: Path) -> None:
     (tmp_path / "x" / "y").mkdir(parents=True)
     _write_image(tmp_path / "x" / "top.jpg", 0)
     _write_image(tmp_path / "x" / "y" / "deep.jpg", 1)
-    assert StimulusSet.from_folder(tmp_path / "x").ids == ["top"]
+    with pytest.warns(UserWarning, match=r"left out 1 subfolder\(s\) \(y\); using the 1 image file\(s\)"):
+        assert StimulusSet.from_folder(tmp_path / "x").ids == ["top"]
     assert StimulusSet.from_folder(tmp_path / "x", recursive=True).ids == ["top", "y/deep"]
+
+
+def test_from_folder_names_what_it_leaves_out(tmp_path: Path) -> None:
+    """features / words read folders as describe does: a class-folder layout, links that lead nowhere and FIFOs are
+    named (they were skipped without a word, or gave only "no images found")."""
+    import os
+
+    for c in ("cat", "dog"):
+        (tmp_path / "classes" / c).mkdir(parents=True)
+        _write_image(tmp_path / "classes" / c / "a.jpg", 0)
+    with pytest.raises(DataError, match=r"it has 2 subfolder\(s\) \(cat, dog\): images are read directly"):
+        StimulusSet.from_folder(tmp_path / "classes")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    _write_image(flat / "a.jpg", 0)
+    (flat / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(flat / "pipe.jpg")
+    with pytest.warns(UserWarning, match=r"1 broken or looping link\(s\) \(gone.jpg\)"):
+        assert StimulusSet.from_folder(flat).ids == ["a"]
 
 
 def test_from_folder_errors(tmp_path: Path) -> None:
@@ -64,7 +85,7 @@ def test_truncated_and_corrupt_images_reported(folder: Path) -> None:
         StimulusSet.from_folder(folder)
     msg = str(info.value)
     assert str(folder / "b.jpg") in msg and "truncated" in msg
-    assert str(folder / "c.jpeg") in msg and "not a recognised image format" in msg
+    assert str(folder / "c.jpeg") in msg and "empty file (0 bytes)" in msg
     assert {b.id for b in info.value.bad} == {"b", "c"}
 
     s = StimulusSet.from_folder(folder, on_error="skip")

@@ -149,3 +149,18 @@ def test_describe_folder_says_what_it_leaves_out(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match=left_out):
         stim = stimuli_from_folder(imgs)
     assert stim.ids == ["img_0", "img_1"]
+
+
+def test_masking_hides_the_password_without_garbling_messages(tmp_path: Path) -> None:
+    """Only the password (or a user name given alone: a token) is masked; masking the user name "u" turned
+    "Connection refused" into "Connection ref***sed"."""
+    d = OpenAICompatibleDescriber("vlm", base_url="http://u:pw-secret-3@127.0.0.1:1/v1", timeout_s=2, max_retries=0)
+    stim = StimulusSet.from_folder(_folder(tmp_path, 1))
+    desc = describe_stimuli(stim, d, store=ArtifactStore(tmp_path / "s"), progress=False, raise_on_failure=False)
+    reason = desc.failures[0].reason
+    assert "Connection refused" in reason and "pw-secret" not in reason
+    token = OpenAICompatibleDescriber("vlm", base_url="http://tok-123456@127.0.0.1:1/v1")
+    assert token._mask("echo tok-123456") == "echo ***"
+    with pytest.raises(ConfigError) as err:  # no scheme: the URL was not split, its credentials are cut anyway
+        OpenAICompatibleDescriber("vlm", base_url="alice:pw-secret-3@example.org/v1")
+    assert "pw-secret" not in str(err.value) and "'***@example.org/v1'" in str(err.value)

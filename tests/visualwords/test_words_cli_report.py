@@ -137,3 +137,21 @@ def test_report_shows_visual_words(tmp_path: Path) -> None:
     for text in ("Visual words: agreement with descriptions", "training prior", "face, woman, hair", "92 objects: mean",
                  "Visual words per ROI", "cat, horse", "noisy, texture", "dog, sofa, red"):  # fmt: skip
         assert text in page, text
+
+
+def test_words_from_a_broken_run_directory(images: Path, tmp_path: Path) -> None:
+    """A run's config.yaml goes through the one config reader, and a damaged model file is named (both were
+    tracebacks: UnicodeDecodeError, SafetensorError)."""
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    (run / "config.yaml").write_bytes(b"finetune:\n  loss: visual_words\nname: caf\xe9\n")
+    args = ["words", str(images), "--model", str(run), "--out", str(tmp_path / "w.json"), "--no-progress"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "is not UTF-8 text" in res.output, res.output
+    cfg = load_config(overrides={"finetune.loss": "visual_words"})
+    (run / "config.yaml").write_text(dump_config(cfg))
+    (run / "models" / "aligned-seed0.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert " ".join(res.output.split()).startswith(f"error: model file {run / 'models' / 'aligned-seed0.safetensors'}")
+    assert not (tmp_path / "w.json").exists()

@@ -34,6 +34,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from llmvem.brain.memory import banded_memory, plan_target_batch
 from llmvem.brain.metrics import r2_score_columns
 from llmvem.brain.ridge import (
     DEFAULT_ALPHAS,
@@ -320,8 +321,32 @@ def banded_ridge_gcv(
     a = _check_alphas(alphas, where)
     grid = band_grid(len(xs), band_levels, allow_off)
     be = _Backend.create(backend, device, _check_dtype(dtype, where), where)
-    design = _Design.build(xs, fit_intercept, _check_form(form, where), where)
-    return _solve(design, y, a, grid, be, fit_intercept, _check_batch(target_batch_size, where), compute_coef, where)
+    form = _check_form(form, where)
+    batch = _plan_batch(xs, y, a, be, form, _check_batch(target_batch_size, where), compute_coef, where)
+    design = _Design.build(xs, fit_intercept, form, where)
+    return _solve(design, y, a, grid, be, fit_intercept, batch, compute_coef, where)
+
+
+def _auto_batch(n: int, p: int) -> int:
+    """Targets per batch of the grid search when none is given: ~``_WORK_ELEMENTS`` r × batch working arrays."""
+    return max(256, _WORK_ELEMENTS // max(min(n, p), 1))
+
+
+def _plan_batch(
+    xs: list[np.ndarray], y: np.ndarray, a: np.ndarray, be: _Backend, form: str, batch: int | None,
+    compute_coef: bool, where: str,
+) -> int | None:  # fmt: skip
+    """The target batch, after checking the fit's estimated peak memory (:mod:`llmvem.brain.memory`)."""
+    n, v = y.shape
+    p = sum(x.shape[1] for x in xs)
+    est = banded_memory(
+        n, p, v, n_spaces=len(xs), n_alphas=a.size, itemsize=be.np_dtype.itemsize, y_itemsize=y.dtype.itemsize,
+        kernel=form == "kernel" or (form == "auto" and p > n), compute_coef=compute_coef,
+    )  # fmt: skip
+    return plan_target_batch(
+        est, batch=batch, auto_batch=_auto_batch(n, p), where=where, float64=be.np_dtype == np.float64,
+        batching_helps=False,
+    )  # fmt: skip
 
 
 def _solve(
@@ -341,8 +366,7 @@ def _solve(
     idx = np.flatnonzero(valid)
     if idx.size == 0:
         raise DataError(f"{where}: all {v} targets contain NaN/inf or are constant; nothing to fit")
-    r_max = min(n, p)
-    size = batch or max(256, _WORK_ELEMENTS // max(r_max, 1))
+    size = batch or _auto_batch(n, p)
     t, ss, mean = _targets_on_backend(design, y, idx, fit_intercept, be, size)
     best = np.full(idx.size, np.inf)
     best_g = np.zeros(idx.size, dtype=np.int64)

@@ -38,6 +38,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
+from llmvem.brain.memory import plan_target_batch, ridge_memory
 from llmvem.brain.metrics import r2_score_columns
 from llmvem.errors import ConfigError, DataError
 
@@ -536,14 +537,18 @@ def _batches(v: int, n: int, r: int, batch: int | None, be: _Backend, views_only
     torch moves it to the device): ~256 MB (CPU) / 512 MB (GPU) batch copies, and at most ~1/8 of the targets so
     that peak memory stays near Y even when Y is small.
     """
-    if batch:
-        size = batch
-    elif views_only and be.name == "numpy":
-        size = max(512, min(_GCV_WORK_ELEMENTS // max(r, 1), (n * v) // (8 * max(r, 1))))
-    else:
-        size = max(1, min((_BATCH_ELEMENTS_GPU if be.is_gpu else _BATCH_ELEMENTS) // max(n, 1), max(512, -(-v // 8))))
+    size = _batch_size(v, n, r, batch, be, views_only)
     for start in range(0, v, size):
         yield slice(start, min(v, start + size))
+
+
+def _batch_size(v: int, n: int, r: int, batch: int | None, be: _Backend, views_only: bool) -> int:
+    """Targets per batch of :func:`_batches`: ``batch`` when given, else the automatic size."""
+    if batch:
+        return batch
+    if views_only and be.name == "numpy":
+        return max(512, min(_GCV_WORK_ELEMENTS // max(r, 1), (n * v) // (8 * max(r, 1))))
+    return max(1, min((_BATCH_ELEMENTS_GPU if be.is_gpu else _BATCH_ELEMENTS) // max(n, 1), max(512, -(-v // 8))))
 
 
 def _read_batch(
@@ -787,6 +792,7 @@ def _warn_masked(valid: np.ndarray, where: str) -> None:
 def _fit_ridge(x: np.ndarray, y: np.ndarray, grid: np.ndarray, *, be: _Backend, **kw: Any) -> _RidgeFit:
     """:func:`_fit_ridge_impl` (``grid``: the alphas) or, with ``cv="frac"``, :func:`_fit_frac_impl` (``grid``: the
     fractions), with one thread pool for the whole fit (numpy backend, large Y)."""
+    kw["batch"] = _plan_batch(x, y, grid, be, kw)
     if kw["cv"] == "frac":
         impl: Any = _fit_frac_impl
         kw = {k: a for k, a in kw.items() if k not in ("cv", "compute_coef")}
@@ -802,6 +808,21 @@ def _fit_ridge(x: np.ndarray, y: np.ndarray, grid: np.ndarray, *, be: _Backend, 
             return impl(x, y, grid, be=be, **kw)
         finally:
             be.pool = None
+
+
+def _plan_batch(x: np.ndarray, y: np.ndarray, grid: np.ndarray, be: _Backend, kw: dict[str, Any]) -> int | None:
+    """The target batch of the fit, after checking its estimated peak memory (:mod:`llmvem.brain.memory`)."""
+    n, p = x.shape
+    v = y.shape[1]
+    cv = kw["cv"]
+    est = ridge_memory(
+        n, p, v, n_grid=grid.size, cv=cv, itemsize=be.np_dtype.itemsize, y_itemsize=y.dtype.itemsize,
+        compute_coef=kw.get("compute_coef", True), on_gpu=be.is_gpu,
+    )  # fmt: skip
+    auto = _batch_size(v, n, min(n, p), None, be, views_only=cv == "gcv")
+    return plan_target_batch(
+        est, batch=kw["batch"], auto_batch=auto, where=kw["where"], float64=be.np_dtype == np.float64
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- fractional ridge

@@ -29,13 +29,20 @@ def _click_errors() -> tuple[type[Exception], ...]:
 _CLICK_ERRORS = _click_errors()
 
 
+#: an error message is cut after this many characters (a message quoting a huge value)
+MESSAGE_CHARS = 4000
+
+
 def print_error(message: str) -> None:
-    """Print ``error: MESSAGE`` to stderr on one line, never wrapped (``message`` is not read as markup)."""
+    """Print ``error: MESSAGE`` to stderr on one line, never wrapped (``message`` is not read as markup), cut at
+    :data:`MESSAGE_CHARS`."""
     from rich.console import Console
     from rich.markup import escape
 
+    from llmvem.errors import cut
+
     console = Console(stderr=True, soft_wrap=True, highlight=False)
-    console.print(f"[bold red]error:[/bold red] {escape(message)}")
+    console.print(f"[bold red]error:[/bold red] {escape(cut(message, MESSAGE_CHARS))}")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -52,6 +59,15 @@ def guarded(fn: Callable[[], Any]) -> Any:
         return fn()
     except LlmvemError as exc:
         fail(str(exc))
+    except OSError as exc:  # the file system refused (name too long, disk full, permission): name the file
+        from llmvem.errors import short_repr
+
+        files = [str(f) for f in (exc.filename, exc.filename2) if f is not None]
+        where = f": {' → '.join(short_repr(f) for f in files)}" if files else ""
+        fail(f"{exc.strerror or exc}{where}")
+    except MemoryError as exc:  # what llmvem's own estimates did not foresee (brain fits check theirs first)
+        detail = f" ({exc})" if str(exc) else ""
+        fail(f"out of memory{detail}; use fewer stimuli, voxels or features, float32, or a machine with more memory")
     except KeyboardInterrupt:
         fail("interrupted; finished work is kept in the artifact store and a re-run resumes from it", code=130)
 

@@ -30,11 +30,13 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from llmvem.data.brain import ROI_PREFIX, BrainData, BrainSpace
+from llmvem.data.files import npy_problem
 from llmvem.data.nsd_ids import from_index
 from llmvem.data.stimuli import StimulusSet
 from llmvem.errors import DataError, DatasetNotFoundError
@@ -107,12 +109,19 @@ def _images(folder: Path, kind: str, name: str) -> StimulusSet:
     return StimulusSet(ids=[found[k][0] for k in rows], paths=[found[k][1] for k in rows], name=name)
 
 
+def _npy(path: Path, **kw: Any) -> Any:
+    """``np.load(path, **kw)``, an unreadable file named with what is wrong (every array file of a subject folder)."""
+    import pickle
+
+    try:
+        return np.load(path, **kw)
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        raise DataError(f"Algonauts: cannot read {path}: {npy_problem(exc)}") from exc
+
+
 def _fmri(path: Path, n_rows: int, images: Path) -> np.ndarray:
     """Memory-mapped (n_rows, v) responses of ``path``; its rows must be the images of ``images``."""
-    try:
-        fmri = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as exc:
-        raise DataError(f"Algonauts: cannot read {path}: {exc}") from exc
+    fmri = _npy(path, mmap_mode="r")
     if fmri.ndim != 2:
         raise DataError(f"Algonauts: {path} must be 2-D (images, vertices), got shape {fmri.shape}")
     if fmri.shape[0] != n_rows:
@@ -127,11 +136,16 @@ def _read_into(path: Path, out: np.ndarray, block_bytes: int = 1 << 24) -> None:
     """Fill ``out`` (n, v), a view of the response matrix, from the ``.npy`` at ``path`` in blocks of rows, so the
     file is never mapped or held whole (peak memory: the matrix plus one block)."""
     with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(f)
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(f)
+        except ValueError as exc:
+            raise DataError(f"Algonauts: cannot read {path}: {npy_problem(exc)}") from exc
         if fortran or dtype.hasobject or tuple(shape) != out.shape:
-            out[...] = np.load(path, mmap_mode="r")
+            out[...] = _npy(path, mmap_mode="r")
             return
         n, v = out.shape
         step = max(1, block_bytes // max(1, v * dtype.itemsize))
@@ -145,10 +159,7 @@ def _read_into(path: Path, out: np.ndarray, block_bytes: int = 1 << 24) -> None:
 
 def _mapping(path: Path) -> dict[int, str]:
     """Label → ROI name of a ``mapping_<class>.npy`` (``np.save`` of a dict)."""
-    try:
-        obj = np.load(path, allow_pickle=True)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"Algonauts: cannot read ROI mapping {path}: {exc}") from exc
+    obj = _npy(path, allow_pickle=True)  # the challenge ships these as pickled dicts
     mapping = obj.item() if obj.dtype == object and obj.shape == () else None
     if not isinstance(mapping, dict):
         raise DataError(
@@ -163,7 +174,7 @@ def _fsaverage_vertices(root: Path, hemi: str, v: int, fmri_path: Path) -> tuple
     path = root / "roi_masks" / f"{hemi}.all-vertices_fsaverage_space.npy"
     if not path.is_file():
         return np.full(v, -1, dtype=np.int64), None
-    mask = np.asarray(np.load(path))
+    mask = np.asarray(_npy(path))
     if mask.ndim != 1:
         raise DataError(f"Algonauts: {path} must be 1-D (fsaverage vertices), got shape {mask.shape}")
     verts = np.flatnonzero(mask)  # as the script's np.where(mask): nsdgeneral + RSC is 1 or 2 inside
@@ -178,7 +189,7 @@ def _roi_names(root: Path, hemi: str, cls: str, v: int) -> np.ndarray:
     """(v,) object array: the ROI name of each challenge-space vertex in ``cls`` (``""`` for label ≤ 0)."""
     mask_path = root / "roi_masks" / f"{hemi}.{cls}_challenge_space.npy"
     map_path = root / "roi_masks" / f"mapping_{cls}.npy"  # both checked by _check_args
-    labels = np.asarray(np.load(mask_path))
+    labels = np.asarray(_npy(mask_path))
     if labels.shape != (v,):
         raise DataError(f"Algonauts: {mask_path} has shape {labels.shape}, expected ({v},) like the fMRI columns")
     labels = labels.astype(np.int64)
@@ -216,7 +227,7 @@ def _noise_ceiling(root: Path, hemispheres: list[str], widths: list[int]) -> np.
         raise DatasetNotFoundError(f"Algonauts: {paths[present.index(False)]} not found but the other hemisphere's is")
     parts = []
     for p, v in zip(paths, widths, strict=True):
-        nc = np.asarray(np.load(p), dtype=np.float64)
+        nc = np.asarray(_npy(p), dtype=np.float64)
         if nc.shape != (v,):
             raise DataError(f"Algonauts: {p} has shape {nc.shape}, expected ({v},) like the fMRI columns")
         finite = nc[np.isfinite(nc)]

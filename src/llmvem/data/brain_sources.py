@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from llmvem.errors import DataError
+from llmvem.errors import DataError, short_repr
 
 if TYPE_CHECKING:
     from llmvem.data.brain import BrainData
@@ -78,6 +78,11 @@ class BrainSource:
         module, func = KINDS[kind]
         loaded = getattr(importlib.import_module(module), func)(self.path, **self.options)
         return loaded.brain if kind == "algonauts" else loaded
+
+
+def _src(text: Any) -> str:
+    """How a message names a brain source: its text (or mapping), bounded."""
+    return f"brain source {short_repr(text)}"
 
 
 def detect_kind(path: Path) -> str | None:
@@ -145,14 +150,14 @@ def parse_brain_source(spec: str | Path | Mapping[str, Any], subject: int | None
     unknown = [k for k in raw if k not in params]
     if unknown:
         valid = ", ".join(params) or f"none ({kind} sources take no options)"
-        raise DataError(f"brain source {text!r}: unknown key {unknown[0]!r} for {kind}; valid keys: {valid}")
+        raise DataError(f"{_src(text)}: unknown key {short_repr(unknown[0])} for {kind}; valid keys: {valid}")
     options = {k: _coerce(v, params[k], k, text) for k, v in raw.items() if k != "subject" or kind != "nsd"}
     if kind != "nsd":
         return [BrainSource(kind, path, options, _source_text(kind, path, options, text, raw))]
     subjects = _subjects(raw["subject"], text) if "subject" in raw else [subject or 1]
     if "subject" in raw and subject is not None and subjects != [subject]:
         raise DataError(
-            f"brain source {text!r} names subject(s) {subjects} but --subject (evaluate.inputs.subject) is {subject}; "
+            f"{_src(text)} names subject(s) {subjects} but --subject (evaluate.inputs.subject) is {subject}; "
             "give the subject once"
         )
     if subject is not None and subject not in range(1, N_NSD_SUBJECTS + 1):
@@ -175,12 +180,12 @@ def _from_string(spec: str | Path) -> tuple[str, Path, dict[str, Any], str]:
         kind, rest = match.group(1).lower(), match.group(2)
         if kind not in KINDS:
             raise DataError(
-                f"brain source {text!r}: unknown kind {match.group(1)!r}; choose from {', '.join(KINDS)} "
+                f"{_src(text)}: unknown kind {short_repr(match.group(1))}; choose from {', '.join(KINDS)} "
                 "(KIND:PATH?key=value&...), or give a path that exists"
             )
     path_text, sep, query = rest.partition("?")
     if not path_text.strip():
-        raise DataError(f"brain source {text!r}: no path (write KIND:PATH?key=value&...)")
+        raise DataError(f"{_src(text)}: no path (write KIND:PATH?key=value&...)")
     raw = _parse_query(query, text) if sep else {}
     return kind, Path(path_text.strip()).expanduser(), raw, text
 
@@ -195,17 +200,17 @@ def _exists(text: str) -> bool:
 def _parse_query(query: str, text: str) -> dict[str, str]:
     """``"a=1&b=x,y"`` → ``{"a": "1", "b": "x,y"}`` (values percent-decoded). Raises on anything else."""
     if not query.strip():
-        raise DataError(f"brain source {text!r}: nothing after '?' (write ?key=value&key=value)")
+        raise DataError(f"{_src(text)}: nothing after '?' (write ?key=value&key=value)")
     out: dict[str, str] = {}
     for part in query.split("&"):
         key, eq, value = part.partition("=")
         key, value = key.strip(), unquote(value.strip())
         if not eq or not _KEY_RE.match(key) or not value:
             raise DataError(
-                f"brain source {text!r}: {part!r} is not key=value (write ?key=value&key=value; lists as a,b,c)"
+                f"{_src(text)}: {short_repr(part)} is not key=value (write ?key=value&key=value; lists as a,b,c)"
             )
         if key in out:
-            raise DataError(f"brain source {text!r}: key {key!r} given twice")
+            raise DataError(f"{_src(text)}: key {short_repr(key)} given twice")
         out[key] = value
     return out
 
@@ -215,12 +220,12 @@ def _from_mapping(spec: Mapping[str, Any]) -> tuple[str, Path, dict[str, Any], s
     text = "{" + ", ".join(f"{k}: {v}" for k, v in spec.items()) + "}"
     bad = [k for k in spec if not isinstance(k, str)]
     if bad:
-        raise DataError(f"brain source {text!r}: keys must be names, got {bad[0]!r}")
+        raise DataError(f"{_src(text)}: keys must be names, got {short_repr(bad[0])}")
     if "path" not in spec or not isinstance(spec["path"], str | Path) or not str(spec["path"]).strip():
-        raise DataError(f"brain source {text!r}: needs a 'path' (the file or folder)")
+        raise DataError(f"{_src(text)}: needs a 'path' (the file or folder)")
     kind = str(spec.get("kind") or "auto").lower()
     if kind not in (*KINDS, "auto"):
-        raise DataError(f"brain source {text!r}: unknown kind {spec['kind']!r}; choose from {', '.join(KINDS)}")
+        raise DataError(f"{_src(text)}: unknown kind {short_repr(spec['kind'])}; choose from {', '.join(KINDS)}")
     raw = {k: v for k, v in spec.items() if k not in ("kind", "path")}
     return kind, Path(str(spec["path"]).strip()).expanduser(), raw, text
 
@@ -240,16 +245,16 @@ def _subjects(value: Any, text: str) -> list[int]:
     subjects = [s for item in items for s in _int_items(item, "subject", text)]
     bad = [s for s in subjects if not 1 <= s <= N_NSD_SUBJECTS]
     if bad or not subjects:
-        raise DataError(f"brain source {text!r}: subject {bad[0] if bad else value!r} is not an NSD subject (1–8)")
+        raise DataError(f"{_src(text)}: subject {short_repr(bad[0] if bad else value)} is not an NSD subject (1–8)")
     if len(set(subjects)) != len(subjects):
-        raise DataError(f"brain source {text!r}: subject list {subjects} names a subject twice")
+        raise DataError(f"{_src(text)}: subject list {subjects} names a subject twice")
     return subjects
 
 
 def _int_items(item: Any, key: str, text: str) -> list[int]:
     """One list item as integers: ``3`` → [3], ``"1-3"`` → [1, 2, 3], ``"1,4"`` → [1, 4]."""
     if isinstance(item, bool) or not isinstance(item, int | str):
-        raise DataError(f"brain source {text!r}: {key}={item!r} is not an integer, a list a,b or a range a-b")
+        raise DataError(f"{_src(text)}: {key}={short_repr(item)} is not an integer, a list a,b or a range a-b")
     if isinstance(item, int):
         return [item]
     out: list[int] = []
@@ -259,10 +264,10 @@ def _int_items(item: Any, key: str, text: str) -> list[int]:
             a, b = int(lo), int(hi) if dash else int(lo)
         except ValueError:
             raise DataError(
-                f"brain source {text!r}: {key}={item!r} is not an integer, a list a,b or a range a-b"
+                f"{_src(text)}: {key}={short_repr(item)} is not an integer, a list a,b or a range a-b"
             ) from None
         if b < a:
-            raise DataError(f"brain source {text!r}: {key} range {part.strip()!r} runs backwards")
+            raise DataError(f"{_src(text)}: {key} range {short_repr(part.strip())} runs backwards")
         out.extend(range(a, b + 1))
     return out
 
@@ -281,13 +286,13 @@ def _coerce(value: Any, hint: Any, key: str, text: str) -> Any:
         else:
             items = [p.strip() for item in items for p in (item.split(",") if isinstance(item, str) else [item])]
             if any(isinstance(i, str) and not i for i in items):
-                raise DataError(f"brain source {text!r}: {key}={value!r} holds an empty list item")
+                raise DataError(f"{_src(text)}: {key}={short_repr(value)} holds an empty list item")
         value = items
     try:
         return TypeAdapter(hint).validate_python(value)
     except ValidationError as exc:
         msg = exc.errors()[0].get("msg", str(exc))
-        raise DataError(f"brain source {text!r}: {key}={value!r}: {msg}") from None
+        raise DataError(f"{_src(text)}: {key}={short_repr(value)}: {msg}") from None
 
 
 def _union_args(hint: Any) -> tuple[Any, ...]:

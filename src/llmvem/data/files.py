@@ -62,8 +62,14 @@ def _read_ids(path: Path, n: int, what: str) -> list[str]:
     """The ids of ``<X>.ids.txt`` (one per line), checked by :func:`check_row_ids` against ``n`` rows."""
     if not path.is_file():
         raise DataError(f"{what}: no stimulus id file {path} (one id per line, the row order of the matrix)")
-    text = read_text_file(path, f"{what}: id file")
-    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = read_text_file(path, f"{what}: id file").splitlines()
+    ids = [line.strip() for line in lines if line.strip()]
+    last = max((k for k, line in enumerate(lines) if line.strip()), default=-1)
+    blank = [k + 1 for k, line in enumerate(lines[:last]) if not line.strip()]
+    if blank and len(ids) != n:  # a row whose id was left empty: name the line, not only the count
+        raise DataError(
+            f"{what}: {path} lists {len(ids)} ids for {n} rows; line(s) {blank[:5]} are blank (one id per row)"
+        )
     return check_row_ids(ids, n, what, str(path))
 
 
@@ -165,17 +171,23 @@ def load_matrix(spec: str | Path) -> Matrix:
             values = np.load(path, allow_pickle=False)
             ids = _read_ids(path.with_suffix(".ids.txt"), len(values) if values.ndim else 0, what)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{what}: cannot read it ({_npy_problem(exc)})") from exc
+        raise DataError(f"{what}: cannot read it ({npy_problem(exc)})") from exc
     if values.ndim != 2:
         raise DataError(f"{what}: expected a 2-D (stimuli, dims) array, got shape {values.shape}")
+    if values.dtype.kind not in "biuf":
+        raise DataError(f"{what}: holds {values.dtype} values, not real numbers (save a numeric array)")
     bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
         raise DataError(f"{what}: {int(bad.sum())} row(s) hold NaN/inf, e.g. stimulus {ids[int(np.argmax(bad))]!r}")
     return Matrix(name or path.stem, values.astype(np.float32, copy=False), ids, path)
 
 
-def _npy_problem(exc: BaseException) -> str:
-    """What is wrong with an unreadable ``.npy`` / ``.npz``, in words (numpy blames pickling for any non-array)."""
+def npy_problem(exc: BaseException) -> str:
+    """What is wrong with an unreadable ``.npy`` / ``.npz``, in words (numpy blames pickling for any non-array).
+
+    >>> npy_problem(ValueError("... pickled (object) data ... load it unsafely using the `allow_pickle=` keyword"))
+    'not a NumPy .npy/.npz file (or one holding Python objects, which llmvem does not load)'
+    """
     if isinstance(exc, zipfile.BadZipFile):
         return f"not a valid .npz (zip) archive: {exc}"
     if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
@@ -248,7 +260,7 @@ def _load_brain_npz(path: Path) -> BrainData:
                 space=space,
             )
     except (OSError, ValueError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
-        raise DataError(f"brain file {path}: cannot read it ({_npy_problem(exc)})") from exc
+        raise DataError(f"brain file {path}: cannot read it ({npy_problem(exc)})") from exc
 
 
 def load_brain(source: str | Path | Mapping[str, Any], subject: int | None = None) -> BrainData:
@@ -313,7 +325,7 @@ def load_rdms(spec: str, data_dir: str | Path | None = None) -> tuple[str, RDMSe
             ids = _read_ids(path.with_suffix(".ids.txt"), rdms_arr.shape[-1] if rdms_arr.ndim else 0, what)
             subjects = None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{what}: cannot read it ({_npy_problem(exc)})") from exc
+        raise DataError(f"{what}: cannot read it ({npy_problem(exc)})") from exc
     if rdms_arr.ndim == 2:
         rdms_arr = rdms_arr[None]
     if rdms_arr.ndim != 3 or rdms_arr.shape[1] != rdms_arr.shape[2]:

@@ -54,8 +54,8 @@ def read_image(path: str | Path) -> tuple[Image.Image, bytes]:
     Returns:
         ``(image, raw)``: the decoded PIL image and the file's bytes.
     Raises:
-        ImageReadError: missing, unreadable (permission, I/O error), not an image, corrupt or truncated, or larger
-            than PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS`` × 2).
+        ImageReadError: missing, unreadable (permission, I/O error), empty, not an image, corrupt or truncated, or
+            larger than PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS`` × 2).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -70,6 +70,8 @@ def read_image(path: str | Path) -> tuple[Image.Image, bytes]:
         raise ImageReadError(p, "is a directory, not an image file") from None
     except OSError as exc:
         raise ImageReadError(p, f"cannot read the file ({exc.strerror or exc})") from None
+    if not raw:
+        raise ImageReadError(p, "empty file (0 bytes)")
     try:
         im = Image.open(io.BytesIO(raw))
         im.load()

@@ -134,7 +134,7 @@ def _ctab(names_for: str, folders: Sequence[Path]) -> dict[int, str]:
         path = folder / f"{names_for}.mgz.ctab"
         if path.is_file():
             out = {}
-            for line in path.read_text().splitlines():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():  # names: ASCII by spec
                 parts = line.split()
                 if len(parts) >= 2 and parts[0].lstrip("-").isdigit():
                     out[int(parts[0])] = parts[1]

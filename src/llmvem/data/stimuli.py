@@ -81,6 +81,58 @@ class UnreadableImagesError(DataError):
         )
 
 
+def folder_images(folder: str | Path, suffixes: Sequence[str] = IMAGE_SUFFIXES, stacklevel: int = 2) -> list[Path]:
+    """The image files directly in ``folder`` (sorted, not decoded), for every stage that reads a folder.
+
+    What looks meant to count but is left out is named in one warning: subfolders, symbolic links that lead nowhere
+    (broken or looping) and image-named entries that are not regular files (FIFOs, sockets, devices: reading one could
+    block forever).
+
+    Raises:
+        DataError: ``folder`` is not a folder, or holds no image file directly (with the subfolders it has, so a
+            class-folder layout is named as such).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder not found: {folder}")
+    paths: list[Path] = []
+    skipped: dict[str, list[str]] = {}
+    for p in sorted(folder.iterdir()):
+        image_name = p.suffix.lower() in suffixes
+        try:
+            is_dir, is_file = p.is_dir(), p.is_file()
+            exists = p.exists()
+        except OSError:  # a symlink loop on some Pythons
+            is_dir = is_file = exists = False
+        if is_file and image_name:
+            paths.append(p)
+        elif is_dir and not p.name.startswith("."):
+            skipped.setdefault("subfolder", []).append(p.name)
+        elif p.is_symlink() and not exists:
+            skipped.setdefault("broken or looping link", []).append(p.name)
+        elif image_name and not is_file and not is_dir:
+            skipped.setdefault("non-regular file", []).append(p.name)
+    subdirs = skipped.get("subfolder", [])
+    if not paths:
+        hint = (
+            f"; it has {len(subdirs)} subfolder(s) ({', '.join(subdirs[:5])}): images are read directly in the "
+            "folder, so run it on each subfolder"
+            if subdirs
+            else ""
+        )
+        raise DataError(f"no images ({', '.join(suffixes)}) found directly in {folder}{hint}")
+    if skipped:
+        import warnings
+
+        warnings.warn(
+            f"{folder}: left out "
+            + "; ".join(f"{len(v)} {k}(s) ({', '.join(v[:5])})" for k, v in skipped.items())
+            + f"; using the {len(paths)} image file(s) directly in it",
+            stacklevel=stacklevel,
+        )
+    return paths
+
+
 @dataclass
 class StimulusSet:
     """An ordered set of image stimuli.
@@ -132,12 +184,14 @@ class StimulusSet:
                 ``"skip"`` leaves them out and records them in ``skipped``.
         """
         folder = Path(folder)
-        if not folder.is_dir():
-            raise DataError(f"image folder not found: {folder}")
-        it = folder.rglob("*") if recursive else folder.iterdir()
-        paths = sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not paths:
-            raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+        if not recursive:
+            paths = folder_images(folder, stacklevel=3)
+        else:
+            if not folder.is_dir():
+                raise DataError(f"image folder not found: {folder}")
+            paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not paths:
+                raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder} or its subfolders")
         ids = [str(p.relative_to(folder).with_suffix("")) for p in paths]
         return cls.from_paths(paths, ids=ids, name=name or folder.name, on_error=on_error)
 

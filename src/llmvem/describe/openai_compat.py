@@ -19,6 +19,7 @@ failure, retried like any other).
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import math
 import os
@@ -26,7 +27,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmvem.config import split_url_credentials
@@ -79,9 +80,12 @@ class OpenAICompatibleDescriber:
         if not model:
             raise ConfigError("the openai backend needs a model name (--model), as the server knows it")
         base_url, user, password = split_url_credentials(base_url)
-        self._secrets = [x for x in (password, user) if x]  # masked in every message
+        # masked in every message: the password, or a user name given alone (a token: https://TOKEN@host); a user
+        # name beside a password is no secret, and masking a short one would garble messages ("ref***sed")
+        self._secrets = [password] if password else [user] if user else []
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"describe.base_url must start with http:// or https://, got {self._mask(base_url)!r}")
+            shown = f"***@{base_url.rpartition('@')[2]}" if "@" in base_url else base_url  # no scheme: not split
+            raise ConfigError(f"describe.base_url must start with http:// or https://, got {self._mask(shown)!r}")
         if not (math.isfinite(timeout_s) and timeout_s > 0) or max_retries < 0 or not retry_base_s >= 0:
             raise ConfigError(
                 f"timeout_s must be a finite number > 0 (got {timeout_s}), max_retries and retry_base_s ≥ 0"
@@ -283,24 +287,81 @@ class OpenAICompatibleDescriber:
         )
 
 
-def _deadline_transport() -> httpx.HTTPTransport:
+def _deadline_transport() -> httpx.BaseTransport:
     """One keep-alive connection, TCP_NODELAY, and every socket operation bounded by the thread's request deadline."""
+    return _transport_class()()
+
+
+@functools.cache
+def _transport_class() -> type[httpx.BaseTransport]:
+    """The transport class, built on first use (httpx loads lazily).
+
+    An httpx transport (httpx's documented custom-transport hook, ``handle_request``) over an httpcore
+    ``ConnectionPool`` whose ``network_backend`` (httpcore's documented hook) is :class:`_DeadlineBackend`: what
+    ``httpx.HTTPTransport`` does, with our backend, without reaching into its private pool — the request goes to
+    httpcore, httpcore's errors come back as the most specific httpx error, the body is streamed through.
+    """
     import httpcore
     import httpx
 
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # headers and body leave at once
-    transport = httpx.HTTPTransport(limits=limits, socket_options=nodelay, trust_env=True)
-    if isinstance(getattr(transport, "_pool", None), httpcore.ConnectionPool):  # httpx ≥ 0.18 keeps its pool here
-        transport._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=True),
-            max_connections=1,
-            max_keepalive_connections=1,
-            keepalive_expiry=limits.keepalive_expiry,
-            socket_options=nodelay,
-            network_backend=_DeadlineBackend(),  # type: ignore[arg-type]  # duck-typed NetworkBackend
-        )
-    return transport
+    errors = (  # most specific first, as httpx.HTTPTransport maps them
+        (httpcore.ConnectTimeout, httpx.ConnectTimeout), (httpcore.ReadTimeout, httpx.ReadTimeout),
+        (httpcore.WriteTimeout, httpx.WriteTimeout), (httpcore.PoolTimeout, httpx.PoolTimeout),
+        (httpcore.TimeoutException, httpx.TimeoutException), (httpcore.ConnectError, httpx.ConnectError),
+        (httpcore.ReadError, httpx.ReadError), (httpcore.WriteError, httpx.WriteError),
+        (httpcore.NetworkError, httpx.NetworkError), (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+        (httpcore.LocalProtocolError, httpx.LocalProtocolError), (httpcore.ProtocolError, httpx.ProtocolError),
+        (httpcore.ProxyError, httpx.ProxyError), (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    )  # fmt: skip
+
+    def as_httpx(exc: Exception) -> Exception:
+        return next((dst(str(exc)) for src, dst in errors if isinstance(exc, src)), exc)
+
+    class ResponseStream(httpx.SyncByteStream):
+        def __init__(self, stream: Any) -> None:
+            self._stream = stream
+
+        def __iter__(self) -> Iterator[bytes]:
+            try:
+                yield from self._stream
+            except Exception as exc:
+                raise as_httpx(exc) from exc
+
+        def close(self) -> None:
+            if hasattr(self._stream, "close"):
+                self._stream.close()
+
+    class DeadlineTransport(httpx.BaseTransport):
+        def __init__(self) -> None:
+            self._connections = httpcore.ConnectionPool(
+                ssl_context=httpx.create_ssl_context(trust_env=True),
+                max_connections=1,
+                max_keepalive_connections=1,
+                keepalive_expiry=httpx.Limits().keepalive_expiry,
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],  # headers and body leave at once
+                network_backend=_DeadlineBackend(),  # type: ignore[arg-type]  # duck-typed NetworkBackend
+            )
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            url = request.url
+            req = httpcore.Request(
+                method=request.method,
+                url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+                headers=request.headers.raw,
+                content=request.stream,  # a sync byte stream
+                extensions=request.extensions,
+            )
+            try:
+                resp = self._connections.handle_request(req)
+            except Exception as exc:
+                raise as_httpx(exc) from exc
+            stream = ResponseStream(resp.stream)
+            return httpx.Response(resp.status, headers=resp.headers, stream=stream, extensions=resp.extensions)
+
+        def close(self) -> None:
+            self._connections.close()
+
+    return DeadlineTransport
 
 
 def _remaining(timeout: float | None, error: type[Exception]) -> float | None:

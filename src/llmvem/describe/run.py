@@ -13,7 +13,7 @@ import gc
 import hashlib
 import queue
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +34,7 @@ from llmvem.describe.base import (
 from llmvem.describe.clean import clean_steps, clean_text
 from llmvem.describe.log import DescriptionLog
 from llmvem.describe.prompts import resolve_prompt
-from llmvem.errors import BackendError, DataError
+from llmvem.errors import BackendError, DataError, cut
 from llmvem.hashing import artifact_key, hash_file, hash_text
 from llmvem.store import RECORD_LOG_DIR, ArtifactStore
 
@@ -102,31 +102,11 @@ def stimuli_from_folder(folder: str | Path, labels: str | Path | None = None) ->
         labels: optional CSV/TSV/JSONL with an image column (``image``, ``id`` or ``file``) and a ``label``
             column, or a JSON object image → label: the ``{label}`` of class-conditioned prompts.
     """
-    from llmvem.data.stimuli import IMAGE_SUFFIXES
+    from llmvem.data.nsd_ids import canonical_ids
+    from llmvem.data.stimuli import folder_images
 
     folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"image folder not found: {folder}")
-    paths, skipped = _folder_images(folder, IMAGE_SUFFIXES)
-    subdirs = skipped.get("subfolder", [])
-    if not paths:
-        hint = (
-            f"; it has {len(subdirs)} subfolder(s) ({', '.join(subdirs[:5])}): describe reads one flat folder, so "
-            "run it on each subfolder"
-            if subdirs
-            else ""
-        )
-        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found directly in {folder}{hint}")
-    if skipped:
-        import warnings
-
-        warnings.warn(
-            f"{folder}: left out "
-            + "; ".join(f"{len(v)} {k}(s) ({', '.join(v[:5])})" for k, v in skipped.items())
-            + f"; describing the {len(paths)} image file(s) directly in it",
-            stacklevel=2,
-        )
-    from llmvem.data.nsd_ids import canonical_ids
+    paths = folder_images(folder, stacklevel=3)
 
     stems = [p.stem for p in paths]
     lab = None
@@ -138,30 +118,6 @@ def stimuli_from_folder(folder: str | Path, labels: str | Path | None = None) ->
         lab = [table[i] for i in stems]
     ids = canonical_ids(stems, f"images of {folder}")  # NSD / Algonauts names → nsd-NNNNN; other names unchanged
     return StimulusSet.from_paths(paths, ids=ids, name=folder.name, labels=lab, verify=False)
-
-
-def _folder_images(folder: Path, suffixes: Sequence[str]) -> tuple[list[Path], dict[str, list[str]]]:
-    """Image files directly in ``folder`` (sorted), and what was left out that looks like it was meant to count:
-    subfolders, symbolic links that lead nowhere (broken or looping), and image-named entries that are not regular
-    files (FIFOs, sockets, devices: reading one could block forever)."""
-    paths: list[Path] = []
-    skipped: dict[str, list[str]] = {}
-    for p in sorted(folder.iterdir()):
-        image_name = p.suffix.lower() in suffixes
-        try:
-            is_dir, is_file = p.is_dir(), p.is_file()
-            exists = p.exists()
-        except OSError:  # a symlink loop on some Pythons
-            is_dir = is_file = exists = False
-        if is_file and image_name:
-            paths.append(p)
-        elif is_dir and not p.name.startswith("."):
-            skipped.setdefault("subfolder", []).append(p.name)
-        elif p.is_symlink() and not exists:
-            skipped.setdefault("broken or looping link", []).append(p.name)
-        elif image_name and not is_file and not is_dir:
-            skipped.setdefault("non-regular file", []).append(p.name)
-    return paths, skipped
 
 
 def read_labels(path: str | Path) -> dict[str, str]:
@@ -178,7 +134,7 @@ def read_labels(path: str | Path) -> dict[str, str]:
             data = json.loads(p.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise DataError(f"{p}: a JSON labels file must map image → label")
-            return {Path(str(k)).stem: str(v) for k, v in data.items()}
+            return _one_label_each(((k, v) for k, v in data.items()), p)
         if p.suffix.lower() in (".jsonl", ".ndjson"):
             df = pd.read_json(p, lines=True)
         else:
@@ -188,7 +144,21 @@ def read_labels(path: str | Path) -> dict[str, str]:
     col = next((c for c in ("image", "id", "file", "file_name") if c in df.columns), None)
     if col is None or "label" not in df.columns:
         raise DataError(f"{p}: needs an image column (image, id or file) and a 'label' column; has {list(df.columns)}")
-    return {Path(str(i)).stem: str(v) for i, v in zip(df[col], df["label"], strict=True)}
+    return _one_label_each(zip(df[col], df["label"], strict=True), p)
+
+
+def _one_label_each(pairs: Iterable[tuple[object, object]], path: Path) -> dict[str, str]:
+    """Image stem → label; an image listed twice with two labels is an error (one would win silently)."""
+    out: dict[str, str] = {}
+    clash: dict[str, set[str]] = {}
+    for image, label in pairs:
+        stem, text = Path(str(image)).stem, str(label)
+        if out.setdefault(stem, text) != text:
+            clash.setdefault(stem, {out[stem]}).add(text)
+    if clash:
+        shown = "; ".join(f"{k}: {sorted(v)}" for k, v in list(clash.items())[:5])
+        raise DataError(f"{path}: {len(clash)} image(s) have more than one label ({cut(shown, 400)})")
+    return out
 
 
 def job_key(identity: Mapping[str, Any], params: Mapping[str, Any]) -> str:

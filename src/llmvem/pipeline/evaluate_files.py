@@ -36,9 +36,9 @@ from llmvem.data.brain import BrainData, RDMSet
 from llmvem.data.brain_sources import parse_brain_sources
 from llmvem.data.files import load_captions, load_matrix, load_rdms, load_references
 from llmvem.data.stimuli import align_ids
-from llmvem.errors import ConfigError, DataError
+from llmvem.errors import ConfigError, DataError, cut, short_repr
 from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, print_table, ridge_from_config
-from llmvem.runs import RunDir, seed_everything
+from llmvem.runs import RunDir, records_outcome, seed_everything
 from llmvem.store import atomic_write_text
 
 
@@ -81,7 +81,9 @@ def _select_rois(brain: BrainData, rois: list[str], source: str) -> tuple[BrainD
         except DataError as exc:
             missing[roi] = str(exc)
     if not masks:
-        raise DataError(f"brain {source}: none of the ROIs {rois}. {next(iter(missing.values()))}")
+        raise DataError(
+            f"brain {source}: none of the ROIs {short_repr(rois)}. {cut(next(iter(missing.values())), 400)}"
+        )
     return _select_voxels(brain, np.logical_or.reduce(masks)), missing
 
 
@@ -135,6 +137,7 @@ def with_splits(brain: BrainData, test_fraction: float, seed: int) -> tuple[Brai
 
 
 # --------------------------------------------------------------------------- encoding
+@records_outcome
 def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
     """Voxelwise encoding of every feature matrix on every brain source (see the module docstring)."""
     from llmvem.brain import permutation_pvalues
@@ -443,6 +446,7 @@ def _warn_test_only_nonfinite(y_te: np.ndarray, fitted: np.ndarray, r: np.ndarra
         )
 
 
+@records_outcome
 def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
     """RSA of every feature matrix against every target RDM set (see the module docstring)."""
     from llmvem.brain import bootstrap_rsa, compute_rdm, rsa_scores
@@ -503,6 +507,7 @@ def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Lo
 
 
 # --------------------------------------------------------------------------- decoding
+@records_outcome
 def run_evaluate_decode(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
     """Brain → embedding decoding on every brain source (see the module docstring)."""
     from llmvem.brain import fit_decoder, retrieve_captions

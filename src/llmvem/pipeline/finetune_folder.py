@@ -49,7 +49,7 @@ from llmvem.data.brain import BrainData
 from llmvem.data.stimuli import IMAGE_SUFFIXES, StimulusSet
 from llmvem.errors import ConfigError, DataError, IdMismatchError
 from llmvem.pipeline.common import Log, ci95, console_log, embed_kwargs, make_store
-from llmvem.runs import RunDir, seed_everything
+from llmvem.runs import RunDir, records_outcome, seed_everything
 from llmvem.store import atomic_write_text
 
 #: tasks whose targets are class labels, and those whose targets are voxel responses
@@ -407,6 +407,7 @@ def _summarise(rows: list[dict[str, Any]], conditions: list[str]) -> dict[str, A
     return out
 
 
+@records_outcome
 def run_finetune_folder(
     cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None, until: str = "evaluate"
 ) -> RunDir:

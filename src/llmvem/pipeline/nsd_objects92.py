@@ -29,7 +29,7 @@ from llmvem.pipeline.common import (
     make_store,
     print_table,
 )
-from llmvem.runs import RunDir, seed_everything
+from llmvem.runs import RunDir, records_outcome, seed_everything
 from llmvem.store import atomic_write_text
 
 #: names used in metrics.json for our RDM sets
@@ -138,6 +138,7 @@ def _label_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
+@records_outcome
 def run_nsd_objects92(
     cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None, until: str = "evaluate"
 ) -> RunDir:

@@ -28,7 +28,7 @@ from llmvem.data.stimuli import align_ids
 from llmvem.errors import ConfigError, DataError
 from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, ridge_from_config
 from llmvem.pipeline.evaluate_files import _brains, with_splits
-from llmvem.runs import RunDir, seed_everything
+from llmvem.runs import RunDir, records_outcome, seed_everything
 from llmvem.store import atomic_write_text
 
 
@@ -98,6 +98,7 @@ def _summaries(cfg: ExperimentConfig, table: pd.DataFrame, log: Log) -> pd.DataF
     )
 
 
+@records_outcome
 def run_evaluate_captions(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
     """Voxel and ROI captions of every brain source (see the module docstring)."""
     from llmvem.brain.voxel_captions import caption_rois, caption_voxels

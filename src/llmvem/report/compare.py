@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmvem.errors import DataError
+from llmvem.runs import check_run_finished
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +30,7 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "metrics.json"
     if not run_dir.is_dir():
         raise DataError(f"no run directory {run_dir}")
+    check_run_finished(run_dir)
     if not path.is_file():
         raise DataError(f"{run_dir} has no metrics.json: not a finished run directory (llmvem evaluate writes it)")
     metrics = _read_json(path)

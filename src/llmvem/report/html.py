@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmvem.errors import DataError
 from llmvem.report.tables import ENCODING_COLUMNS, RSA_COLUMNS, best_rows, check_columns, format_cell
+from llmvem.runs import check_run_finished
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -373,13 +374,15 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
     CSVs when missing or stale.
 
     Raises:
-        DataError: ``run_dir`` does not exist, holds none of these files, or one of them cannot be read.
+        DataError: ``run_dir`` does not exist, holds none of these files, or one of them cannot be read; or its run
+            failed or has not finished (:func:`llmvem.runs.check_run_finished`).
     """
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise DataError(
             f"run directory {run_dir} does not exist or is not a directory; pass the folder a run wrote its results to"
         )
+    check_run_finished(run_dir)
     have = {name: run_dir / name for name in RUN_FILES if (run_dir / name).is_file()}
     pngs = sorted(run_dir.glob("*.png"))
     if not have and not pngs:

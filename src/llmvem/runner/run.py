@@ -18,6 +18,7 @@ from llmvem.runner.parts import EVALUATIONS, MODELS, STIMULI, TARGETS, Part
 from llmvem.runner.settings import Log, console_log, make_store
 from llmvem.runner.state import RunState
 from llmvem.runner.study import PartSpec, Study, load_study
+from llmvem.runs import records_outcome
 
 PHASES = ("stimuli", "targets", "models", "evaluations")
 _REGISTRIES: dict[str, Registry[Part]] = {"stimuli": STIMULI, "targets": TARGETS, "models": MODELS,
@@ -94,6 +95,7 @@ def _write(state: RunState, study: Study, timings: dict[str, float]) -> None:
     build_report(state.run.path)
 
 
+@records_outcome
 def run_study(
     study: str | Path | Study,
     overrides: Mapping[str, Any] | None = None,

@@ -25,15 +25,15 @@ def run_vocabulary(run_dir: str | Path, weights: str) -> tuple[Vocabulary, dict[
         DataError: the run was not trained with ``finetune.loss: visual_words``, the model has no vocabulary head
             (a twin), or its head and the vocabulary differ in size.
     """
-    import yaml
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    from llmvem.config import ExperimentConfig
+    from llmvem.config import load_config
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise DataError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = ExperimentConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    cfg = load_config(run_dir / "config.yaml")  # the one config reader: YAML, UTF-8 and every key checked
     if cfg.finetune.loss != "visual_words":
         raise DataError(
             f"run {run_dir} was trained with finetune.loss={cfg.finetune.loss!r}: its models have no vocabulary "
@@ -43,7 +43,10 @@ def run_vocabulary(run_dir: str | Path, weights: str) -> tuple[Vocabulary, dict[
     if not path.is_file():
         have = sorted(p.stem for p in (run_dir / "models").glob("*.safetensors"))
         raise DataError(f"no model {weights!r} in {run_dir}; available: {have or 'none (is this a training run?)'}")
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise DataError(f"model file {path}: cannot read it ({exc}); train the run again or restore the file") from None
     if "project.weight" not in state:
         raise DataError(f"model {weights!r} of {run_dir} has no vocabulary head (a twin, λ = 0); use an aligned model")
     vocab = load_vocabulary(cfg.finetune.vocabulary)
@@ -80,7 +83,11 @@ def words_from_run(
     logits, vocab = logits_from_run(stimuli, run_dir, weights, **kw)
     pieces_file = Path(run_dir) / PIECES_FILE
     if pieces_file.is_file():
-        words = top_words_merged(logits, vocab, json.loads(pieces_file.read_text()), k)
+        try:
+            pieces = json.loads(pieces_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise DataError(f"{pieces_file}: not readable JSON ({exc}); delete it to read single tokens") from None
+        words = top_words_merged(logits, vocab, pieces, k)
     else:
         words = top_words(logits, vocab, k)
     return dict(zip((Path(p).name for p in stimuli.paths), words, strict=True))
