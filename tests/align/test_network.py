@@ -115,3 +115,19 @@ def test_from_run_features_of_images(split: Any, tmp_path: Path) -> None:
     np.testing.assert_allclose(features_from_run(stim, run, head="project"), want["projection"], rtol=1e-4, atol=1e-5)
     with pytest.raises(DataError, match="available: \\['aligned-seed0'\\]"):
         TrainedNetwork.from_run(run, "twin-seed0")
+
+
+def test_from_run_names_a_damaged_run_folder(tmp_path: Path) -> None:
+    """A broken config.yaml or a model file that is not safetensors: one llmvem error naming the file."""
+    from llmvem.align.network import TrainedNetwork
+    from llmvem.config import dump_config, load_config
+    from llmvem.errors import ConfigError, DataError
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "aligned-seed0.safetensors").write_bytes(b"not safetensors")
+    (tmp_path / "config.yaml").write_text("{{{: bad\n")
+    with pytest.raises(ConfigError, match=r"config\.yaml is not valid YAML"):
+        TrainedNetwork.from_run(tmp_path)
+    (tmp_path / "config.yaml").write_text(dump_config(load_config()))
+    with pytest.raises(DataError, match=r"aligned-seed0\.safetensors is damaged"):
+        TrainedNetwork.from_run(tmp_path)

@@ -48,10 +48,10 @@ class TrainedNetwork:
         Raises:
             DataError: no such model in the run directory (the available ones are named).
         """
-        import yaml
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        from llmvem.config import ExperimentConfig
+        from llmvem.config import load_config
         from llmvem.vision.trainable import split_from_config
 
         run_dir = Path(run_dir)
@@ -59,8 +59,12 @@ class TrainedNetwork:
         if not path.is_file():
             have = sorted(p.stem for p in (run_dir / "models").glob("*.safetensors"))
             raise DataError(f"no model {weights!r} in {run_dir}; available: {have or 'none (is this a training run?)'}")
-        cfg = ExperimentConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
-        return cls(split_from_config(cfg.finetune, device=device), load_file(str(path)), device, share=True)
+        cfg = load_config(run_dir / "config.yaml")  # the one config reader: UTF-8, YAML and keys checked
+        try:
+            state = load_file(str(path))
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # a truncated or foreign file
+            raise DataError(f"model file {path} is damaged or not safetensors ({exc}); retrain or restore it") from exc
+        return cls(split_from_config(cfg.finetune, device=device), state, device, share=True)
 
     def features(self, activations: Any, batch_size: int = 128) -> np.ndarray:
         """Pooled features (n, D) float32 of the bottom's cached ``activations`` (n, …)."""
