@@ -289,6 +289,12 @@ class RSAConfig(_Section):
 
     metric: Literal["correlation", "euclidean", "cosine"] = Field("correlation", description="RDM dissimilarity")
     method: Literal["spearman", "pearson", "kendall_tau_a", "cosine"] = Field("spearman", description="RDM comparison")
+    searchlight: bool = Field(
+        False, description="evaluate rsa: also a volumetric searchlight map per feature set on each volume brain source"
+    )
+    searchlight_radius: float = Field(
+        6.0, gt=0, le=50, description="searchlight sphere radius in voxels (Doerig et al.: 6; ≥ 50 % in the mask)"
+    )
     targets: list[str] = Field(default_factory=lambda: ["cichy_it", "cichy_evc", "kriegeskorte_hit"])
     align_images: int = Field(
         1000, ge=50, le=1000, description="objects92: NSD images used to learn the image→text map"

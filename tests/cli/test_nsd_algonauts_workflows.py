@@ -214,6 +214,27 @@ def test_nsd_partition_writes_parts_and_maps_in_the_subject_volume(
     np.testing.assert_allclose(np.sort(voxels), np.sort(vol[np.isfinite(vol)]), rtol=1e-6)
 
 
+def test_nsd_searchlight_map_lights_the_ventral_slab(
+    world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evaluate rsa --searchlight on the NSD layout: the RDM of the planted signal (the images' mean colour) matches
+    the spheres of the ventral slab, not those of the early one; the map is in the subject's volume and the report."""
+    monkeypatch.chdir(tmp_path)
+    ids = [nsd_id(k) for k in world["images"]]
+    np.save("vision.npy", np.stack([world["signal"][k] for k in world["images"]]).astype(np.float32))
+    Path("vision.ids.txt").write_text("\n".join(ids) + "\n")
+    source = f"nsd:{world['root']}?subject=1&rois=streams&sessions=1"
+    _ok(["evaluate", "rsa", "-f", "vision=vision.npy", "-b", source, "--searchlight", "--searchlight-radius", "1.5"])
+    run = next((tmp_path / "runs").glob("evaluate-rsa-*"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    (files,) = metrics["searchlight_maps"].values()
+    vol = np.asarray(nib.load(str(run / files["vision"][0])).dataobj)
+    assert vol.shape == GRID and np.isnan(vol[0]).all()
+    assert np.nanmean(vol[4:]) > np.nanmean(vol[1:2]) + 0.2, (np.nanmean(vol[4:]), np.nanmean(vol[1:2]))
+    assert (run / files["vision"][0]).with_suffix("").with_suffix(".png").is_file()
+    assert "searchlight/" in (run / "report.html").read_text()
+
+
 def test_algonauts_workflow_from_the_subject_folder(
     world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

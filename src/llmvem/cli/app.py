@@ -417,7 +417,15 @@ def evaluate_encoding(cfg: ExperimentConfig) -> None:
     run_file_evaluation("encoding", cfg)
 
 
-RSA = ["evaluate.inputs.features", "evaluate.inputs.rdms", *BRAINS, "evaluate.rsa.metric", "evaluate.rsa.method"]
+RSA = [
+    "evaluate.inputs.features",
+    "evaluate.inputs.rdms",
+    *BRAINS,
+    "evaluate.rsa.metric",
+    "evaluate.rsa.method",
+    "evaluate.rsa.searchlight",
+    "evaluate.rsa.searchlight_radius",
+]
 
 
 @command(evaluate_app, "rsa", [*RSA, *RUN_NAMING, "data_dir"], path="evaluate rsa")
@@ -429,6 +437,7 @@ def evaluate_rsa(cfg: ExperimentConfig) -> None:
     Examples:
       llmvem evaluate rsa -f desc=desc.npy -f eff=eff.npy --rdms objects92:cichy_it --data-dir ../shared/data
       llmvem evaluate rsa -f feats.npy -b subj01.npz -b subj02.npz -b subj03.npz --roi IT --method pearson
+      llmvem evaluate rsa -f desc=desc.npy -b "nsd:/data/nsd?subject=1&rois=nsdgeneral" --searchlight
     """
     from llmvem.pipeline.studies import run_file_evaluation
 

@@ -491,6 +491,7 @@ def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Lo
     table = pd.DataFrame(rows)
     table.to_csv(run.file("rsa.csv"), index=False)
     pd.DataFrame(subject_rows).to_csv(run.file("rsa_subjects.csv"), index=False)
+    searchlight = _run_searchlight(cfg, run, mats, log) if rsa_cfg.searchlight and inp.brain else {}
 
     from llmvem.report import build_report, format_rsa_table, plot_rdms, plot_rsa
 
@@ -499,11 +500,42 @@ def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Lo
         plot_rdms(shown, run.file("rdms.png"))
     rsa_json = {m: {str(r["target"]): {"mean": r["mean"], "se": r["sem"]} for _, r in g.iterrows()}
                 for m, g in table.groupby("model", sort=False)}  # fmt: skip
-    run.log_metrics(rsa=rsa_json, total_s=round(time.perf_counter() - t_start, 1))
+    run.log_metrics(rsa=rsa_json, **({"searchlight_maps": searchlight} if searchlight else {}),
+                    total_s=round(time.perf_counter() - t_start, 1))  # fmt: skip
     build_report(run.path)
     print_table(format_rsa_table(table))
     log(f"[green]done[/green]: {run.file('rsa.csv')}, {run.file('report.html')}")
     return run
+
+
+def _run_searchlight(cfg: ExperimentConfig, run: RunDir, mats: list[Any], log: Log) -> dict[str, Any]:
+    """``evaluate.rsa.searchlight``: per volume brain source and feature set, the RSA of every searchlight sphere's
+    RDM with the feature RDM, as a map in the subject's volume (``searchlight/<brain>/<model>/``, NIfTI and a
+    picture). A brain on a surface has no volumetric spheres: skipped with a warning. Returns the map files."""
+    from llmvem.brain import compute_rdm, searchlight_rsa
+    from llmvem.data.brain_maps import safe_name, volume_array
+
+    rsa_cfg = cfg.evaluate.rsa
+    out: dict[str, Any] = {}
+    for brain in _brains(cfg):
+        if brain.space is None or brain.space.kind != "volume":
+            warnings.warn(f"evaluate rsa: no searchlight on {brain.name!r}: it is not in a volume", RuntimeWarning,
+                          stacklevel=2)  # fmt: skip
+            continue
+        data = np.moveaxis(volume_array(brain.responses.T, brain), -1, 0)  # (n, X, Y, Z), NaN outside the voxels
+        mask = np.isfinite(data).all(axis=0)
+        index = np.asarray(brain.voxels["index"], dtype=np.int64)
+        for m in mats:
+            order = align_ids(brain.stimulus_ids, m.ids, f"brain {brain.name!r}", f"features {m.name!r}")
+            maps, centres = searchlight_rsa(np.nan_to_num(data), mask, compute_rdm(m.values[order], rsa_cfg.metric),
+                                            radius=rsa_cfg.searchlight_radius, method=rsa_cfg.method)  # fmt: skip
+            per_voxel = maps[0].reshape(-1, order="F")[index]  # back to the voxel table's order (Fortran index)
+            folder = Path("searchlight") / safe_name(brain.name) / safe_name(m.name)
+            files = _save_maps(run, brain, {"searchlight": per_voxel}, folder, cfg.evaluate.encoding.draw_maps)
+            out.setdefault(brain.name, {})[m.name] = files.get("searchlight", [])
+            log(f"  searchlight {m.name} on {brain.name}: {centres.size} spheres (radius "
+                f"{rsa_cfg.searchlight_radius:g} voxels), max {np.nanmax(maps):.3f}")  # fmt: skip
+    return out
 
 
 # --------------------------------------------------------------------------- decoding

@@ -368,7 +368,7 @@ def plot_map_file(path: str | Path, out: str | Path, *, space: str = "auto", thr
 
 
 #: per-voxel results drawn as pictures beside their map files (the others — α, p — are only written)
-DRAWN_MAPS = re.compile(r"^(r|unique_.*|shared|joint)$")
+DRAWN_MAPS = re.compile(r"^(r|unique_.*|shared|joint|searchlight)$")
 #: ROI outlines drawn at most
 MAX_OUTLINES = 6
 

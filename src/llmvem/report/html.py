@@ -451,7 +451,7 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
                 images=[png] if png.is_file() else [],
             )
         )
-    maps = sorted(run_dir.glob("maps/**/*.png")) + sorted(run_dir.glob("partition/**/*.png"))
+    maps = [p for d in ("maps", "partition", "searchlight") for p in sorted(run_dir.glob(f"{d}/**/*.png"))]
     if maps:
         sections.append(
             Section(
