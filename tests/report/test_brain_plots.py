@@ -136,3 +136,30 @@ def test_plot_map_command(tmp_path: Path) -> None:
     assert (tmp_path / "r.png").is_file() and _coloured(_rgb(tmp_path / "r.png")).sum() > 10
     res = CliRunner().invoke(app, ["plot", "map", str(tmp_path / "r.nii.gz"), "--space", "fsaverage"])
     assert res.exit_code == 2 and "not a fsaverage one" in res.output
+
+
+def test_full_resolution_on_freesurfer_fsaverage_from_subjects_dir(
+    occipital: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``$SUBJECTS_DIR/fsaverage/surf/{lh,rh}.inflated`` present a finer map is drawn on those meshes (here a
+    stand-in: fsaverage5's inflated mesh padded to fsaverage6's 40,962 vertices), without subsampling."""
+    import nibabel.freesurfer as fsio
+    from nilearn import datasets
+
+    fs5 = datasets.load_fsaverage("fsaverage5")["inflated"]
+    surf = tmp_path / "subjects" / "fsaverage" / "surf"
+    surf.mkdir(parents=True)
+    n6 = bp.FSAVERAGE_VERTICES["fsaverage6"]
+    for hemi, part in bp.HEMIS.items():
+        mesh = fs5.parts[part]
+        coords = np.vstack([mesh.coordinates, np.repeat(mesh.coordinates[:1], n6 - N5, axis=0)])
+        fsio.write_geometry(str(surf / f"{hemi}.inflated"), coords.astype(np.float32), np.asarray(mesh.faces))
+    monkeypatch.setenv("SUBJECTS_DIR", str(tmp_path / "subjects"))
+    lh = np.zeros(n6)
+    lh[:N5] = occipital
+    fig = bp.plot_surface({"lh": lh, "rh": np.zeros(n6)}, tmp_path / "full.png", threshold=0.5)
+    assert fig.notes[0].startswith("drawn on fsaverage from") and not any("subsampled" in n for n in fig.notes)
+    assert "lh flat" not in fig.panels  # FreeSurfer ships no flat patch for fsaverage
+    px = _rgb(fig.path)
+    assert _coloured(_crop(px, fig.panels["lh lateral"])).sum() > 200
+    assert _coloured(_crop(px, fig.panels["rh lateral"])).sum() == 0
