@@ -167,19 +167,8 @@ def test_evaluate_rsa_on_brain_rois(encoding_files: dict[str, Path], tmp_path: P
 
 
 def test_evaluate_decode_identifies_and_retrieves(tmp_path: Path) -> None:
-    from llmvem.text import embed_texts
-
-    colours = ["red", "blue", "green", "yellow", "black"]
-    things, places = ["dog", "car", "house", "tree"], ["beach", "street", "field"]
-    caps = [f"a {c} {t} on the {p}" for c in colours for t in things for p in places]
-    ids = [f"s{k:02d}" for k in range(len(caps))]
-    emb = embed_texts(caps, encoder="glove", progress=False)
-    rng = np.random.default_rng(1)
-    y = emb @ rng.standard_normal((emb.shape[1], 300)) + 0.3 * rng.standard_normal((len(ids), 300))
-    save_brain(BrainData(y, ids, pd.DataFrame({"roi": ["v"] * 300}), name="subjD"), tmp_path / "subjD.npz")
-    _save_matrix(tmp_path / "emb.npy", emb, ids)
+    ids, caps = _decode_set(tmp_path)
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"id": i, "text": c}) + "\n" for i, c in zip(ids, caps, strict=True)))
     out = tmp_path / "runs"
     res = runner.invoke(app, ["evaluate", "decode", "-b", str(tmp_path / "subjD.npz"), "-e", str(tmp_path / "emb.npy"),
                               "--captions", str(corpus), "--encoder", "glove", "--top-k", "3",
