@@ -23,7 +23,8 @@ Files read, relative to the NSD root (the layout of the public bucket, NSD data 
 The processing is Doerig et al.'s (2025) and Allen et al.'s (2022): every session's trials are z-scored per voxel
 within the session; the 73k image id of trial t is ``subjectim[subject, masterordering[t]]`` (both 1-based in the
 file); images with fewer than ``min_repeats`` presentations in the loaded sessions are dropped and the repeats of the
-others averaged; ncsnr is estimated from the first 3 repeats. Test splits: ``shared1000`` (the images every subject
+others averaged; ncsnr is estimated from the first 3 repeats by NSD's formula (σ_signal² = 1 − σ_noise² on
+z-scored betas, :func:`_snr`). Test splits: ``shared1000`` (the images every subject
 was scheduled to see) and ``shared515`` (those that all eight subjects actually saw three times, given the sessions
 each completed, :data:`SESSIONS_COMPLETED`); ``train`` is every loaded image not in ``test_split``.
 
@@ -537,8 +538,9 @@ class _RepeatAverager:
             np.subtract.at(self.nvalid, (rows[use][:, None], cols[None, :]), 1)
 
     def ncsnr(self) -> np.ndarray | None:
-        """(n_voxels,) ncsnr from the first 3 repeats of every image shown ≥ 3 times (None if < 2 such images);
-        call before :meth:`responses`. Voxels with a missing session are left for :meth:`ncsnr_of`."""
+        """(n_voxels,) ncsnr from the first 3 repeats of every image shown ≥ 3 times (None if < 2 such images), by
+        NSD's formula (:func:`_snr`); call before :meth:`responses`. Voxels with a missing session are left for
+        :meth:`ncsnr_of`."""
         three = np.flatnonzero(self.counts >= 3)
         m = three.size
         if m < 2:
@@ -556,12 +558,13 @@ class _RepeatAverager:
             s_sum += s.sum(axis=0)
             s_sq += np.einsum("ij,ij->j", s, s)
         noise_var = (self.sumsq - s_sq / 3.0) / (2.0 * m)
-        mean_var = (s_sq / 9.0 - (s_sum / 3.0) ** 2 / m) / (m - 1)
-        return _snr(np.maximum(noise_var, 0.0), mean_var, 3)
+        n_t = 3.0 * m  # trials in the estimate
+        total_var = 1.0 if self.zscore else (self.sumsq - s_sum**2 / n_t) / (n_t - 1.0)
+        return _snr(np.maximum(noise_var, 0.0), total_var)
 
     def ncsnr_of(self, trials: np.ndarray) -> np.ndarray:
         """ncsnr of a few voxels from all their trials (n_trials, n) with NaN for missing sessions: per voxel, over
-        the images whose first 3 repeats all have data."""
+        the images whose first 3 repeats all have data (NSD's ``nanmean`` over images)."""
         three = np.flatnonzero(self.counts >= 3)
         idx = np.stack([self.three_order[self.three_starts[k] : self.three_starts[k] + 3] for k in three])
         t = trials[idx].astype(np.float64)  # (m, 3, n)
@@ -570,10 +573,12 @@ class _RepeatAverager:
         t = np.where(ok[:, None, :], t, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             noise_var = (t.var(axis=1, ddof=1) * ok).sum(axis=0) / m
-            means = t.mean(axis=1)
-            mu = (means * ok).sum(axis=0) / m
-            mean_var = (((means - mu) ** 2) * ok).sum(axis=0) / (m - 1)
-        out = _snr(noise_var, mean_var, 3)
+            if self.zscore:
+                total_var = np.ones(t.shape[2])
+            else:
+                mu = t.sum(axis=(0, 1)) / (3 * m)
+                total_var = (((t - mu) ** 2) * ok[:, None, :]).sum(axis=(0, 1)) / (3 * m - 1)
+        out = _snr(noise_var, total_var)
         out[m < 2] = 0.0
         return out
 
@@ -591,9 +596,15 @@ class _RepeatAverager:
         return out, self.images[self.rows[keep]]
 
 
-def _snr(noise_var: np.ndarray, mean_var: np.ndarray, n_rep: int) -> np.ndarray:
-    """σ_signal / σ_noise with σ_signal² = max(var of means − σ_noise² / n_rep, 0); NaN/inf → 0."""
-    signal_var = np.maximum(mean_var - noise_var / n_rep, 0.0)
+def _snr(noise_var: np.ndarray, total_var: np.ndarray | float) -> np.ndarray:
+    """NSD's ncsnr: σ_signal / σ_noise with σ_noise² the mean over images of the variance (ddof 1) of their 3 trials
+    and σ_signal² = max(total variance − σ_noise², 0); NaN/inf → 0.
+
+    On session-z-scored betas the total variance is 1 (``translatevmetric.m`` and ``export_noiseceiling.m`` of
+    cvnlab/nsddatapaper, which made the shipped ``ncsnr`` files); otherwise it is the variance of the trials used
+    (GLMsingle's ``example9_noiseceiling``, the same formula without z-scoring).
+    """
+    signal_var = np.maximum(total_var - noise_var, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.sqrt(signal_var) / np.sqrt(noise_var)
     return np.nan_to_num(out, nan=0.0, posinf=0.0)
@@ -799,7 +810,8 @@ def load_nsd(
         min_repeats: keep images shown at least this many times in the loaded sessions (3 = NSD's complete images).
         test_split: which shared set becomes ``splits["test"]``.
         betas: beta version folder: ``betas_fithrf_GLMdenoise_RR`` (default), ``betas_fithrf``, ``betas_assumehrf``.
-        ncsnr: ``"estimate"`` from the first 3 repeats of the loaded sessions, or ``"shipped"``: NSD's
+        ncsnr: ``"estimate"`` from the first 3 repeats of the loaded sessions by NSD's formula (:func:`_snr`; the
+            shipped files' formula, over the loaded sessions only), or ``"shipped"``: NSD's
             ``ncsnr.nii.gz`` / ``{lh,rh}.ncsnr.mgh`` of the beta version (computed over all sessions).
         roi_threshold: for probability maps (``probmap_*``): keep vertices with fraction ≥ this (0 < t ≤ 1).
         missing_sessions: a missing session file is a warning counting the images that lost a repeat (``"warn"``)
