@@ -141,6 +141,22 @@ def test_hemisphere_prefixed_roi_named_from_unprefixed_ctab(tmp_path: Path) -> N
     assert set(brain.voxels["hemi"]) == {"rh"}
 
 
+def test_volume_only_roi_named_from_templates_ctab(tmp_path: Path) -> None:
+    """Volume-only ROIs (MTL, thalamus) keep their label table as nsddata/templates/<name>.ctab (no .mgz: they have
+    no surface file); their voxels are named from it, not "thalamus_1"."""
+    _volume(tmp_path, _design(tmp_path))
+    rdir = tmp_path / "nsddata" / "ppdata" / "subj01" / "func1pt8mm" / "roi"
+    lab = np.full(GRID, -1, dtype=np.int16)
+    lab[2, 0] = 1
+    lab[3, 1] = 2
+    nib.save(nib.Nifti1Image(lab, AFFINE), rdir / "thalamus.nii.gz")
+    tdir = tmp_path / "nsddata" / "templates"
+    tdir.mkdir(parents=True)
+    (tdir / "thalamus.ctab").write_text("0 Unknown\n1 LGN\n2 SC\n")
+    brain = load_nsd(tmp_path, 1, rois=["thalamus"], sessions=[1, 2, 3])
+    assert sorted(set(brain.voxels["roi:thalamus"])) == ["LGN", "SC"]
+
+
 def test_missing_session_and_empty_voxel_sessions(tmp_path: Path) -> None:
     design = _design(tmp_path)
     trials = _volume(tmp_path, design)

@@ -18,7 +18,8 @@ Files read, relative to the NSD root (the layout of the public bucket, NSD data 
                      {lh,rh}.probmap_<ROI>.mgz: the fraction (0–1) of the 8 subjects whose hand-drawn ROI
                      (prf-visualrois, prf-eccrois, floc-faces/-words/-places/-bodies) covers the vertex
     names:           <name>.mgz.ctab ("index name" per line) in the roi folder, nsddata/freesurfer/subjNN/label or
-                     nsddata/freesurfer/fsaverage/label (the unprefixed name: lh.streams → streams.mgz.ctab)
+                     nsddata/freesurfer/fsaverage/label (the unprefixed name: lh.streams → streams.mgz.ctab); the
+                     volume-only ROIs (MTL, thalamus) as nsddata/templates/<name>.ctab
 
 The processing is Doerig et al.'s (2025) and Allen et al.'s (2022): every session's trials are z-scored per voxel
 within the session; the 73k image id of trial t is ``subjectim[subject, masterordering[t]]`` (both 1-based in the
@@ -130,9 +131,11 @@ class NSDDesign:
 
 # --------------------------------------------------------------------------- ROI files
 def _ctab(names_for: str, folders: Sequence[Path]) -> dict[int, str]:
-    """Label index → name from the first ``<names_for>.mgz.ctab`` found in ``folders`` (empty if none)."""
+    """Label index → name from the first ``<names_for>.mgz.ctab`` (or ``<names_for>.ctab``, as NSD names the volume
+    ROIs' tables in ``nsddata/templates``) found in ``folders`` (empty if none)."""
     for folder in folders:
-        path = folder / f"{names_for}.mgz.ctab"
+        mgz, plain = folder / f"{names_for}.mgz.ctab", folder / f"{names_for}.ctab"
+        path = mgz if mgz.is_file() else plain
         if path.is_file():
             out = {}
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():  # names: ASCII by spec
@@ -239,6 +242,11 @@ class _Layout:
     def subj_label(self) -> Path:
         return self.root / "nsddata" / "freesurfer" / self.subj / "label"
 
+    @property
+    def templates(self) -> Path:
+        """``nsddata/templates``: the label tables of the volume-only ROIs (``MTL.ctab``, ``thalamus.ctab``)."""
+        return self.root / "nsddata" / "templates"
+
     def check_betas_dir(self) -> None:
         """Raise naming the first missing level (subject, space, beta version) and what exists there."""
         level = self.root / "nsddata_betas" / "ppdata"
@@ -275,7 +283,7 @@ class _Layout:
         if values.ndim != 3:
             raise DataError(f"NSD: ROI volume {p} has shape {values.shape}, expected (X, Y, Z)")
         labels = _labels(values, p, name, roi_threshold).reshape(-1, order="F")
-        ctab = _ctab(names_for, [self.roi_dir, self.subj_label, self.fs_label])
+        ctab = _ctab(names_for, [self.roi_dir, self.subj_label, self.fs_label, self.templates])
         return _RoiFile(name, labels, ctab, tuple(values.shape), np.asarray(img.affine, dtype=np.float64))
 
     def _roi_not_found(self, name: str, path: Path) -> str:
