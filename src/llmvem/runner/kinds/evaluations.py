@@ -78,11 +78,17 @@ def _write_encoding(frame: pd.DataFrame, state: RunState, name: str, p: ScorePar
     table.to_csv(state.run.file(f"{name}.csv"), index=False)
     subjects = wide_table(frame, name, target_name="roi", subjects=True)
     if not subjects.empty:
-        subjects = _with_bound(subjects[["subject", *(c for c in subjects if c != "subject")]], "r_over_ceiling",
-                               "encoding")  # fmt: skip
+        subjects = subjects[["subject", *(c for c in subjects if c != "subject")]]
+        subjects = _with_bound(_subject_major(subjects), "r_over_ceiling", "encoding")
         subjects.astype({"n_voxels": int}).to_csv(state.run.file(f"{name}_subjects.csv"), index=False)
     plot_encoding(table, state.run.file(f"{name}.png"))
     print_table(format_encoding_table(table))
+
+
+def _subject_major(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows grouped by subject (in order of appearance), the order within a subject kept."""
+    order = {s: k for k, s in enumerate(dict.fromkeys(table["subject"]))}
+    return table.sort_values("subject", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
 
 
 def _with_bound(table: pd.DataFrame, column: str, kind: str) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from llmvem.errors import ConfigError
-from llmvem.runner.kinds.evaluations import ScoreParams, _paired_rows, _views
+from llmvem.runner.kinds.evaluations import ScoreParams, _paired_rows, _subject_major, _views
 from llmvem.runner.parts import EVALUATIONS, MODELS, STIMULI, TARGETS, Params, part
 from llmvem.runner.state import BrainTarget, Representation, RunState, Stimuli
 
@@ -98,7 +98,7 @@ def _write_partition(frame: pd.DataFrame, state: RunState, name: str, p: ScorePa
     from llmvem.results import wide_table
 
     table = wide_table(frame, name, target_name="roi", subjects=True).drop(columns="model")
-    table = table[["subject", *(c for c in table if c != "subject")]]
+    table = _subject_major(table[["subject", *(c for c in table if c != "subject")]])
     table = table.astype({c: int for c in table if c == "n_voxels" or c.startswith("n_negative:")})
     if "ceiling" in table:
         table["ceiling_bound"] = PARTITION_CEILING_BOUND
