@@ -187,6 +187,14 @@ OLD_TO_NEW: dict[str, list[tuple[str, Any]]] = {
         (r"^rsa\.(.+) \| (\w+)\.(\w+)$", lambda m: f"results.rsa.{_OBJECTS92_MODELS[m[1]]}.{m[2]}.{m[3]}"),
         (r"^image_to_text_map\.(\w+)$", lambda m: f"info.models.image_to_text.{m[1]}"),
     ],
+    "evaluate_encoding": [
+        (r"^encoding\.(.+)\.([^.]+)\.(\w+)$", lambda m: f"results.encoding.{m[1]}.{m[2]}.{m[3]}"),
+        (r"^subjects\.(.+)\.(\w+)$", lambda m: f"info.targets.brain.subjects.{m[1]}.{m[2]}"),
+    ],
+    "evaluate_rsa": [
+        (r"^(rois\.)?rsa\.(.+)\.([^.]+)\.mean$", lambda m: f"{m[1] or ''}results.rsa.{m[2]}.{m[3]}.mean"),
+        (r"^(rois\.)?rsa\.(.+)\.([^.]+)\.se$", lambda m: f"{m[1] or ''}results.rsa.{m[2]}.{m[3]}.sem"),
+    ],
 }
 
 
@@ -303,7 +311,8 @@ def test_evaluate_encoding(files: dict[str, Path], tmp_path: Path) -> None:
                         "evaluate.inputs.brain": [str(files["brain"])]})  # fmt: skip
     with pytest.warns(RuntimeWarning, match="1 of 50 targets"):
         run = run_evaluate_encoding(cfg)
-    check("evaluate_encoding", run_metrics(run.path, _paths(files["brain"].parent)))
+    got = run_metrics(run.path, _paths(files["brain"].parent))
+    check("evaluate_encoding", through_mapping("evaluate_encoding", got))
 
 
 def test_evaluate_rsa(files: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
@@ -326,7 +335,7 @@ def test_evaluate_rsa(files: dict[str, Path], data_dir: Path, tmp_path: Path) ->
     with pytest.warns(RuntimeWarning, match="left out of the RDMs"):
         run = run_evaluate_rsa(cfg)
     got.update({f"rois.{k}": v for k, v in run_metrics(run.path, _paths(files["good"].parent)).items()})
-    check("evaluate_rsa", got)
+    check("evaluate_rsa", through_mapping("evaluate_rsa", got))
 
 
 def test_evaluate_decode(files: dict[str, Path], tmp_path: Path) -> None:
