@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmvem.align.metrics import label_metrics
 from llmvem.config import ExperimentConfig
+from llmvem.data.splits import heldout_split
 from llmvem.pipeline.common import (
     Log,
     cached_activations,
@@ -32,6 +34,8 @@ from llmvem.pipeline.common import (
 from llmvem.runs import RunDir, records_outcome, seed_everything
 from llmvem.store import atomic_write_text
 
+#: the seed of the NSD images' held-out split (one split for every condition and seed)
+NSD_SPLIT_SEED = 12345
 #: names used in metrics.json for our RDM sets
 BRAIN_SETS = {"cichy_it": "cichy_IT", "cichy_evc": "cichy_EVC", "kriegeskorte_hit": "kriegeskorte_hIT"}
 
@@ -128,21 +132,25 @@ def _paired(a: np.ndarray, t: np.ndarray) -> dict[str, Any]:
     return paired_difference(a, t)
 
 
-def _label_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import average_precision_score
-
-    keep = (labels.sum(0) > 0) & (labels.sum(0) < len(labels))
-    return {
-        "label_accuracy": float(((logits > 0) == (labels > 0.5)).mean()),
-        "mean_average_precision": float(average_precision_score(labels[:, keep], logits[:, keep], average="macro")),
-    }
-
-
-@records_outcome
 def run_nsd_objects92(
     cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None, until: str = "evaluate"
 ) -> RunDir:
-    """Run the experiment of the module docstring; returns the run directory.
+    """The ``nsd-objects92`` study from an old config (``dataset.name: nsd_objects92``) through the runner
+    (:func:`llmvem.pipeline.encoding_demo.run_legacy`: a warning shows the study YAML to use instead); the
+    visual-words variant (``finetune.loss: visual_words``) still runs by hand (:func:`run_nsd_objects92_words`)."""
+    if cfg.finetune.loss == "visual_words":
+        return run_nsd_objects92_words(cfg, run_dir, log, until)
+    from llmvem.pipeline.encoding_demo import run_legacy
+
+    return run_legacy(cfg, run_dir, log, until)
+
+
+@records_outcome
+def run_nsd_objects92_words(
+    cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None, until: str = "evaluate"
+) -> RunDir:
+    """Run the experiment of the module docstring (the hand-written study; the runner's ``nsd-objects92`` study
+    does the same without visual words); returns the run directory.
 
     ``metrics.json`` holds ``{"rsa": {REPRESENTATION: {BRAIN_SET: {"mean", "se"}}}}`` for representations
     ``aligned``, ``twin``, ``pretrained``, ``descriptions`` and brain sets ``cichy_IT``, ``cichy_EVC``,
@@ -180,9 +188,7 @@ def run_nsd_objects92(
         log(f"  note: {n_undescribed} of the first {ft.n_images} NSD images lack a description and are left out")
     ids = described[: ft.n_images]
     emb_kw = embed_kwargs(cfg, store)
-    perm = np.random.default_rng(12345).permutation(len(ids))  # one held-out split shared by every condition
-    n_val = max(round(ft.val_fraction * len(ids)), 2)
-    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    train_idx, val_idx = heldout_split(len(ids), ft.val_fraction, NSD_SPLIT_SEED)  # shared by every condition
     words: VisualWordsSetup | None = None
     if ft.loss == "visual_words":  # targets: the descriptions' bag of words over a vocabulary (VW-LMM)
         texts = ["\n\n".join(source_texts[i]) for i in ids]  # every source's text, as description_targets joins them
@@ -234,7 +240,7 @@ def run_nsd_objects92(
             val_feats = net.features(acts[val_idx])
             if task != "none":
                 logits = net.head("task", val_feats)
-                hed_rows.append({"condition": cond, "seed": seed, **_label_metrics(logits, labels[val_idx])})
+                hed_rows.append({"condition": cond, "seed": seed, **label_metrics(logits, labels[val_idx])})
             if words is not None and lam > 0:
                 words.add_seed(seed, net.head("project", val_feats), net.head("project", feats[cond][-1]))
         log(f"2/4 seed {seed}: aligned (λ={ft.lambda_align}, task {ft.aligned_task}) and twin (λ=0, HED) trained")
