@@ -229,19 +229,30 @@ class FinetuneConfig(_Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     n_images: int = Field(1000, ge=20, le=1000, description="NSD images used (first n)")
 
+    def needs_whole_network(self, trains_whole_network: bool) -> str | None:
+        """The one rule "augmentation and mixing need the whole network": with a frozen bottom the inputs are cached
+        activations, which cannot be cropped, flipped or mixed. Returns the message when this config breaks it for
+        a network that trains whole (``trainable_blocks: null``, or a split built so by hand) or not, else None;
+        the validator below raises it as a config error, :func:`llmvem.align.finetune.check_inputs` for a split
+        given to the Python API."""
+        if trains_whole_network:
+            return None
+        where = f"with trainable_blocks={self.trainable_blocks}" if self.trainable_blocks is not None else (
+            "with a frozen bottom")  # fmt: skip
+        asked = ((f"augment={self.augment!r}", "needs", "it needs", "cropped or flipped", self.augment != "none"),
+                 ("mixup_alpha / cutmix_alpha", "need", "they need", "mixed",
+                  self.mixup_alpha > 0 or self.cutmix_alpha > 0))  # fmt: skip
+        for what, verb, pronoun, done, on in asked:
+            if on:
+                return (f"finetune.{what} {verb} trainable_blocks: null ({pronoun} the whole network to train): "
+                        f"{where} the inputs are cached activations, which cannot be {done}")  # fmt: skip
+        return None
+
     @model_validator(mode="after")
     def _augment_needs_images(self) -> FinetuneConfig:
-        # With a frozen bottom the inputs are cached activations, which cannot be cropped or flipped.
-        if self.augment != "none" and self.trainable_blocks is not None:
-            raise ValueError(
-                f"augment={self.augment!r} needs trainable_blocks: null (the whole network trains on images); "
-                f"with trainable_blocks={self.trainable_blocks} the inputs are cached activations"
-            )
-        if (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and self.trainable_blocks is not None:
-            raise ValueError(
-                f"mixup_alpha / cutmix_alpha need trainable_blocks: null (the whole network trains on images); "
-                f"with trainable_blocks={self.trainable_blocks} the inputs are cached activations (cannot be mixed)"
-            )
+        problem = self.needs_whole_network(self.trainable_blocks is None)
+        if problem is not None:
+            raise ValueError(problem)
         if self.model_kwargs and not self.backbone.startswith("timm:"):
             raise ValueError(
                 f"model_kwargs are timm.create_model keywords: backbone {self.backbone!r} takes none "

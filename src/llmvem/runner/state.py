@@ -92,6 +92,7 @@ class RunState:
         seeds: the study's seeds (seeded models are built once per seed).
         models: name → {seed (None when unseeded) → representation}.
         info: counts and fit details (``metrics.json["info"]``).
+        cache: handles the parts of one run share, built once (the fine-tunes' split network, activations).
     """
 
     cfg: ExperimentConfig
@@ -104,6 +105,7 @@ class RunState:
     targets: dict[str, Representation | BrainTarget] = field(default_factory=dict)
     models: dict[str, dict[int | None, Representation]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def source(self, name: str) -> Stimuli:
         if name not in self.stimuli:
