@@ -437,12 +437,19 @@ def test_folder_classifier(folder: dict[str, Path], tmp_path: Path) -> None:
     check("folder_classifier", run_metrics(run.path, _paths(folder["images"].parent)))
 
 
+#: the median over voxels of held-out r ≈ 0.019 after a 3-epoch fine-tune: near zero, so RTOL is 2e-6 absolute. On
+#: this project's 2-core machine it reads 0.0192095 with 1 BLAS thread and 0.0192093 with 2 on the same commit (and
+#: on the commit that pinned it, 0.0192063 was measured under other load): float summation order, not the code.
+#: 1e-5 absolute on a correlation keeps any real change visible.
+FOLDER_VOXELS_LOOSE = {r"median_r": (RTOL, 1e-5)}
+
+
 @pytest.mark.slow
 def test_folder_voxels(folder: dict[str, Path], tmp_path: Path) -> None:
     from llmvem.pipeline import run_finetune_folder
 
     run = run_finetune_folder(_folder_cfg(tmp_path, folder, **{"dataset.brain": str(folder["brain"])}))
-    check("folder_voxels", run_metrics(run.path, _paths(folder["images"].parent)))
+    check("folder_voxels", run_metrics(run.path, _paths(folder["images"].parent)), loose=FOLDER_VOXELS_LOOSE)
 
 
 def _nsd_metrics(run_path: Path, tmp_path: Path, data_dir: Path) -> dict[str, Any]:
