@@ -403,9 +403,10 @@ def evaluate_encoding(cfg: ExperimentConfig) -> None:
     """Voxelwise ridge encoding of feature files on brain data: r per voxel and ROI, noise ceilings, plots, report.
 
     Fits on the data's 'train' split and scores on 'test' (or a seeded --test-fraction hold-out). Writes
-    encoding.csv (mean over subjects), encoding_subjects.csv, voxel_r.npz, encoding.png, r_histograms.png,
-    metrics.json and report.html into a new run directory, and per-voxel r, score and α in each brain's own space
-    (maps/<brain>/<model>/: r.nii.gz in the subject's volume, lh.r.mgh / rh.r.mgh on fsaverage; NaN outside).
+    encoding.csv (mean over subjects), encoding_subjects.csv, encoding_voxel_r.npz, encoding.png,
+    encoding_r_histograms.png, metrics.json and report.html into a new run directory, and per-voxel r, score and α
+    in each brain's own space (maps/<brain>/<model>/: r.nii.gz in the subject's volume, lh.r.mgh / rh.r.mgh on
+    fsaverage; NaN outside).
 
     Examples:
       llmvem evaluate encoding -f effnet=eff.npy -f minilm=desc.npy -b subj01.npz -b subj02.npz --permutations 1000
