@@ -242,11 +242,12 @@ class FinetuneConfig(_Section):
                 f"mixup_alpha / cutmix_alpha need trainable_blocks: null (the whole network trains on images); "
                 f"with trainable_blocks={self.trainable_blocks} the inputs are cached activations (cannot be mixed)"
             )
-        if self.model_kwargs and not self.backbone.startswith("timm:"):
-            raise ValueError(
-                f"model_kwargs are timm.create_model keywords: backbone {self.backbone!r} takes none "
-                "(use a timm:<arch> backbone, or remove model_kwargs)"
-            )
+        if self.model_kwargs:
+            from llmvem.vision.families import FAMILIES  # (the family says which keywords it takes)
+
+            problem = FAMILIES.keyword_error(self.backbone, ["model_kwargs"])
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
 
