@@ -129,8 +129,12 @@ class Backbone:
     def module(self) -> torch.nn.Module:
         """The torch module in eval mode on :attr:`device` (built on first access)."""
         if self._module is None:
+            import torch
+
             assert self._build is not None
-            self._module = self._prepare(self._build())
+            # (built outside inference mode even on first use inside it: its parameters stay usable for training)
+            with torch.inference_mode(False):
+                self._module = self._prepare(self._build())
         return self._module
 
     @property
