@@ -74,35 +74,50 @@ def split_backbone(
         ConfigError: an unknown backbone, an architecture its family cannot split, ``trainable_blocks`` out of
             range (the message names the number of blocks), or a keyword the backbone's family does not take.
     """
-    import torch
-
     from llmvem.errors import RegistryError
     from llmvem.vision.backbones import load_backbone
     from llmvem.vision.families import FAMILIES
 
     try:
-        family, _ = FAMILIES.resolve(name)
+        FAMILIES.resolve(name)
     except RegistryError:
         raise ConfigError(f"fine-tuning supports the backbones {FAMILIES.syntaxes()}, not {name!r}") from None
     problem = FAMILIES.keyword_error(name, [k for k, v in backbone_kwargs.items() if v is not None])
     if problem is not None:
         raise ConfigError(problem)
     bb = load_backbone(name, device=device, pooling=pooling, **backbone_kwargs)
-    bb.module.to(memory_format=torch.contiguous_format)
-    blocks = family.blocks(bb)
+    return split_loaded(bb, trainable_blocks, device=device)
+
+
+def split_loaded(backbone: Any, trainable_blocks: int | None = 3, device: str = "cpu") -> SplitNet:
+    """Split an already loaded :class:`~llmvem.vision.backbones.Backbone` (its module is shared, not copied) as
+    :func:`split_backbone` does.
+
+    Raises:
+        ConfigError: a tapped backbone, an architecture its family cannot split, ``trainable_blocks`` out of range.
+    """
+    import torch
+
+    from llmvem.vision.families import FAMILIES
+
+    if "layer" in backbone.identity:
+        raise ConfigError(f"{backbone.name!r} is a tapped layer; split the backbone itself")
+    family, _ = FAMILIES.resolve(backbone.name)
+    backbone.module.to(memory_format=torch.contiguous_format)
+    blocks = family.blocks(backbone)
     n_blocks = blocks.count
     k = n_blocks if trainable_blocks is None else int(trainable_blocks)
     if not 0 <= k <= n_blocks:
         raise ConfigError(
             f"trainable_blocks must be between 0 and {n_blocks} (or null: all), got {trainable_blocks}: "
-            f"{name!r} has {n_blocks} blocks ({blocks.what})"
+            f"{backbone.name!r} has {n_blocks} blocks ({blocks.what})"
         )
-    bottom, top = blocks.split_at(n_blocks - k, name)
+    bottom, top = blocks.split_at(n_blocks - k, backbone.name)
     bottom, top = bottom.eval().to(device), top.to(device)
     for p in bottom.parameters():
         p.requires_grad_(False)
-    identity = {"backbone": bb.identity, "trainable_blocks": k}
-    return SplitNet(bottom, top, bb.feature_dim, identity, backbone=bb, n_blocks=n_blocks)
+    identity = {"backbone": backbone.identity, "trainable_blocks": k}
+    return SplitNet(bottom, top, backbone.feature_dim, identity, backbone=backbone, n_blocks=n_blocks)
 
 
 def split_from_config(ft: Any, device: str = "cpu") -> SplitNet:
