@@ -11,8 +11,8 @@ variant's size (bicubic), centre crop, ``(x - 127) / 128`` on 0..255 values. (Ch
 the stem's batch-norm running statistics match those of real photos; with ImageNet mean/std the variance is 4×
 too large.)
 
-Blocks (for :func:`~llmvem.vision.trainable.split_backbone`): the MBConv blocks ``_blocks.*`` (16 for lite0, 20 for
-lite1, 23 for lite2); stem = ``_conv_stem`` + ``_bn0``; head = ``_conv_head`` + ``_bn1`` + pooling.
+Blocks (for :func:`~llmvem.vision.trainable.split_backbone`): the MBConv blocks ``_blocks.*`` (16 for lite0, 21 for
+lite1 and lite2); stem = ``_conv_stem`` + ``_bn0``; head = ``_conv_head`` + ``_bn1`` + pooling.
 """
 
 from __future__ import annotations
