@@ -17,7 +17,8 @@ from llmvem.config import load_config
 from llmvem.errors import BackendError, ConfigError, RegistryError
 from llmvem.hashing import artifact_key
 from llmvem.vision import BACKBONES, FAMILIES, layer_names, load_backbone, tap_layer
-from llmvem.vision.families import FAMILY_MODULES
+from llmvem.vision.backbones import Backbone
+from llmvem.vision.families import FAMILY_MODULES, BackboneFamily
 from llmvem.vision.taps import resolve_layer
 from llmvem.vision.trainable import split_backbone, split_loaded
 
@@ -71,6 +72,16 @@ def _pool(out: Any, pooling: str, prefix: int) -> torch.Tensor:
     return tokens.mean(dim=1) if pooling == "avg" else tokens.amax(dim=1)
 
 
+def _output_of(bb: Any, layer: str, x: torch.Tensor) -> torch.Tensor:
+    """The output (its first tensor) of module ``layer`` in a plain forward pass of ``x``, by a hook of its own."""
+    seen: list[Any] = []
+    handle = bb.module.get_submodule(layer).register_forward_hook(lambda _m, _i, out: seen.append(out))
+    with torch.inference_mode():
+        bb.features(x)
+    handle.remove()
+    return seen[-1] if isinstance(seen[-1], torch.Tensor) else seen[-1][0]
+
+
 def test_every_family_has_a_case() -> None:
     assert {c.family for c in CASES} == set(FAMILIES.names())
     assert len(FAMILY_MODULES) == len({type(FAMILIES.get(n)).__module__ for n in FAMILIES.names()})
@@ -95,25 +106,27 @@ def test_family_smoke(case: Case, folders: dict[str, Path]) -> None:
     split = split_loaded(bb, 1)
     assert split.n_blocks == case.n_blocks and split.identity["backbone"] == bb.identity
     with torch.inference_mode():
-        parts = split.top.eval()(split.bottom(x))
+        below = split.bottom(x)
+        parts = split.top.eval()(below)
     torch.testing.assert_close(parts, feats, rtol=1e-4, atol=1e-5)
+    # the blocks' names ("all" taps them) are modules of the network: the bottom's output is the last one's
+    blocks = family.block_layers(bb)
+    assert len(blocks) == case.n_blocks and len(set(blocks)) == len(blocks)
+    assert blocks == list(family.blocks(bb).names) and set(blocks) <= set(layer_names(bb))
+    torch.testing.assert_close(below, _output_of(bb, blocks[-2], x))
 
     # layer names, aliases, taps of a named layer with each pooling
     names = layer_names(bb)
     assert names and case.layer in names
     if case.alias is not None:
         assert resolve_layer(bb, case.alias) == case.layer
-    seen: list[Any] = []
-    handle = bb.module.get_submodule(case.layer).register_forward_hook(lambda _m, _i, out: seen.append(out))
-    with torch.inference_mode():
-        bb.features(x)
-    handle.remove()
+    out = _output_of(bb, case.layer, x)
     for pooling in ("avg", "max"):
         tapped = tap_layer(bb, case.layer, pooling=pooling)
         assert tapped.identity["layer"] == case.layer and artifact_key(tapped.identity) != artifact_key(bb.identity)
         with torch.inference_mode():
             got = tapped.features(x)
-        torch.testing.assert_close(got, _pool(seen[-1], pooling, bb.num_prefix_tokens))
+        torch.testing.assert_close(got, _pool(out, pooling, bb.num_prefix_tokens))
 
 
 def test_split_backbone_loads_what_split_loaded_splits(tiny_clip_dir: Path) -> None:
@@ -149,6 +162,15 @@ def test_families_that_cannot_split_say_which_can(tiny_open_clip_dir: Path) -> N
         split_backbone("torchvision:shufflenet_v2_x0_5", 1)
     with pytest.raises(ConfigError, match="supports the backbones efficientnet_lite0, timm:<architecture>"):
         split_backbone("no_such_family:x", 1)
+    # what "all" taps of a network its family cannot split: the composite children of its sequences
+    shuffle = load_backbone("torchvision:shufflenet_v2_x0_5")
+    stages = [f"stage{s}.{b}" for s, n in ((2, 4), (3, 8), (4, 4)) for b in range(n)]
+    assert FAMILIES.get("torchvision").block_layers(shuffle) == stages
+    flat = Backbone(name="flat", feature_dim=4, identity={"name": "flat"}, preprocess=lambda im: im,
+                    forward=lambda m, x: m(x), module=torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()),
+                    input_size=(3, 8, 8))  # fmt: skip
+    with pytest.raises(BackendError, match="'flat' has no sequence of blocks to tap as 'all'; name the layers"):
+        BackboneFamily().block_layers(flat)
 
 
 def test_keywords_belong_to_the_family(tiny_clip_dir: Path) -> None:

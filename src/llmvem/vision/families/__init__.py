@@ -22,7 +22,15 @@ from __future__ import annotations
 
 import importlib
 
-from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, FamilyRegistry, sequential_blocks
+from llmvem.vision.families._base import (
+    FAMILIES,
+    BackboneFamily,
+    Blocks,
+    FamilyRegistry,
+    module_names,
+    sequential_blocks,
+    structural_blocks,
+)
 
 #: the family modules, in matching order (a family is one module plus one line here)
 FAMILY_MODULES = (
@@ -35,4 +43,13 @@ FAMILY_MODULES = (
 for _module in FAMILY_MODULES:
     importlib.import_module(f"{__name__}.{_module}")
 
-__all__ = ["FAMILIES", "FAMILY_MODULES", "BackboneFamily", "Blocks", "FamilyRegistry", "sequential_blocks"]
+__all__ = [
+    "FAMILIES",
+    "FAMILY_MODULES",
+    "BackboneFamily",
+    "Blocks",
+    "FamilyRegistry",
+    "module_names",
+    "sequential_blocks",
+    "structural_blocks",
+]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from llmvem.errors import ConfigError, RegistryError, short_repr
+from llmvem.errors import BackendError, ConfigError, RegistryError, short_repr
 from llmvem.registry import Registry
 
 if TYPE_CHECKING:
@@ -36,16 +36,23 @@ class Blocks:
     """A network's block structure, for cutting it into a frozen bottom and a trainable top.
 
     Attributes:
-        count: number of blocks (in forward order; the stem comes before the first, the head after the last).
+        names: the blocks' module names in the backbone's module, in forward order (the stem comes before the
+            first, the head after the last): a tap of ``names[i]`` is block ``i``'s output. They are what
+            ``layers="all"`` taps (:meth:`BackboneFamily.block_layers`).
         cut: ``cut(k)`` → ``(bottom, top)``: bottom = stem + the first ``k`` blocks (``nn.Identity`` when
             ``k == 0``: the images themselves), top = the remaining blocks + head. ``top(bottom(x))`` equals the
             backbone's pooled features (B, D).
         what: what one block is, for messages ("the 16 MBConv blocks _blocks.*").
     """
 
-    count: int
+    names: tuple[str, ...]
     cut: Callable[[int], tuple[nn.Module, nn.Module]]
     what: str
+
+    @property
+    def count(self) -> int:
+        """Number of blocks."""
+        return len(self.names)
 
     def split_at(self, k: int, name: str) -> tuple[nn.Module, nn.Module]:
         """``cut(k)`` after checking ``0 <= k <= count``.
@@ -61,8 +68,13 @@ class Blocks:
         return self.cut(k)
 
 
-def sequential_blocks(stem: nn.Module, units: Sequence[nn.Module], head: nn.Module, what: str) -> Blocks:
-    """:class:`Blocks` of a network that runs ``stem``, then ``units`` in order, then ``head``."""
+def sequential_blocks(
+    stem: nn.Module, units: Sequence[nn.Module], head: nn.Module, what: str, names: Sequence[str]
+) -> Blocks:
+    """:class:`Blocks` of a network that runs ``stem``, then ``units`` in order, then ``head``; ``names[i]`` is the
+    module whose output is ``units[i]``'s (see :func:`module_names`)."""
+    if len(names) != len(units):
+        raise ValueError(f"{len(units)} blocks but {len(names)} block names")
 
     def cut(k: int) -> tuple[nn.Module, nn.Module]:
         from torch import nn
@@ -71,7 +83,38 @@ def sequential_blocks(stem: nn.Module, units: Sequence[nn.Module], head: nn.Modu
             return nn.Identity(), nn.Sequential(stem, *units, head)
         return nn.Sequential(stem, *units[:k]), nn.Sequential(*units[k:], head)
 
-    return Blocks(len(units), cut, what)
+    return Blocks(tuple(names), cut, what)
+
+
+def module_names(root: nn.Module, modules: Iterable[nn.Module]) -> list[str]:
+    """The names of ``modules`` (submodules of ``root``, found by identity) as in ``root.named_modules()``.
+
+    Raises:
+        ValueError: a module that is not inside ``root``.
+    """
+    by_id = {id(m): n for n, m in root.named_modules()}
+    missing = [type(m).__name__ for m in modules if id(m) not in by_id]
+    if missing:
+        raise ValueError(f"modules {missing} are not inside {type(root).__name__}")
+    return [by_id[id(m)] for m in modules]
+
+
+def structural_blocks(root: nn.Module) -> list[str]:
+    """Blocks found from the module tree alone, for a network its family cannot split: every composite child (one
+    with submodules of its own, not itself a container) of a ``nn.Sequential`` / ``nn.ModuleList`` that is not
+    inside another such block (the ``blocks.S.B`` of a timm EfficientNet, the ``layerS.B`` of a ResNet).
+    Containers of leaf modules (a ``downsample`` conv + norm) hold no blocks. ``[]`` when there are none."""
+    from torch import nn
+
+    containers = (nn.Sequential, nn.ModuleList)
+    chosen: list[str] = []
+    for name, mod in root.named_modules():
+        if not isinstance(mod, containers) or any(name == c or name.startswith(c + ".") for c in chosen):
+            continue
+        kids = list(mod.named_children())
+        if kids and all(any(True for _ in k.children()) and not isinstance(k, containers) for _, k in kids):
+            chosen += [f"{name}.{n}" if name else n for n, _ in kids]
+    return chosen
 
 
 class BackboneFamily:
@@ -121,6 +164,24 @@ class BackboneFamily:
             ConfigError: a network of the family that cannot be split.
         """
         raise ConfigError(f"backbone {backbone.name!r} (family {self.name}) cannot be split into blocks")
+
+    def block_layers(self, backbone: Backbone) -> list[str]:
+        """What ``layers="all"`` taps: the module names of :meth:`blocks` (the blocks ``split_backbone`` cuts
+        between), or, for a network the family cannot split, :func:`structural_blocks` of its module.
+
+        Raises:
+            BackendError: neither gives a block (name the layers instead).
+        """
+        try:
+            return list(self.blocks(backbone).names)
+        except ConfigError:
+            found = structural_blocks(backbone.module)
+        if not found:
+            raise BackendError(
+                f"backbone {backbone.name!r} has no sequence of blocks to tap as 'all'; name the layers "
+                "(see llmvem.vision.layer_names(backbone))"
+            )
+        return found
 
     def __repr__(self) -> str:
         return f"<backbone family {self.name}: {', '.join(self.syntax)}>"

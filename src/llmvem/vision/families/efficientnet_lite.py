@@ -196,7 +196,8 @@ class EfficientNetLiteFamily(BackboneFamily):
         net: Any = backbone.module
         n = len(net._blocks)
         max_pool = "maximum" in backbone.pooling
-        return Blocks(n, lambda k: _split_lite(net, k, max_pool), f"the {n} MBConv blocks _blocks.*")
+        names = tuple(f"_blocks.{i}" for i in range(n))
+        return Blocks(names, lambda k: _split_lite(net, k, max_pool), f"the {n} MBConv blocks _blocks.*")
 
 
 def _split_lite(net: Any, cut: int, max_pool: bool) -> tuple[Any, Any]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmvem.errors import BackendError, ConfigError
-from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, sequential_blocks
+from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, module_names, sequential_blocks
 from llmvem.vision.families.references import local_model_dir, model_files_sha256, parse_reference
 
 if TYPE_CHECKING:
@@ -270,7 +270,9 @@ class HFVisionFamily(BackboneFamily):
             stem, head = root.embeddings, NormPoolHead(root.post_layernorm, pooling, 0, getattr(root, "head", None))
         else:  # DINOv2, ViT
             stem, head = root.embeddings, NormPoolHead(root.layernorm, pooling, 1)
-        return sequential_blocks(stem, [ClipLayer(layer) for layer in layers], head, f"the encoder layers {path}.*")
+        units = [ClipLayer(layer) for layer in layers]
+        names = module_names(net, layers)
+        return sequential_blocks(stem, units, head, f"the encoder layers {path}.*", names)
 
 
 def _read_config(model_dir: Path, spec: _HFType) -> Any:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmvem.errors import BackendError, ConfigError
-from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, sequential_blocks
+from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, module_names, sequential_blocks
 from llmvem.vision.families.references import local_model_dir, parse_reference
 
 if TYPE_CHECKING:
@@ -138,7 +138,8 @@ class OpenClipFamily(BackboneFamily):
         batch_first = bool(getattr(visual.transformer, "batch_first", True))
         units = [OpenClipBlock(b, batch_first) for b in visual.transformer.resblocks]
         what = "the residual attention blocks transformer.resblocks.*"
-        return sequential_blocks(OpenClipEmbed(visual), units, OpenClipHead(visual), what)
+        names = module_names(visual, visual.transformer.resblocks)
+        return sequential_blocks(OpenClipEmbed(visual), units, OpenClipHead(visual), what, names)
 
 
 FAMILIES.register(OpenClipFamily.name)(OpenClipFamily())

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmvem.errors import BackendError, ConfigError
 from llmvem.store import weights_sha256
-from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, sequential_blocks
+from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, module_names, sequential_blocks
 
 if TYPE_CHECKING:
     import torch
@@ -195,17 +195,21 @@ class TimmFamily(BackboneFamily):
         if isinstance(model, ResNet):
             stem = nn.Sequential(net.conv1, net.bn1, net.act1, net.maxpool)
             units = [blk for layer in (net.layer1, net.layer2, net.layer3, net.layer4) for blk in layer]
-            return sequential_blocks(stem, units, TimmResNetHead(net), "the residual blocks of layer1 ... layer4")
+            what = "the residual blocks of layer1 ... layer4"
+            return sequential_blocks(stem, units, TimmResNetHead(net), what, module_names(net, units))
         if isinstance(model, ConvNeXt):
-            units = []
+            units, taps = [], []
             for stage in net.stages:
                 blocks = list(stage.blocks)
                 units.append(nn.Sequential(stage.downsample, blocks[0]))
                 units.extend(blocks[1:])
+                taps.extend(blocks)
             head = nn.Sequential(net.norm_pre, net.head)
-            return sequential_blocks(net.stem, units, head, "the blocks of stages.*")
+            return sequential_blocks(net.stem, units, head, "the blocks of stages.*", module_names(net, taps))
         if type(model) is VisionTransformer:  # ViT and DeiT (not the distilled DeiT, with its second token and head)
-            return sequential_blocks(ViTEmbed(net), list(net.blocks), ViTHead(net), "the transformer blocks blocks.*")
+            units = list(net.blocks)
+            what = "the transformer blocks blocks.*"
+            return sequential_blocks(ViTEmbed(net), units, ViTHead(net), what, module_names(net, units))
         raise ConfigError(
             f"fine-tuning {backbone.name!r}: {type(net).__name__} is not supported; timm families that can be split "
             f"are {self.splits}"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmvem.errors import BackendError, ConfigError
-from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, sequential_blocks
+from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, module_names, sequential_blocks
 from llmvem.vision.families.references import checkpoint_weights
 
 if TYPE_CHECKING:
@@ -180,13 +180,15 @@ class TorchvisionFamily(BackboneFamily):
             stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
             units = [blk for layer in (net.layer1, net.layer2, net.layer3, net.layer4) for blk in layer]
             head = nn.Sequential(net.avgpool, nn.Flatten(1), net.fc)
-            return sequential_blocks(stem, units, head, "the residual blocks of layer1 ... layer4")
+            what = "the residual blocks of layer1 ... layer4"
+            return sequential_blocks(stem, units, head, what, module_names(net, units))
         if isinstance(net, (models.VGG, models.AlexNet, models.EfficientNet, models.MobileNetV3)):
             units = []
             for module in list(net.features)[1:]:
                 units.extend(module if isinstance(module, nn.Sequential) else [module])
             head = nn.Sequential(net.avgpool, nn.Flatten(1), net.classifier)
-            return sequential_blocks(net.features[0], units, head, "the modules of features.* after the first")
+            what = "the modules of features.* after the first"
+            return sequential_blocks(net.features[0], units, head, what, module_names(net, units))
         raise ConfigError(
             f"fine-tuning {backbone.name!r}: {type(net).__name__} is not supported; torchvision models that can be "
             f"split are {self.splits}"
