@@ -11,6 +11,7 @@ two entries with the same values.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 from collections.abc import Iterator, Sequence
@@ -345,6 +346,10 @@ def _fit_pca(
     def flat(x: torch.Tensor) -> torch.Tensor:
         return x.float().reshape(x.shape[0], -1)
 
+    def project(x: torch.Tensor, mean: torch.Tensor, comps: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):  # the reduction stays float32
+            return (flat(x) - mean) @ comps.T
+
     def consume(chunk: list[int], out: dict[str, torch.Tensor]) -> None:
         for name, fit in fits.items():
             fit.add(out[name].numpy())
@@ -354,7 +359,7 @@ def _fit_pca(
     extras: dict[str, dict[str, np.ndarray]] = {}
     for name, fit in fits.items():
         mean, comps = (torch.from_numpy(a).to(base.device) for a in fit.finish())
-        heads[name] = lambda x, m=mean, c=comps: (flat(x) - m) @ c.T
+        heads[name] = functools.partial(project, mean=mean, comps=comps)
         extras[name] = {"explained_variance_ratio": fit.explained_variance_ratio}
     return heads, extras
 

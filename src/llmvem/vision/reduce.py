@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -179,12 +180,15 @@ class SparseRandomProjection:
         values = (signs * math.sqrt(s / k)).astype(np.float32)
         index = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int64)
         self.n_features, self.dim = d, k
-        self.matrix = torch.sparse_csr_tensor(
-            torch.from_numpy(crow.astype(np.int64)),
-            torch.from_numpy(index.astype(np.int64)),
-            torch.from_numpy(values),
-            size=(k, d),
-        ).to(device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            self.matrix = torch.sparse_csr_tensor(
+                torch.from_numpy(crow.astype(np.int64)),
+                torch.from_numpy(index.astype(np.int64)),
+                torch.from_numpy(values),
+                size=(k, d),
+                check_invariants=False,
+            ).to(device)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D) float → (B, k) float32."""
@@ -193,7 +197,8 @@ class SparseRandomProjection:
         flat = x.reshape(x.shape[0], -1).float()
         if flat.shape[1] != self.n_features:
             raise ConfigError(f"projection of {self.n_features} features given maps of {flat.shape[1]}")
-        return torch.sparse.mm(self.matrix, flat.T.contiguous()).T.contiguous()
+        with torch.autocast(device_type=flat.device.type, enabled=False):  # sparse kernels are float32 only
+            return torch.sparse.mm(self.matrix, flat.T.contiguous()).T.contiguous()
 
 
 class StreamingPCA:
