@@ -127,8 +127,26 @@ class FeaturesConfig(_Section):
 
     backbone: str = Field("efficientnet_lite0", description="efficientnet_lite0, timm:ARCH or hf_clip:ID|PATH")
     layer: str | None = Field(None, description="tap this named module (layer3, blocks.9, encoder.layers.5 ...)")
+    layers: str | list[str] | None = Field(
+        None,
+        description="tap several modules in one forward pass: a,b,c or all (the backbone's blocks); each layer is "
+        "cached as --layer would be, and -o f.npy writes f.<layer>.npy per layer plus one f.ids.txt",
+    )
     pooling: Literal["avg", "cls", "max"] | None = Field(None, description="null: the backbone's (or layer's) default")
-    batch_size: int = Field(32, ge=1)
+    reduce: str = Field(
+        "none",
+        description="with --layer(s): none (pooled maps), srp:K (seeded sparse random projection of the whole map "
+        "to K values) or pca:K (incremental PCA fitted on --reduce-fit-n images)",
+    )
+    reduce_seed: int = Field(0, description="seed of the srp projection or of the PCA's fit subset")
+    reduce_fit_n: int = Field(1000, ge=1, description="images the pca reduction is fitted on (a seeded subset)")
+    precision: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="autocast of the forward pass (bfloat16 / float16: faster on GPU; part of the cache key)"
+    )
+    workers: int | None = Field(
+        None, ge=0, description="image decoding threads (null: one per core, at most 4; 0: no overlap with the model)"
+    )
+    batch_size: int = Field(32, ge=1, description="images per forward pass")
     model: Path | None = Field(
         None, description="run directory of a fine-tuned model (llmvem train); else the pretrained backbone"
     )
