@@ -125,7 +125,11 @@ class EmbedConfig(_Section):
 class FeaturesConfig(_Section):
     """Image features of the vision backbone."""
 
-    backbone: str = Field("efficientnet_lite0", description="efficientnet_lite0, timm:ARCH or hf_clip:ID|PATH")
+    backbone: str = Field(
+        "efficientnet_lite0",
+        description="a backbone family's name: efficientnet_lite0|1|2, timm:ARCH, hf:ID|PATH (CLIP, SigLIP, DINOv2, "
+        "ViT), hf_clip:ID|PATH, open_clip:ARCH|PATH, torchvision:NAME (llmvem.vision.families)",
+    )
     layer: str | None = Field(None, description="tap this named module (layer3, blocks.9, encoder.layers.5 ...)")
     layers: str | list[str] | None = Field(
         None,
@@ -191,10 +195,14 @@ class FinetuneConfig(_Section):
     """
 
     backbone: str = Field(
-        "efficientnet_lite0", description="efficientnet_lite0, timm:<resnet*|vit_*|deit_*|convnext_*>, hf_clip:ID"
+        "efficientnet_lite0",
+        description="a backbone its family can split: efficientnet_lite0|1|2, timm:<resnet*|vit_*|deit_*|convnext_*>, "
+        "hf:ID|PATH, hf_clip:ID, open_clip:<ViT tower>, torchvision:<resnet*|vgg*|efficientnet_*|...>",
     )
     pooling: Literal["avg", "max", "cls"] | None = Field(None, description="the backbone's pooling (null: its default)")
-    checkpoint_path: Path | None = Field(None, description="timm: local weights file (else the seeded random init)")
+    checkpoint_path: Path | None = Field(
+        None, description="timm, torchvision, efficientnet_lite: local weights file (else the family's default)"
+    )
     trainable_blocks: int | None = Field(3, ge=0, description="blocks at the top that train (null: all)")
     augment: Literal["none", "flip", "crop_flip"] = Field(
         "none", description="trainable_blocks null only: per-sample random resized crop and/or horizontal flip"
@@ -204,7 +212,8 @@ class FinetuneConfig(_Section):
     cutmix_alpha: float = Field(0.0, ge=0, description="trainable_blocks null only: CutMix Beta(α, α) (0: off)")
     mix_prob: float = Field(1.0, ge=0, le=1, description="share of training batches mixed (mixup/CutMix on)")
     model_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="timm backbones: timm.create_model keywords (img_size, drop_path_rate ...)"
+        default_factory=dict,
+        description="timm / torchvision backbones: model-constructor keywords (img_size, drop_path_rate ...)",
     )
     projection: Literal["linear", "mlp", "mlp_bn"] = "mlp_bn"
     aligned_task: Literal["none", "multilabel"] = Field(

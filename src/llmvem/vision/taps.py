@@ -117,31 +117,24 @@ def pool_output(x: torch.Tensor, pooling: str, num_prefix_tokens: int) -> torch.
 def block_layers(backbone: Backbone) -> list[str]:
     """The backbone's blocks, in forward order: what ``layers="all"`` taps.
 
-    A block is a composite child (one with submodules of its own, not itself a container) of a
-    ``nn.Sequential`` / ``nn.ModuleList`` that is not inside another block: every residual block of a ResNet
-    (``layer1.0`` … ``layer4.1``), each MBConv block of EfficientNet-Lite0 (``_blocks.0`` … ``_blocks.15``), every
-    transformer block of a ViT/DeiT (``blocks.N``) or CLIP tower (``encoder.layers.N``), each stage of a ConvNeXt
-    (``stages.N``). Containers of leaf modules (a ``downsample`` conv + norm) are not blocks.
+    Its family says (:meth:`~llmvem.vision.families.BackboneFamily.block_layers`): the blocks
+    :func:`~llmvem.vision.trainable.split_backbone` cuts between — every residual block of a ResNet (``layer1.0``
+    … ``layer4.1``), each MBConv block of EfficientNet-Lite (``_blocks.0`` …), every transformer block of a
+    ViT/DeiT (``blocks.N``), CLIP/SigLIP tower (``encoder.layers.N``) or open_clip tower
+    (``transformer.resblocks.N``), each block of a ConvNeXt stage — or, for a network its family cannot split (and a
+    backbone no family owns), :func:`~llmvem.vision.families.structural_blocks` of its module.
 
     Raises:
-        BackendError: the module has no such container (name the layers instead).
+        BackendError: no blocks (name the layers instead).
     """
-    from torch import nn
+    from llmvem.errors import RegistryError
+    from llmvem.vision.families import FAMILIES, BackboneFamily
 
-    containers = (nn.Sequential, nn.ModuleList)
-    chosen: list[str] = []
-    for name, mod in backbone.module.named_modules():
-        if not isinstance(mod, containers) or any(name.startswith(c + ".") or name == c for c in chosen):
-            continue
-        kids = list(mod.named_children())
-        if kids and all(any(True for _ in k.children()) and not isinstance(k, containers) for _, k in kids):
-            chosen += [f"{name}.{n}" if name else n for n, _ in kids]
-    if not chosen:
-        raise BackendError(
-            f"backbone {backbone.name!r} has no sequence of blocks to tap as 'all'; name the layers "
-            "(see llmvem.vision.layer_names(backbone))"
-        )
-    return chosen
+    try:
+        family, _ = FAMILIES.resolve(backbone.name)
+    except RegistryError:
+        family = BackboneFamily()  # (no family: the module tree's blocks)
+    return family.block_layers(backbone)
 
 
 def resolve_layers(backbone: Backbone, layers: str | Sequence[str]) -> list[str]:
