@@ -125,10 +125,32 @@ class EmbedConfig(_Section):
 class FeaturesConfig(_Section):
     """Image features of the vision backbone."""
 
-    backbone: str = Field("efficientnet_lite0", description="efficientnet_lite0, timm:ARCH or hf_clip:ID|PATH")
+    backbone: str = Field(
+        "efficientnet_lite0",
+        description="a backbone family's name: efficientnet_lite0|1|2, timm:ARCH, hf:ID|PATH (CLIP, SigLIP, DINOv2, "
+        "ViT), hf_clip:ID|PATH, open_clip:ARCH|PATH, torchvision:NAME (llmvem.vision.families)",
+    )
     layer: str | None = Field(None, description="tap this named module (layer3, blocks.9, encoder.layers.5 ...)")
+    layers: str | list[str] | None = Field(
+        None,
+        description="tap several modules in one forward pass: a,b,c or all (the backbone's blocks); each layer is "
+        "cached as --layer would be, and -o f.npy writes f.<layer>.npy per layer plus one f.ids.txt",
+    )
     pooling: Literal["avg", "cls", "max"] | None = Field(None, description="null: the backbone's (or layer's) default")
-    batch_size: int = Field(32, ge=1)
+    reduce: str = Field(
+        "none",
+        description="with --layer(s): none (pooled maps), srp:K (seeded sparse random projection of the whole map "
+        "to K values) or pca:K (incremental PCA fitted on --reduce-fit-n images)",
+    )
+    reduce_seed: int = Field(0, description="seed of the srp projection or of the PCA's fit subset")
+    reduce_fit_n: int = Field(1000, ge=1, description="images the pca reduction is fitted on (a seeded subset)")
+    precision: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="autocast of the forward pass (bfloat16 / float16: faster on GPU; part of the cache key)"
+    )
+    workers: int | None = Field(
+        None, ge=0, description="image decoding threads (null: one per core, at most 4; 0: no overlap with the model)"
+    )
+    batch_size: int = Field(32, ge=1, description="images per forward pass")
     model: Path | None = Field(
         None, description="run directory of a fine-tuned model (llmvem train); else the pretrained backbone"
     )
@@ -173,10 +195,14 @@ class FinetuneConfig(_Section):
     """
 
     backbone: str = Field(
-        "efficientnet_lite0", description="efficientnet_lite0, timm:<resnet*|vit_*|deit_*|convnext_*>, hf_clip:ID"
+        "efficientnet_lite0",
+        description="a backbone its family can split: efficientnet_lite0|1|2, timm:<resnet*|vit_*|deit_*|convnext_*>, "
+        "hf:ID|PATH, hf_clip:ID, open_clip:<ViT tower>, torchvision:<resnet*|vgg*|efficientnet_*|...>",
     )
     pooling: Literal["avg", "max", "cls"] | None = Field(None, description="the backbone's pooling (null: its default)")
-    checkpoint_path: Path | None = Field(None, description="timm: local weights file (else the seeded random init)")
+    checkpoint_path: Path | None = Field(
+        None, description="timm, torchvision, efficientnet_lite: local weights file (else the family's default)"
+    )
     trainable_blocks: int | None = Field(3, ge=0, description="blocks at the top that train (null: all)")
     augment: Literal["none", "flip", "crop_flip"] = Field(
         "none", description="trainable_blocks null only: per-sample random resized crop and/or horizontal flip"
@@ -186,7 +212,8 @@ class FinetuneConfig(_Section):
     cutmix_alpha: float = Field(0.0, ge=0, description="trainable_blocks null only: CutMix Beta(α, α) (0: off)")
     mix_prob: float = Field(1.0, ge=0, le=1, description="share of training batches mixed (mixup/CutMix on)")
     model_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="timm backbones: timm.create_model keywords (img_size, drop_path_rate ...)"
+        default_factory=dict,
+        description="timm / torchvision backbones: model-constructor keywords (img_size, drop_path_rate ...)",
     )
     projection: Literal["linear", "mlp", "mlp_bn"] = "mlp_bn"
     aligned_task: Literal["none", "multilabel"] = Field(
@@ -253,11 +280,12 @@ class FinetuneConfig(_Section):
         problem = self.needs_whole_network(self.trainable_blocks is None)
         if problem is not None:
             raise ValueError(problem)
-        if self.model_kwargs and not self.backbone.startswith("timm:"):
-            raise ValueError(
-                f"model_kwargs are timm.create_model keywords: backbone {self.backbone!r} takes none "
-                "(use a timm:<arch> backbone, or remove model_kwargs)"
-            )
+        if self.model_kwargs:
+            from llmvem.vision.families import FAMILIES  # (the family says which keywords it takes)
+
+            problem = FAMILIES.keyword_error(self.backbone, ["model_kwargs"])
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
 

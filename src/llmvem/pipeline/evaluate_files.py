@@ -135,14 +135,14 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
     """Voxelwise encoding of every feature matrix on every brain source (see the module docstring)."""
     from llmvem.runner import run_study
 
-    return run_study(encoding_study(cfg), run_dir=run_dir, log=log)  # type: ignore[no-any-return]
+    return run_study(encoding_study(cfg), run_dir=run_dir, log=log)
 
 
 def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
     """RSA of every feature matrix against every target RDM set (see the module docstring)."""
     from llmvem.runner import run_study
 
-    return run_study(rsa_study(cfg), run_dir=run_dir, log=log)  # type: ignore[no-any-return]
+    return run_study(rsa_study(cfg), run_dir=run_dir, log=log)
 
 
 # --------------------------------------------------------------------------- decoding

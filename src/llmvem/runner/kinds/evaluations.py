@@ -248,9 +248,10 @@ def rsa(p: RSAParams, state: RunState, name: str) -> None:
         for set_name, rset in target.rdms.items():
             rdm = compute_rdm(r.values[rows[(rep, seed, set_name)]], metric=rc.metric)
             res = rsa_scores(rdm, rset.rdms, method=rc.method)
-            values = {"n_subjects": rset.n_subjects, "mean": res.mean, "sem": res.sem, "noise_lower": res.noise_lower,
-                      "noise_upper": res.noise_upper, "n_stimuli": rset.n_stimuli,
-                      "mean_over_ceiling": res.mean_over_ceiling}  # fmt: skip
+            values: dict[str, float | None] = {
+                "n_subjects": rset.n_subjects, "mean": res.mean, "sem": res.sem, "noise_lower": res.noise_lower,
+                "noise_upper": res.noise_upper, "n_stimuli": rset.n_stimuli,
+                "mean_over_ceiling": res.mean_over_ceiling}  # fmt: skip
             if p.bootstrap:
                 values.update(_bootstrap(rdm, rset, rc.method, state.cfg.seed))
             state.results.add(name, rep, set_name, values, seed=seed)

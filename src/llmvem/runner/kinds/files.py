@@ -151,11 +151,11 @@ def _partition_brain(state: RunState, name: str, view: Any, spaces: dict[str, np
     folder = Path(name) / safe_name(brain.name)
     (state.run.path / folder).mkdir(parents=True, exist_ok=True)
     arrays: dict[str, str] = {}
-    for key, values in res.arrays().items():
+    for key, array in res.arrays().items():
         stem, k = safe_name(key), 1
         while f"{folder / stem}.npy" in arrays.values():  # names that differ only in '+', '&' or ':'
             stem, k = f"{safe_name(key)}-{k}", k + 1
-        np.save(state.run.path / folder / f"{stem}.npy", values.astype(np.float32))
+        np.save(state.run.path / folder / f"{stem}.npy", array.astype(np.float32))
         arrays[key] = f"{folder / stem}.npy"
     shown = {safe_name(k): v for k, v in res.parts.items() if k.startswith("unique:")}
     maps = save_maps(state.run.path, brain, {**shown, "shared": res.shared, "joint": res.joint}, folder,
