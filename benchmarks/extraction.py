@@ -9,9 +9,9 @@ comparison (default 16: it runs 18 passes). Rates are images/s.
 
 The floors and our extraction are measured in interleaved rounds (bare, decode, ours; three times; best of each,
 and the ratio within each round), so that load from other jobs on a shared machine falls on all three alike; the
-load average before and after is recorded. On a loaded machine the ratio can exceed 1: the scheduler shares the
-cores per runnable thread, and the pipelined pass runs more threads than the bare forward; read the ratios of a quiet
-run (low load average).
+load average before and after is recorded. On a loaded machine the ratio can exceed 1 (the bare forward slows more
+under other jobs' load than the pipelined pass); read the ratios of a quiet run (low load average). The per-round
+ratios are listed sorted, not in round order.
 """
 
 from __future__ import annotations
