@@ -3,7 +3,7 @@ against ``DataLoader`` worker processes, many layers in one pass against one pas
 
 Everything runs in one process with EfficientNet-Lite0 (ImageNet weights) at batch 32 on the first images of the
 NSD shared-1000 set (425 × 425 JPEGs). Sizes (environment): ``LLMVEM_BENCH_FEATURES_N`` images for the floors and
-extraction (default 64), ``LLMVEM_BENCH_FEATURES_DECODE_N`` for threads vs processes (default 256: decoding is cheap,
+extraction (default 256: 8 batches; at 64 = 2 batches the pass never reaches a steady state), ``LLMVEM_BENCH_FEATURES_DECODE_N`` for threads vs processes (default 256: decoding is cheap,
 and a DataLoader's start-up must not be all that is measured), ``LLMVEM_BENCH_FEATURES_LAYERS_N`` for the layer
 comparison (default 16: it runs 18 passes). Rates are images/s.
 
@@ -49,7 +49,7 @@ def run(data_dir: Path) -> dict[str, Any]:
     from llmvem.vision import load_backbone
     from llmvem.vision.extract_pipeline import default_workers
 
-    n = _size("LLMVEM_BENCH_FEATURES_N", 64)
+    n = _size("LLMVEM_BENCH_FEATURES_N", 256)
     full = StimulusSet.from_folder(data_dir / "nsd_shared1000" / "images")
     bb = load_backbone("efficientnet_lite0")
     workers = default_workers()

@@ -275,7 +275,7 @@ def _data_dir() -> Path:
 def features() -> dict[str, Any]:
     """extract_features (pipelined: decode threads + forward, cold store) vs (a) the bare EfficientNet-Lite0 forward on
     preloaded tensors and (b) parallel decode + preprocess alone, on NSD shared-1000 images (LLMVEM_BENCH_FEATURES_N,
-    default 64); decode threads vs DataLoader processes; all 16 blocks in one pass vs one pass per block;
+    default 256); decode threads vs DataLoader processes; all 16 blocks in one pass vs one pass per block;
     THINGSvision on the same model and images if it imports (LLMVEM_BENCH_THINGSVISION: its --target folders)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import extraction
