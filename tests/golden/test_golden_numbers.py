@@ -462,6 +462,17 @@ def _nsd_metrics(run_path: Path, tmp_path: Path, data_dir: Path) -> dict[str, An
     return through_mapping("nsd_objects92", got)
 
 
+#: the paired rows compare two RSA scores that differ by 1e-4..1e-3 (aligned vs twin, heads, vs pretrained) over 4 or
+#: 15 subjects. A float difference of ~1e-6 in the scores (summation order of the CPU fine-tune; every run on this
+#: machine gives the same values, and the same 9 keys differ from the pin on the commit before the runner port) moves
+#: the difference by that absolute amount, 3e-3 of itself, and the t-test's p by up to 1.4e-3 (0.3567 → 0.3553 on
+#: hIT). Both get absolute tolerances on the scale of the scores' rounding, which a real change still exceeds by far.
+NSD_LOOSE = {
+    r"p_paired_t_subjects$": (1e-2, 2e-3),
+    r"^paired[a-z_]*\..+\.(diff_mean|per_seed\[\d+\])$": (RTOL, 1e-5),
+}
+
+
 #: the tiny NSD subset: the first 24 described NSD images, 1 seed, 1 epoch, the top block only
 NSD_TINY = {"stimuli.nsd.n_images": 24, "seeds": "[0]", "finetune.epochs": 1, "finetune.trainable_blocks": 1,
             "finetune.batch_size": 16}  # fmt: skip
@@ -474,7 +485,7 @@ def test_nsd_objects92(data_dir: Path, tmp_path: Path) -> None:
 
     run = run_study("nsd-objects92", overrides={**NSD_TINY, "progress": False}, data_dir=data_dir,
                     output_dir=tmp_path / "runs")  # fmt: skip
-    check("nsd_objects92", _nsd_metrics(run.path, tmp_path, data_dir))
+    check("nsd_objects92", _nsd_metrics(run.path, tmp_path, data_dir), loose=NSD_LOOSE)
 
 
 @pytest.mark.slow
@@ -488,4 +499,4 @@ def test_nsd_objects92_old_config(data_dir: Path, tmp_path: Path) -> None:
                                           "finetune.trainable_blocks": 1, "finetune.batch_size": 16})  # fmt: skip
     with pytest.warns(LegacyConfigWarning, match="nsd-objects92"):
         run = run_nsd_objects92(cfg)
-    check("nsd_objects92", _nsd_metrics(run.path, tmp_path, data_dir))
+    check("nsd_objects92", _nsd_metrics(run.path, tmp_path, data_dir), loose=NSD_LOOSE)
