@@ -394,6 +394,8 @@ ENCODING = [
     "evaluate.encoding.test_fraction",
     "evaluate.encoding.permutations",
     "evaluate.encoding.partition",
+    "evaluate.encoding.layer_sweep",
+    "evaluate.encoding.sweep_validation_fraction",
 ]
 
 
@@ -425,6 +427,9 @@ RSA = [
     "evaluate.rsa.method",
     "evaluate.rsa.searchlight",
     "evaluate.rsa.searchlight_radius",
+    "evaluate.rsa.layer_sweep",
+    "evaluate.encoding.sweep_validation_fraction",
+    "evaluate.encoding.test_fraction",
 ]
 
 

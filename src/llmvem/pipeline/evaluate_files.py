@@ -15,6 +15,9 @@ directory with tables (CSV), per-voxel arrays, plots, ``metrics.json`` and ``rep
 - rsa: per feature matrix × target RDM set (dataset RDMs, RDM files, or ROI RDMs of several brain sources used as
   subjects): mean ± sem over subjects, leave-one-subject-out ceilings, a subject bootstrap interval; plots: bars
   with ceiling bands, RDM images.
+- ``--layer-sweep`` (encoding and rsa): the feature sets are the layers of one model; the best layer per ROI / RDM
+  target is chosen on a seeded validation split of the training images, never the test images
+  (:mod:`llmvem.pipeline.layer_sweep`): ``layer_sweep.csv``, ``layer_sweep_subjects.csv``, ``layer_sweep.png``.
 - decode: brain → embedding ridge per brain source; identification accuracy among the test stimuli and, with a
   caption corpus, nearest-caption retrieval.
 """
@@ -157,6 +160,10 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
             align_ids(brain.stimulus_ids, m.ids, f"brain {brain.name!r}", f"features {m.name!r} ({m.path})")
     if enc.partition:
         _check_partition_inputs(mats, [b for b, _ in brains])
+    if enc.layer_sweep:
+        from llmvem.pipeline.layer_sweep import check_encoding_layer_sweep, run_encoding_layer_sweep
+
+        check_encoding_layer_sweep(cfg, mats, [b for b, _ in brains])
     run = RunDir(cfg, run_dir)
     log(f"[bold]evaluate encoding[/bold]: {len(mats)} feature set(s) × {len(brains)} brain source(s) → {run.path}")
 
@@ -195,6 +202,7 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
     table = _encoding_table(per_subject, len(brains))
     table.to_csv(run.file("encoding.csv"), index=False)
     partition = _run_partition(cfg, run, mats, [b for b, _ in brains], log) if enc.partition else {}
+    sweep = run_encoding_layer_sweep(cfg, run, mats, [b for b, _ in brains], r_by, log) if enc.layer_sweep else {}
 
     from llmvem.report import build_report, format_encoding_table, plot_encoding, plot_r_histograms
 
@@ -208,6 +216,7 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
         "subjects": splits_info,
         "maps": {k: v for k, v in maps.items() if v},
         **partition,
+        **sweep,
         "total_s": round(time.perf_counter() - t_start, 1),
     }  # fmt: skip
     _log_maps(maps, brains, log)
@@ -460,10 +469,16 @@ def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Lo
         raise ConfigError("evaluate rsa: no targets; pass --rdms (DATASET:TARGET or a file) and/or --brain sources")
     mats = [load_matrix(s) for s in inp.features]
     targets: dict[str, RDMSet] = dict(load_rdms(s, cfg.data_dir) for s in inp.rdms)
-    if inp.brain:
-        targets.update(_roi_rdm_sets(_brains(cfg), rsa_cfg.metric))
+    brains = _brains(cfg) if inp.brain else []
+    if brains:
+        targets.update(_roi_rdm_sets(brains, rsa_cfg.metric))
     orders = {(t, m.name): align_ids(rset.stimulus_ids, m.ids, f"target {t!r}", f"features {m.name!r}")
               for t, rset in targets.items() for m in mats}  # fmt: skip
+    sweep_plan = {}
+    if rsa_cfg.layer_sweep:
+        from llmvem.pipeline.layer_sweep import plan_rsa_layer_sweep, run_rsa_layer_sweep
+
+        sweep_plan = plan_rsa_layer_sweep(cfg, mats, targets, brains)
     run = RunDir(cfg, run_dir)
     log(f"[bold]evaluate rsa[/bold]: {len(mats)} feature set(s) × {len(targets)} target(s) → {run.path}")
     rows: list[dict[str, Any]] = []
@@ -492,6 +507,7 @@ def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Lo
     table.to_csv(run.file("rsa.csv"), index=False)
     pd.DataFrame(subject_rows).to_csv(run.file("rsa_subjects.csv"), index=False)
     searchlight = _run_searchlight(cfg, run, mats, log) if rsa_cfg.searchlight and inp.brain else {}
+    sweep = run_rsa_layer_sweep(cfg, run, mats, targets, sweep_plan, log) if rsa_cfg.layer_sweep else {}
 
     from llmvem.report import build_report, format_rsa_table, plot_rdms, plot_rsa
 
@@ -500,7 +516,7 @@ def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Lo
         plot_rdms(shown, run.file("rdms.png"))
     rsa_json = {m: {str(r["target"]): {"mean": r["mean"], "se": r["sem"]} for _, r in g.iterrows()}
                 for m, g in table.groupby("model", sort=False)}  # fmt: skip
-    run.log_metrics(rsa=rsa_json, **({"searchlight_maps": searchlight} if searchlight else {}),
+    run.log_metrics(rsa=rsa_json, **({"searchlight_maps": searchlight} if searchlight else {}), **sweep,
                     total_s=round(time.perf_counter() - t_start, 1))  # fmt: skip
     build_report(run.path)
     print_table(format_rsa_table(table))
