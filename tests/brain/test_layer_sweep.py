@@ -159,7 +159,7 @@ def test_bad_layers_and_splits_are_refused() -> None:
         check_layers({"a": ids}, "sweep")
     with pytest.raises(DataError, match="layer 'b' has 39 rows, layer 'a' 40"):
         check_layers({"a": ids, "b": ids[:39]}, "sweep")
-    with pytest.raises(DataError, match="layer 'b' lacks 1 of layer 'a''s stimuli"):
+    with pytest.raises(DataError, match="layer 'b' lacks 1 of the stimuli of layer 'a'"):
         check_layers({"a": ids, "b": [*ids[:39], "other"]}, "sweep")
     check_layers({"a": ids, "b": ids[::-1]}, "sweep")  # the same stimuli in another order: aligned by id
     with pytest.raises(DataError, match=f"is 8 image\\(s\\); the layer choice needs ≥ {MIN_VALIDATION}"):

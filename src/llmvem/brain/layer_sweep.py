@@ -136,7 +136,7 @@ def check_layers(layers: Mapping[str, Sequence[str]], what: str) -> None:
         missing = sorted(set(ids0) - set(ids))
         if missing:
             raise DataError(
-                f"{what}: layer {name!r} lacks {len(missing)} of layer {first!r}'s stimuli (e.g. {missing[0]!r}); "
+                f"{what}: layer {name!r} lacks {len(missing)} of the stimuli of layer {first!r} (e.g. {missing[0]!r}); "
                 "the layers of a sweep are one model's features over the same stimuli"
             )
 
@@ -199,8 +199,9 @@ def sweep_encoding_layers(
     fit, val = validation_split(train, val_fraction, seed)
     y = np.asarray(responses)
     val_r = {name: _voxel_r(make, x[fit], y[fit], x[val], y[val]) for name, x in layers.items()}
-    rows = [{"group": roi, "layer": name, "layer_index": k, "n_voxels": int(np.sum(masks[roi])), "val_score": score}
-            for k, name in enumerate(layers) for roi, score in _roi_means(val_r[name], masks).items()]  # fmt: skip
+    val_means = {name: _roi_means(r, masks) for name, r in val_r.items()}
+    rows = [{"group": roi, "layer": name, "layer_index": k, "n_voxels": int(np.sum(mask)),
+             "val_score": val_means[name][roi]} for roi, mask in masks.items() for k, name in enumerate(layers)]  # fmt: skip
     curve = choose_layers(pd.DataFrame(rows))  # chosen before a test row is read
     for name, x in layers.items():
         r = test_r[name] if test_r is not None and name in test_r else _voxel_r(make, x[train], y[train], x[test],

@@ -155,15 +155,15 @@ def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, lo
     _need(inp.brain, "--brain", "brain data")
     mats = [load_matrix(s) for s in inp.features]
     brains = [with_splits(b, enc.test_fraction, cfg.seed) for b in _brains(cfg)]
+    if enc.layer_sweep:
+        from llmvem.pipeline.layer_sweep import check_encoding_layer_sweep, run_encoding_layer_sweep
+
+        check_encoding_layer_sweep(cfg, mats, [b for b, _ in brains])
     for brain, _ in brains:
         for m in mats:
             align_ids(brain.stimulus_ids, m.ids, f"brain {brain.name!r}", f"features {m.name!r} ({m.path})")
     if enc.partition:
         _check_partition_inputs(mats, [b for b, _ in brains])
-    if enc.layer_sweep:
-        from llmvem.pipeline.layer_sweep import check_encoding_layer_sweep, run_encoding_layer_sweep
-
-        check_encoding_layer_sweep(cfg, mats, [b for b, _ in brains])
     run = RunDir(cfg, run_dir)
     log(f"[bold]evaluate encoding[/bold]: {len(mats)} feature set(s) × {len(brains)} brain source(s) → {run.path}")
 
@@ -472,13 +472,13 @@ def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Lo
     brains = _brains(cfg) if inp.brain else []
     if brains:
         targets.update(_roi_rdm_sets(brains, rsa_cfg.metric))
-    orders = {(t, m.name): align_ids(rset.stimulus_ids, m.ids, f"target {t!r}", f"features {m.name!r}")
-              for t, rset in targets.items() for m in mats}  # fmt: skip
     sweep_plan = {}
     if rsa_cfg.layer_sweep:
         from llmvem.pipeline.layer_sweep import plan_rsa_layer_sweep, run_rsa_layer_sweep
 
         sweep_plan = plan_rsa_layer_sweep(cfg, mats, targets, brains)
+    orders = {(t, m.name): align_ids(rset.stimulus_ids, m.ids, f"target {t!r}", f"features {m.name!r}")
+              for t, rset in targets.items() for m in mats}  # fmt: skip
     run = RunDir(cfg, run_dir)
     log(f"[bold]evaluate rsa[/bold]: {len(mats)} feature set(s) × {len(targets)} target(s) → {run.path}")
     rows: list[dict[str, Any]] = []
