@@ -273,42 +273,14 @@ def _data_dir() -> Path:
 
 @benchmark
 def features() -> dict[str, Any]:
-    """extract_features on the 92 object images (decode, preprocess, forward, store write; cold store) vs the bare
-    EfficientNet-Lite0 forward pass on the same images already decoded into one tensor (the floor)."""
-    import torch
+    """extract_features (pipelined: decode threads + forward, cold store) vs (a) the bare EfficientNet-Lite0 forward on
+    preloaded tensors and (b) parallel decode + preprocess alone, on NSD shared-1000 images (LLMVEM_BENCH_FEATURES_N,
+    default 256); decode threads vs DataLoader processes; all 16 blocks in one pass vs one pass per block;
+    THINGSvision on the same model and images if it imports (LLMVEM_BENCH_THINGSVISION: its --target folders)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import extraction
 
-    from llmvem.data import StimulusSet
-    from llmvem.store import ArtifactStore
-    from llmvem.vision import extract_features, load_backbone
-
-    stim = StimulusSet.from_folder(_data_dir() / "objects92" / "images")
-    bb = load_backbone("efficientnet_lite0")
-    batch = torch.stack([bb.preprocess(stim.load(i)) for i in range(len(stim))])
-
-    def bare() -> None:
-        with torch.inference_mode():
-            for i in range(0, len(batch), 32):
-                bb.features(batch[i : i + 32])
-
-    bare()  # warm-up
-    floor = best_of(bare, 3)
-    with tempfile.TemporaryDirectory() as d:
-        counter = iter(range(100))
-        ours = best_of(
-            lambda: extract_features(stim, store=ArtifactStore(Path(d) / str(next(counter))), progress=False), 3
-        )
-        store = ArtifactStore(Path(d) / "hit")
-        extract_features(stim, store=store, progress=False)
-        hit = best_of(lambda: extract_features(stim, store=store, progress=False), 3)
-    return {
-        "n_images": len(stim),
-        "ours_cold_s": ours,
-        "bare_forward_s": floor,
-        "ratio_vs_bare_forward": ours / floor,
-        "images_per_s": len(stim) / ours,
-        "cache_hit_s": hit,
-        "cold_over_hit": ours / hit,
-    }
+    return extraction.run(_data_dir())
 
 
 @benchmark

@@ -125,10 +125,32 @@ class EmbedConfig(_Section):
 class FeaturesConfig(_Section):
     """Image features of the vision backbone."""
 
-    backbone: str = Field("efficientnet_lite0", description="efficientnet_lite0, timm:ARCH or hf_clip:ID|PATH")
+    backbone: str = Field(
+        "efficientnet_lite0",
+        description="a backbone family's name: efficientnet_lite0|1|2, timm:ARCH, hf:ID|PATH (CLIP, SigLIP, DINOv2, "
+        "ViT), hf_clip:ID|PATH, open_clip:ARCH|PATH, torchvision:NAME (llmvem.vision.families)",
+    )
     layer: str | None = Field(None, description="tap this named module (layer3, blocks.9, encoder.layers.5 ...)")
+    layers: str | list[str] | None = Field(
+        None,
+        description="tap several modules in one forward pass: a,b,c or all (the backbone's blocks); each layer is "
+        "cached as --layer would be, and -o f.npy writes f.<layer>.npy per layer plus one f.ids.txt",
+    )
     pooling: Literal["avg", "cls", "max"] | None = Field(None, description="null: the backbone's (or layer's) default")
-    batch_size: int = Field(32, ge=1)
+    reduce: str = Field(
+        "none",
+        description="with --layer(s): none (pooled maps), srp:K (seeded sparse random projection of the whole map "
+        "to K values) or pca:K (incremental PCA fitted on --reduce-fit-n images)",
+    )
+    reduce_seed: int = Field(0, description="seed of the srp projection or of the PCA's fit subset")
+    reduce_fit_n: int = Field(1000, ge=1, description="images the pca reduction is fitted on (a seeded subset)")
+    precision: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="autocast of the forward pass (bfloat16 / float16: faster on GPU; part of the cache key)"
+    )
+    workers: int | None = Field(
+        None, ge=0, description="image decoding threads (null: one per core, at most 4; 0: no overlap with the model)"
+    )
+    batch_size: int = Field(32, ge=1, description="images per forward pass")
     model: Path | None = Field(
         None, description="run directory of a fine-tuned model (llmvem train); else the pretrained backbone"
     )
@@ -173,10 +195,14 @@ class FinetuneConfig(_Section):
     """
 
     backbone: str = Field(
-        "efficientnet_lite0", description="efficientnet_lite0, timm:<resnet*|vit_*|deit_*|convnext_*>, hf_clip:ID"
+        "efficientnet_lite0",
+        description="a backbone its family can split: efficientnet_lite0|1|2, timm:<resnet*|vit_*|deit_*|convnext_*>, "
+        "hf:ID|PATH, hf_clip:ID, open_clip:<ViT tower>, torchvision:<resnet*|vgg*|efficientnet_*|...>",
     )
     pooling: Literal["avg", "max", "cls"] | None = Field(None, description="the backbone's pooling (null: its default)")
-    checkpoint_path: Path | None = Field(None, description="timm: local weights file (else the seeded random init)")
+    checkpoint_path: Path | None = Field(
+        None, description="timm, torchvision, efficientnet_lite: local weights file (else the family's default)"
+    )
     trainable_blocks: int | None = Field(3, ge=0, description="blocks at the top that train (null: all)")
     augment: Literal["none", "flip", "crop_flip"] = Field(
         "none", description="trainable_blocks null only: per-sample random resized crop and/or horizontal flip"
@@ -186,7 +212,8 @@ class FinetuneConfig(_Section):
     cutmix_alpha: float = Field(0.0, ge=0, description="trainable_blocks null only: CutMix Beta(α, α) (0: off)")
     mix_prob: float = Field(1.0, ge=0, le=1, description="share of training batches mixed (mixup/CutMix on)")
     model_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="timm backbones: timm.create_model keywords (img_size, drop_path_rate ...)"
+        default_factory=dict,
+        description="timm / torchvision backbones: model-constructor keywords (img_size, drop_path_rate ...)",
     )
     projection: Literal["linear", "mlp", "mlp_bn"] = "mlp_bn"
     aligned_task: Literal["none", "multilabel"] = Field(
@@ -229,24 +256,36 @@ class FinetuneConfig(_Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     n_images: int = Field(1000, ge=20, le=1000, description="NSD images used (first n)")
 
+    def needs_whole_network(self, trains_whole_network: bool) -> str | None:
+        """The one rule "augmentation and mixing need the whole network": with a frozen bottom the inputs are cached
+        activations, which cannot be cropped, flipped or mixed. Returns the message when this config breaks it for
+        a network that trains whole (``trainable_blocks: null``, or a split built so by hand) or not, else None;
+        the validator below raises it as a config error, :func:`llmvem.align.finetune.check_inputs` for a split
+        given to the Python API."""
+        if trains_whole_network:
+            return None
+        where = f"with trainable_blocks={self.trainable_blocks}" if self.trainable_blocks is not None else (
+            "with a frozen bottom")  # fmt: skip
+        asked = ((f"augment={self.augment!r}", "needs", "it needs", "cropped or flipped", self.augment != "none"),
+                 ("mixup_alpha / cutmix_alpha", "need", "they need", "mixed",
+                  self.mixup_alpha > 0 or self.cutmix_alpha > 0))  # fmt: skip
+        for what, verb, pronoun, done, on in asked:
+            if on:
+                return (f"finetune.{what} {verb} trainable_blocks: null ({pronoun} the whole network to train): "
+                        f"{where} the inputs are cached activations, which cannot be {done}")  # fmt: skip
+        return None
+
     @model_validator(mode="after")
     def _augment_needs_images(self) -> FinetuneConfig:
-        # With a frozen bottom the inputs are cached activations, which cannot be cropped or flipped.
-        if self.augment != "none" and self.trainable_blocks is not None:
-            raise ValueError(
-                f"augment={self.augment!r} needs trainable_blocks: null (the whole network trains on images); "
-                f"with trainable_blocks={self.trainable_blocks} the inputs are cached activations"
-            )
-        if (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and self.trainable_blocks is not None:
-            raise ValueError(
-                f"mixup_alpha / cutmix_alpha need trainable_blocks: null (the whole network trains on images); "
-                f"with trainable_blocks={self.trainable_blocks} the inputs are cached activations (cannot be mixed)"
-            )
-        if self.model_kwargs and not self.backbone.startswith("timm:"):
-            raise ValueError(
-                f"model_kwargs are timm.create_model keywords: backbone {self.backbone!r} takes none "
-                "(use a timm:<arch> backbone, or remove model_kwargs)"
-            )
+        problem = self.needs_whole_network(self.trainable_blocks is None)
+        if problem is not None:
+            raise ValueError(problem)
+        if self.model_kwargs:
+            from llmvem.vision.families import FAMILIES  # (the family says which keywords it takes)
+
+            problem = FAMILIES.keyword_error(self.backbone, ["model_kwargs"])
+            if problem is not None:
+                raise ValueError(problem)
         return self
 
 

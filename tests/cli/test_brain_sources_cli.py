@@ -112,6 +112,11 @@ def _run(args: list[str], out: Path) -> Path:
     return run
 
 
+def _maps(run: Path) -> dict:
+    """The encoding maps a run lists in metrics.json (``info.evaluations.encoding.maps``)."""
+    return json.loads((run / "metrics.json").read_text())["info"]["evaluations"]["encoding"]["maps"]
+
+
 def test_two_nsd_subjects_in_one_run_with_maps(world: dict[str, Path], tmp_path: Path) -> None:
     run = _run(["-f", str(world["feats"]), "-b", f"nsd:{world['nsd']}?subject=1-2&rois=streams"], tmp_path)
     per = pd.read_csv(run / "encoding_subjects.csv")
@@ -122,11 +127,11 @@ def test_two_nsd_subjects_in_one_run_with_maps(world: dict[str, Path], tmp_path:
     np.testing.assert_allclose(mean.loc["ventral", "mean_r"], per[per["roi"] == "ventral"]["mean_r"].mean())
     assert (per["mean_r"] > 0.5).all()
     metrics = json.loads((run / "metrics.json").read_text())
-    voxel_r = np.load(run / "voxel_r.npz")
+    voxel_r = np.load(run / "encoding_voxel_r.npz")
     labels = np.asarray(nib.load(world["nsd"] / "nsddata/ppdata/subj01/func1pt8mm/roi/streams.nii.gz").dataobj)
     index = np.flatnonzero(labels.reshape(-1, order="F") > 0)  # the ROI voxels, Fortran order (as NSD's)
     for subject in subjects:
-        files = metrics["maps"][f"feats | {subject}"]
+        files = metrics["info"]["evaluations"]["encoding"]["maps"][f"feats | {subject}"]
         assert files["r"] == [f"maps/{subject}/feats/r.nii.gz"] and {"score", "alpha"} <= set(files)
         img = nib.load(run / files["r"][0])
         assert img.shape == SHAPE
@@ -156,11 +161,11 @@ def test_algonauts_options_and_fsaverage_maps(world: dict[str, Path], tmp_path: 
     run = _run(["-f", str(world["feats"]), "-b", spec], tmp_path)
     per = pd.read_csv(run / "encoding_subjects.csv")
     assert per.set_index("roi")["n_voxels"].to_dict() == {"early": 20, "ventral": 20}  # lh only: 40 of 80
-    files = json.loads((run / "metrics.json").read_text())["maps"]["feats | algonauts2023-subj01"]["r"]
+    files = _maps(run)["feats | algonauts2023-subj01"]["r"]
     assert files == ["maps/algonauts2023-subj01/feats/lh.r.mgh", "maps/algonauts2023-subj01/feats/rh.r.mgh"]
     lh = np.asarray(nib.load(run / files[0]).dataobj).reshape(-1)
     verts = np.flatnonzero(np.load(world["alg"] / "roi_masks" / "lh.all-vertices_fsaverage_space.npy"))
-    r = np.load(run / "voxel_r.npz")["feats__algonauts2023-subj01"]
+    r = np.load(run / "encoding_voxel_r.npz")["feats__algonauts2023-subj01"]
     np.testing.assert_allclose(lh[verts], r, rtol=1e-6)
     assert np.isnan(np.delete(lh, verts)).all()
     assert np.isnan(np.asarray(nib.load(run / files[1]).dataobj)).all()  # rh not loaded
@@ -220,4 +225,4 @@ def test_vertices_unknown_scores_stand_and_maps_are_skipped(world: dict[str, Pat
     with pytest.warns(RuntimeWarning, match="no brain maps for 'algonauts2023-subj01'.*no fsaverage vertex"):
         run = _run(["-f", str(world["feats"]), "-b", f"algonauts:{subj}?roi_classes=streams"], tmp_path / "out")
     assert (pd.read_csv(run / "encoding_subjects.csv")["mean_r"] > 0.5).all()
-    assert json.loads((run / "metrics.json").read_text())["maps"] == {} and not (run / "maps").exists()
+    assert _maps(run) == {} and not (run / "maps").exists()

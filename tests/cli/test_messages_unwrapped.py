@@ -35,7 +35,7 @@ def test_error_messages_are_one_whole_line(
     monkeypatch.chdir(where)
     cases = {
         f"error: config file not found: {where / 'nope.yaml'}": ["demo", "--config", str(where / "nope.yaml")],
-        f"error: matrix {where / 'x.npy'}: file not found": [
+        f"error: brain data {where / 'b.npz'}: not found": [
             "evaluate",
             "encoding",
             "-f",

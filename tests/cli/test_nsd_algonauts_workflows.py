@@ -204,13 +204,13 @@ def test_nsd_partition_writes_parts_and_maps_in_the_subject_volume(
     assert abs(ventral["unique:language"]) < 0.1 and abs(ventral["shared"]) < 0.1, table
     assert np.isfinite(ventral["ceiling"]) and ventral["ceiling_bound"] == "noise_ceiling_r2"
     metrics = json.loads((run / "metrics.json").read_text())
-    (brain_name,) = metrics["partition_maps"]
-    files = metrics["partition_maps"][brain_name]
+    (brain_name,) = metrics["info"]["evaluations"]["partition"]["maps"]
+    files = metrics["info"]["evaluations"]["partition"]["maps"][brain_name]
     assert set(files) == {"unique_vision", "unique_language", "shared", "joint"}
     vol = np.asarray(nib.load(str(run / files["unique_vision"][0])).dataobj)
     assert vol.shape == GRID and np.isnan(vol[0]).all()  # outside cortex: not in the data
     assert np.nanmean(vol[3:]) > 0.3 > np.nanmean(vol[1:3]) + 0.2  # the ventral slab, not early
-    voxels = np.load(run / metrics["partition_arrays"][brain_name]["unique:vision"])
+    voxels = np.load(run / metrics["info"]["evaluations"]["partition"]["arrays"][brain_name]["unique:vision"])
     np.testing.assert_allclose(np.sort(voxels), np.sort(vol[np.isfinite(vol)]), rtol=1e-6)
 
 
@@ -227,7 +227,7 @@ def test_nsd_searchlight_map_lights_the_ventral_slab(
     _ok(["evaluate", "rsa", "-f", "vision=vision.npy", "-b", source, "--searchlight", "--searchlight-radius", "1.5"])
     run = next((tmp_path / "runs").glob("evaluate-rsa-*"))
     metrics = json.loads((run / "metrics.json").read_text())
-    (files,) = metrics["searchlight_maps"].values()
+    (files,) = metrics["info"]["evaluations"]["searchlight"]["maps"].values()
     vol = np.asarray(nib.load(str(run / files["vision"][0])).dataobj)
     assert vol.shape == GRID and np.isnan(vol[0]).all()
     assert np.nanmean(vol[4:]) > np.nanmean(vol[1:2]) + 0.2, (np.nanmean(vol[4:]), np.nanmean(vol[1:2]))

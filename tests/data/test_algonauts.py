@@ -347,7 +347,7 @@ def test_evaluate_encoding_on_the_folder_with_roi(fake: Fake, tmp_path: Path) ->
     assert table.loc["FFA-1", "n_voxels"] == n_ffa and table.loc["FFA-1", "mean_r"] > 0.8
     assert table.loc["all", "n_voxels"] == n_ffa  # other classes' ROIs overlap FFA-1; the total counts each once
     assert table.loc["FFA-1", "noise_ceiling_r"] > 0
-    split = json.loads((run / "metrics.json").read_text())["subjects"]
+    split = json.loads((run / "metrics.json").read_text())["info"]["targets"]["brain"]["subjects"]
     assert next(iter(split.values())) == {"n_train": 40, "n_test": 12, "splits": "own"}
 
 

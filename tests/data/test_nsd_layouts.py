@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from llmvem.data.brain import ncsnr_from_repeats
 from llmvem.data.files import load_brain, save_brain
 from llmvem.data.nsd import TRIALS_PER_SESSION, NSDDesign, load_nsd, stimulus_id
 from llmvem.errors import DataError, DatasetNotFoundError
@@ -87,6 +86,16 @@ def _expected(trials: np.ndarray, design: NSDDesign, cols: np.ndarray, drop: dic
         return {stimulus_id(k): np.nanmean(z[ims == k], axis=0) for k in np.unique(ims)}
 
 
+def _nsd_ncsnr(reps: np.ndarray, zscored: bool = True) -> np.ndarray:
+    """NSD's ncsnr of (images, 3, voxels) trials, written from cvnlab/nsddatapaper export_noiseceiling.m and
+    translatevmetric.m: σ_noise = sqrt(mean over images of the ddof-1 variance of the 3 trials), σ_signal² =
+    1 − σ_noise² on z-scored betas (else the trials' total variance − σ_noise², GLMsingle example9); NaN images
+    ignored (nanmean)."""
+    noise_var = np.nanmean(reps.var(axis=1, ddof=1), axis=0)
+    total = 1.0 if zscored else np.nanvar(reps.reshape(-1, reps.shape[2]), axis=0, ddof=1)
+    return np.sqrt(np.clip(total - noise_var, 0, None)) / np.sqrt(noise_var)
+
+
 def test_planted_signal_numbers_hemi_space(tmp_path: Path) -> None:
     design = _design(tmp_path)
     trials = _volume(tmp_path, design)
@@ -103,13 +112,17 @@ def test_planted_signal_numbers_hemi_space(tmp_path: Path) -> None:
     own = np.corrcoef([by_id[stimulus_id(k)] for k in ids[:-1]], [exp[stimulus_id(k)].mean() for k in ids[:-1]])
     shifted = np.corrcoef([by_id[stimulus_id(k)] for k in ids[1:]], [exp[stimulus_id(k)].mean() for k in ids[:-1]])
     assert own[0, 1] > 0.999 and abs(shifted[0, 1]) < 0.2
-    # ncsnr: the same as from the first 3 repeats of every image
-    z = (trials[:, cols].astype(np.float64) / 300).reshape(N_SESSIONS, TRIALS_PER_SESSION, -1)
+    # ncsnr: NSD's formula over the 3 repeats of every image (1 − σ_noise² is the signal variance of z-scored betas)
+    raw = trials[:, cols].astype(np.float64) / 300
+    z = raw.reshape(N_SESSIONS, TRIALS_PER_SESSION, -1)
     z = ((z - z.mean(1, keepdims=True)) / z.std(1, keepdims=True)).reshape(-1, cols.size)
     ims = design.trial_images(1)
-    reps = np.stack([z[np.flatnonzero(ims == k)[:3]] for k in np.unique(ims)])
+    first3 = [np.flatnonzero(ims == k)[:3] for k in np.unique(ims)]
     assert brain.ncsnr is not None
-    np.testing.assert_allclose(brain.ncsnr, ncsnr_from_repeats(reps), rtol=1e-4)
+    np.testing.assert_allclose(brain.ncsnr, _nsd_ncsnr(np.stack([z[i] for i in first3])), rtol=1e-4)
+    unscaled = load_nsd(tmp_path, 1, rois=["streams"], zscore=False)  # no z-scoring: the trials' own variance
+    assert unscaled.ncsnr is not None
+    np.testing.assert_allclose(unscaled.ncsnr, _nsd_ncsnr(np.stack([raw[i] for i in first3]), False), rtol=1e-4)
     assert list(brain.voxels["roi"]) == list(brain.voxels["roi:streams"])
     assert set(brain.voxels["roi"]) == {"early", "ventral"}  # names from freesurfer/subj01/label/streams.mgz.ctab
     assert set(brain.voxels.loc[brain.voxels["roi"] == "early", "hemi"]) == {"lh"}
@@ -126,6 +139,22 @@ def test_hemisphere_prefixed_roi_named_from_unprefixed_ctab(tmp_path: Path) -> N
     brain = load_nsd(tmp_path, 1, rois=["rh.streams"], sessions=[1, 2, 3])
     assert set(brain.voxels["roi:rh.streams"]) == {"ventral"}  # not rh.streams_5
     assert set(brain.voxels["hemi"]) == {"rh"}
+
+
+def test_volume_only_roi_named_from_templates_ctab(tmp_path: Path) -> None:
+    """Volume-only ROIs (MTL, thalamus) keep their label table as nsddata/templates/<name>.ctab (no .mgz: they have
+    no surface file); their voxels are named from it, not "thalamus_1"."""
+    _volume(tmp_path, _design(tmp_path))
+    rdir = tmp_path / "nsddata" / "ppdata" / "subj01" / "func1pt8mm" / "roi"
+    lab = np.full(GRID, -1, dtype=np.int16)
+    lab[2, 0] = 1
+    lab[3, 1] = 2
+    nib.save(nib.Nifti1Image(lab, AFFINE), rdir / "thalamus.nii.gz")
+    tdir = tmp_path / "nsddata" / "templates"
+    tdir.mkdir(parents=True)
+    (tdir / "thalamus.ctab").write_text("0 Unknown\n1 LGN\n2 SC\n")
+    brain = load_nsd(tmp_path, 1, rois=["thalamus"], sessions=[1, 2, 3])
+    assert sorted(set(brain.voxels["roi:thalamus"])) == ["LGN", "SC"]
 
 
 def test_missing_session_and_empty_voxel_sessions(tmp_path: Path) -> None:
@@ -155,6 +184,12 @@ def test_missing_session_and_empty_voxel_sessions(tmp_path: Path) -> None:
     for k in (0, 5, 600):
         np.testing.assert_allclose(brain.responses[k, 0], exp[brain.stimulus_ids[k]][0], rtol=1e-5, atol=1e-5)
     assert brain.ncsnr is not None and brain.ncsnr[0] > 0.5  # from the images whose 3 repeats have data
+    b = trials[:, cols[:1]].astype(np.float64) / 300
+    z = np.concatenate([(s - s.mean(0)) / s.std(0) for s in np.split(b, N_SESSIONS)])
+    z[TRIALS_PER_SESSION : 2 * TRIALS_PER_SESSION] = np.nan  # session 2 has no data at voxel 0
+    ims = design.trial_images(1)
+    reps = np.stack([z[np.flatnonzero(ims == k)[:3]] for k in np.unique(ims)])
+    np.testing.assert_allclose(brain.ncsnr[0], _nsd_ncsnr(reps)[0], rtol=1e-4)  # NSD's nanmean over images
     (bdir / "betas_session03.hdf5").unlink()
     lost = np.unique(design.session_images(1, 3)).size
     with warnings.catch_warnings(record=True) as rec2:

@@ -187,7 +187,47 @@ OLD_TO_NEW: dict[str, list[tuple[str, Any]]] = {
         (r"^rsa\.(.+) \| (\w+)\.(\w+)$", lambda m: f"results.rsa.{_OBJECTS92_MODELS[m[1]]}.{m[2]}.{m[3]}"),
         (r"^image_to_text_map\.(\w+)$", lambda m: f"info.models.image_to_text.{m[1]}"),
     ],
+    "evaluate_encoding": [
+        (r"^encoding\.(.+)\.([^.]+)\.(\w+)$", lambda m: f"results.encoding.{m[1]}.{m[2]}.{m[3]}"),
+        (r"^subjects\.(.+)\.(\w+)$", lambda m: f"info.targets.brain.subjects.{m[1]}.{m[2]}"),
+    ],
+    "evaluate_rsa": [
+        (r"^(rois\.)?rsa\.(.+)\.([^.]+)\.mean$", lambda m: f"{m[1] or ''}results.rsa.{m[2]}.{m[3]}.mean"),
+        (r"^(rois\.)?rsa\.(.+)\.([^.]+)\.se$", lambda m: f"{m[1] or ''}results.rsa.{m[2]}.{m[3]}.sem"),
+    ],
+    "nsd_objects92": [
+        (
+            r"^rsa\.(\w+)\.(\w+)\.(mean|se)$",
+            lambda m: f"results.rsa.{m[1]}.{m[2].lower()}.{'sem' if m[3] == 'se' else m[3]}",
+        ),
+        (
+            r"^(paired|paired_heads|paired_pretrained\.aligned|paired_pretrained\.aligned_head)\.(\w+)\."
+            r"(diff_mean|p_paired_t_subjects|ratio_aligned_over_twin|ci95\[[01]\]|per_seed\[\d+\])$",
+            lambda m: _nsd_paired(m[1], m[2].lower(), m[3]),
+        ),
+        (r"^hed\.(aligned|twin)\.(\w+)$", lambda m: f"results.hed.{m[1]}.hed.{m[2]}"),
+        (r"^hed_vocabulary(\[\d+\])$", lambda m: f"info.targets.hed.vocabulary{m[1]}"),
+        (r"^n_(train|undescribed)$", lambda m: f"info.stimuli.nsd.n_{m[1]}"),
+        (r"^n_val$", lambda m: "info.stimuli.nsd.n_test"),
+        (r"^(seeds\[\d+\])$", lambda m: f"study.{m[1]}"),  # the study's seeds (study.yaml, added by the test)
+    ],
 }
+#: the hand-written NSD study's paired sections → the study's paired evaluations (decision 0013)
+_NSD_PAIRS = {"paired": ("aligned_vs_twin", "aligned - twin"), "paired_heads": ("heads", "aligned_head - twin_head"),
+              "paired_pretrained.aligned": ("vs_pretrained", "aligned - pretrained"),
+              "paired_pretrained.aligned_head": ("vs_pretrained", "aligned_head - pretrained")}  # fmt: skip
+
+
+def _nsd_paired(section: str, target: str, metric: str) -> tuple[str, ...]:
+    """The new path(s) of an old paired number: ``ci95[0|1]`` → ``ci95_low|high``, ``ratio_aligned_over_twin`` →
+    ``ratio``, ``per_seed[k]`` → seed k's ``diff`` (with one seed the table has none: the mean is that seed's)."""
+    evaluation, pair = _NSD_PAIRS[section]
+    base = f"results.{evaluation}.{pair}.{target}"
+    if metric.startswith("per_seed"):
+        k = metric[len("per_seed[") : -1]
+        return f"{base}.seeds.{k}.diff", f"{base}.diff_mean"
+    new = {"ci95[0]": "ci95_low", "ci95[1]": "ci95_high", "ratio_aligned_over_twin": "ratio"}.get(metric, metric)
+    return (f"{base}.{new}",)
 
 
 def through_mapping(study: str, new: dict[str, Any]) -> dict[str, Any]:
@@ -198,8 +238,10 @@ def through_mapping(study: str, new: dict[str, Any]) -> dict[str, Any]:
     for old in pinned:
         for pattern, template in OLD_TO_NEW[study]:
             m = re.match(pattern, old)
-            if m and template(m) in new:
-                out[old] = new[template(m)]
+            paths = template(m) if m else ()
+            found = [p for p in ((paths,) if isinstance(paths, str) else paths) if p in new]
+            if found:
+                out[old] = new[found[0]]
                 break
     return out
 
@@ -303,7 +345,8 @@ def test_evaluate_encoding(files: dict[str, Path], tmp_path: Path) -> None:
                         "evaluate.inputs.brain": [str(files["brain"])]})  # fmt: skip
     with pytest.warns(RuntimeWarning, match="1 of 50 targets"):
         run = run_evaluate_encoding(cfg)
-    check("evaluate_encoding", run_metrics(run.path, _paths(files["brain"].parent)))
+    got = run_metrics(run.path, _paths(files["brain"].parent))
+    check("evaluate_encoding", through_mapping("evaluate_encoding", got))
 
 
 def test_evaluate_rsa(files: dict[str, Path], data_dir: Path, tmp_path: Path) -> None:
@@ -326,7 +369,7 @@ def test_evaluate_rsa(files: dict[str, Path], data_dir: Path, tmp_path: Path) ->
     with pytest.warns(RuntimeWarning, match="left out of the RDMs"):
         run = run_evaluate_rsa(cfg)
     got.update({f"rois.{k}": v for k, v in run_metrics(run.path, _paths(files["good"].parent)).items()})
-    check("evaluate_rsa", got)
+    check("evaluate_rsa", through_mapping("evaluate_rsa", got))
 
 
 def test_evaluate_decode(files: dict[str, Path], tmp_path: Path) -> None:
@@ -394,20 +437,55 @@ def test_folder_classifier(folder: dict[str, Path], tmp_path: Path) -> None:
     check("folder_classifier", run_metrics(run.path, _paths(folder["images"].parent)))
 
 
+#: the median over voxels of held-out r ≈ 0.019 after a 3-epoch fine-tune: near zero, so RTOL is 2e-6 absolute. On
+#: this project's 2-core machine it reads 0.0192095 with 1 BLAS thread and 0.0192093 with 2 on the same commit (and
+#: on the commit that pinned it, 0.0192063 was measured under other load): float summation order, not the code.
+#: 1e-5 absolute on a correlation keeps any real change visible.
+FOLDER_VOXELS_LOOSE = {r"median_r": (RTOL, 1e-5)}
+
+
 @pytest.mark.slow
 def test_folder_voxels(folder: dict[str, Path], tmp_path: Path) -> None:
     from llmvem.pipeline import run_finetune_folder
 
     run = run_finetune_folder(_folder_cfg(tmp_path, folder, **{"dataset.brain": str(folder["brain"])}))
-    check("folder_voxels", run_metrics(run.path, _paths(folder["images"].parent)))
+    check("folder_voxels", run_metrics(run.path, _paths(folder["images"].parent)), loose=FOLDER_VOXELS_LOOSE)
+
+
+def _nsd_metrics(run_path: Path, tmp_path: Path, data_dir: Path) -> dict[str, Any]:
+    """The run's numbers at the hand-written study's paths (:data:`OLD_TO_NEW`), the study's seeds included."""
+    import yaml
+
+    got = run_metrics(run_path, _paths(tmp_path, data_dir))
+    seeds = yaml.safe_load((run_path / "study.yaml").read_text())["seeds"]
+    got.update({f"study.seeds[{k}]": s for k, s in enumerate(seeds)})
+    return through_mapping("nsd_objects92", got)
+
+
+#: the tiny NSD subset: the first 24 described NSD images, 1 seed, 1 epoch, the top block only
+NSD_TINY = {"stimuli.nsd.n_images": 24, "seeds": "[0]", "finetune.epochs": 1, "finetune.trainable_blocks": 1,
+            "finetune.batch_size": 16}  # fmt: skip
 
 
 @pytest.mark.slow
 def test_nsd_objects92(data_dir: Path, tmp_path: Path) -> None:
-    """The shipped config on the first 24 described NSD images, 1 seed, 1 epoch, the top block only."""
+    """The built-in study nsd-objects92 on the tiny subset."""
+    from llmvem.runner import run_study
+
+    run = run_study("nsd-objects92", overrides={**NSD_TINY, "progress": False}, data_dir=data_dir,
+                    output_dir=tmp_path / "runs")  # fmt: skip
+    check("nsd_objects92", _nsd_metrics(run.path, tmp_path, data_dir))
+
+
+@pytest.mark.slow
+def test_nsd_objects92_old_config(data_dir: Path, tmp_path: Path) -> None:
+    """The shipped old config (dataset.name: nsd_objects92) and entry point run the same study, same numbers."""
     from llmvem.pipeline import run_nsd_objects92
+    from llmvem.runner.legacy import LegacyConfigWarning
 
     cfg = _cfg(tmp_path, Path(__file__).resolve().parents[2] / "configs" / "nsd-objects92.yaml",
                data_dir=str(data_dir), **{"finetune.n_images": 24, "finetune.seeds": "[0]", "finetune.epochs": 1,
                                           "finetune.trainable_blocks": 1, "finetune.batch_size": 16})  # fmt: skip
-    check("nsd_objects92", run_metrics(run_nsd_objects92(cfg).path, _paths(tmp_path, data_dir)))
+    with pytest.warns(LegacyConfigWarning, match="nsd-objects92"):
+        run = run_nsd_objects92(cfg)
+    check("nsd_objects92", _nsd_metrics(run.path, tmp_path, data_dir))

@@ -173,36 +173,46 @@ def test_nsd_objects92_experiment_small(data_dir: Path, tmp_path: Path) -> None:
             "finetune.batch_size": 16,
         },
     )
-    run = run_nsd_objects92(cfg)
+    from llmvem.results import read_table
+    from llmvem.runner.legacy import LegacyConfigWarning
+
+    with pytest.warns(LegacyConfigWarning, match="nsd-objects92"):  # the old config runs as the study
+        run = run_nsd_objects92(cfg)
     metrics = json.loads((run.path / "metrics.json").read_text())
+    rsa = metrics["results"]["rsa"]
     for rep in ("aligned", "twin", "pretrained", "descriptions"):
-        for brain_set in ("cichy_IT", "cichy_EVC", "kriegeskorte_hIT"):
-            v = metrics["rsa"][rep][brain_set]
-            assert -1 <= v["mean"] <= 1 and v["se"] > 0
+        for brain_set in ("cichy_it", "cichy_evc", "kriegeskorte_hit"):
+            v = rsa[rep][brain_set]
+            assert -1 <= v["mean"] <= 1 and v["sem"] > 0
     # the pretrained network and the descriptions reproduce the objects92 reference numbers of the issue
-    assert metrics["rsa"]["pretrained"]["cichy_IT"]["mean"] == pytest.approx(0.087, abs=0.005)
-    assert metrics["rsa"]["descriptions"]["kriegeskorte_hIT"]["mean"] == pytest.approx(0.290, abs=0.005)
-    assert len(metrics["paired"]["cichy_IT"]["per_seed"]) == 2
-    # every score behind the means, per seed and subject
-    subj = pd.read_csv(run.path / "rsa_subjects.csv")
-    it = subj[(subj["target"] == "cichy_it") & (subj["model"] == "aligned")]
-    assert sorted(it["seed"].unique()) == [0, 1] and len(it) == 2 * 15
-    assert it["score"].mean() == pytest.approx(metrics["rsa"]["aligned"]["cichy_IT"]["mean"], abs=1e-9)
-    pre = subj[(subj["target"] == "kriegeskorte_hit") & (subj["model"] == "pretrained")]
-    assert len(pre) == 4 and pre["seed"].isna().all()
+    assert rsa["pretrained"]["cichy_it"]["mean"] == pytest.approx(0.087, abs=0.005)
+    assert rsa["descriptions"]["kriegeskorte_hit"]["mean"] == pytest.approx(0.290, abs=0.005)
+    paired = metrics["results"]["aligned_vs_twin"]["aligned - twin"]
+    assert set(paired["cichy_it"]["seeds"]) == {"0", "1"}
+    # every score behind the means, per seed and subject, in the result table
+    table = read_table(run.path / "results.csv")
+    scores = table[(table["evaluation"] == "rsa") & (table["metric"] == "score") & (table["subject"] != "")]
+    it = scores[(scores["target"] == "cichy_it") & (scores["model"] == "aligned") & (scores["seed"] != "mean")]
+    assert sorted(it["seed"].unique()) == ["0", "1"] and len(it) == 2 * 15
+    assert it["value"].mean() == pytest.approx(rsa["aligned"]["cichy_it"]["mean"], abs=1e-9)
+    pre = scores[(scores["target"] == "kriegeskorte_hit") & (scores["model"] == "pretrained")]
+    assert len(pre) == 4 and (pre["seed"] == "").all()
     # the networks' last layers: the aligned projection (text space) and the twin's HED logits
-    assert {"aligned_head", "twin_head"} <= set(metrics["rsa"])
-    assert len(metrics["paired_heads"]["kriegeskorte_hIT"]["per_seed"]) == 2
+    assert {"aligned_head", "twin_head"} <= set(rsa)
+    heads = metrics["results"]["heads"]["aligned_head - twin_head"]
+    assert set(heads["kriegeskorte_hit"]["seeds"]) == {"0", "1"}
     # vs the untouched network: its RSA repeated for every seed
-    vp = metrics["paired_pretrained"]["aligned"]["cichy_IT"]
-    a_it, p_it = metrics["rsa"]["aligned"]["cichy_IT"]["mean"], metrics["rsa"]["pretrained"]["cichy_IT"]["mean"]
-    assert vp["diff_mean"] == pytest.approx(a_it - p_it, abs=1e-9) and "aligned_head" in metrics["paired_pretrained"]
-    assert metrics["n_undescribed"] == 0  # all six describers cover the first 48 NSD images
-    assert set(metrics["hed"]) == {"aligned", "twin"}
+    vp = metrics["results"]["vs_pretrained"]["aligned - pretrained"]["cichy_it"]
+    a_it, p_it = rsa["aligned"]["cichy_it"]["mean"], rsa["pretrained"]["cichy_it"]["mean"]
+    assert vp["diff_mean"] == pytest.approx(a_it - p_it, abs=1e-9)
+    assert "aligned_head - pretrained" in metrics["results"]["vs_pretrained"]
+    assert metrics["info"]["stimuli"]["nsd"]["n_undescribed"] == 0  # all six describers cover the first 48 images
+    assert set(metrics["results"]["hed"]) == {"aligned", "twin"}
     assert len(list((run.path / "models").glob("*.safetensors"))) == 4
     # re-running reuses the finished training (checkpoints in the store) and gives the same numbers
-    run2 = run_nsd_objects92(cfg)
-    assert json.loads((run2.path / "metrics.json").read_text())["rsa"] == metrics["rsa"]
+    with pytest.warns(LegacyConfigWarning):
+        run2 = run_nsd_objects92(cfg)
+    assert json.loads((run2.path / "metrics.json").read_text())["results"]["rsa"] == rsa
     # a trained model's features for any folder of images, through the CLI
     images = data_dir / "objects92" / "images"
     common = ["--cache-dir", str(tmp_path / "cache"), "--no-progress"]

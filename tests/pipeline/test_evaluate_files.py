@@ -85,12 +85,12 @@ def test_evaluate_encoding_separates_signal_from_noise(encoding_files: dict[str,
     x = load_matrix(encoding_files["good"]).values
     model = RidgeEncoder(alphas=tuple(10.0**k for k in range(-2, 7)), cv="loo").fit(x[tr], brain.responses[tr])
     r = pearson_r(brain.responses[te], model.predict(x[te]))
-    stored = np.load(run / "voxel_r.npz")["signal__subjA"]
+    stored = np.load(run / "encoding_voxel_r.npz")["signal__subjA"]
     assert np.isnan(stored[5])
     np.testing.assert_allclose(stored[6:30], r[6:30], atol=1e-5)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["subjects"]["subjA"] == {"n_train": 64, "n_test": 16, "splits": "random"}
-    for png in ("encoding.png", "r_histograms.png"):
+    assert metrics["info"]["targets"]["brain"]["subjects"]["subjA"] == {"n_train": 64, "n_test": 16, "splits": "random"}
+    for png in ("encoding.png", "encoding_r_histograms.png"):
         assert (run / png).stat().st_size > 5000
     assert "Encoding" in (run / "report.html").read_text()
 
@@ -112,7 +112,7 @@ def test_evaluate_encoding_with_fractional_ridge(encoding_files: dict[str, Path]
     with pytest.warns(RuntimeWarning, match="1 of 50 targets"):
         model = RidgeEncoder(cv="frac").fit(x[tr], brain.responses[tr])
     r = pearson_r(brain.responses[te], model.predict(x[te]))
-    np.testing.assert_allclose(np.load(run / "voxel_r.npz")["signal__subjA"][6:], r[6:], atol=1e-5)
+    np.testing.assert_allclose(np.load(run / "encoding_voxel_r.npz")["signal__subjA"][6:], r[6:], atol=1e-5)
     assert pd.read_csv(run / "encoding.csv").set_index("roi").loc["good", "mean_r"] > 0.8
 
 
@@ -141,8 +141,8 @@ def test_evaluate_rsa_on_objects92_matches_direct_rsa(data_dir: Path, tmp_path: 
     assert table.loc["cichy_it", "ci95_low"] < direct.mean < table.loc["cichy_it", "ci95_high"]
     assert table.loc["hit", "n_subjects"] == 4
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["rsa"]["cats"]["cichy_it"]["mean"] == pytest.approx(direct.mean)
-    assert (run / "rsa.png").is_file() and (run / "rdms.png").is_file()
+    assert metrics["results"]["rsa"]["cats"]["cichy_it"]["mean"] == pytest.approx(direct.mean)
+    assert (run / "rsa.png").is_file() and (run / "rsa_rdms.png").is_file()
 
 
 def test_evaluate_rsa_on_brain_rois(encoding_files: dict[str, Path], tmp_path: Path) -> None:

@@ -85,13 +85,16 @@ def test_partition_recovers_planted_parts_of_independent_spaces(files: dict[str,
     assert 0 < table.loc["vision", "n_negative:unique:language"] < V
     # per-voxel arrays: listed in metrics.json, and the table's means are their ROI means
     metrics = json.loads((run / "metrics.json").read_text())
-    files_of = metrics["partition_arrays"]["sim"]
+    info = metrics["info"]["evaluations"]["partition"]
+    files_of = info["arrays"]["sim"]
     assert {"unique:vision", "unique:language", "shared:vision&language", "r2:vision+language"} <= set(files_of)
     unique_v = np.load(run / files_of["unique:vision"])
     assert unique_v.shape == (3 * V,)
     assert float(unique_v[V : 2 * V].mean()) == pytest.approx(table.loc["language", "unique:vision"], abs=1e-6)
-    assert metrics["partition"]["sim"]["both"]["joint"] == pytest.approx(table.loc["both", "joint"])
-    assert metrics["partition_maps"] == {}  # a .npz saved without a space: no maps, and no error
+    assert metrics["results"]["partition"]["vision + language"]["both"]["subjects"]["sim"]["joint"] == pytest.approx(
+        table.loc["both", "joint"]
+    )
+    assert info["maps"] == {}  # a .npz saved without a space: no maps, and no error
     assert (run / "partition.png").stat().st_size > 5000
     html = (run / "report.html").read_text()
     assert "Variance partitioning" in html and "drop in held-out R² when that space is removed" in html
@@ -110,7 +113,10 @@ def test_partition_by_config_key_three_spaces_duplicated_space_is_shared(
     assert both["subject"].tolist() == ["sim"] * 3 + ["sim-2"] * 3
     numeric = both.select_dtypes("number")
     np.testing.assert_allclose(numeric.iloc[:3].to_numpy(), numeric.iloc[3:].to_numpy(), rtol=1e-6)
-    assert set(json.loads((run / "metrics.json").read_text())["partition_arrays"]) == {"sim", "sim-2"}
+    assert set(json.loads((run / "metrics.json").read_text())["info"]["evaluations"]["partition"]["arrays"]) == {
+        "sim",
+        "sim-2",
+    }
     table = both[both["subject"] == "sim"].set_index("roi")
     parts = {"unique:vision", "unique:language", "unique:copy", "shared:vision&language", "shared:vision&copy",
              "shared:language&copy", "shared:vision&language&copy"}  # fmt: skip

@@ -59,7 +59,7 @@ def test_roi_by_class_keeps_overlapping_voxels(tmp_path: Path) -> None:
     assert table.loc["hV4", "n_voxels"] == 5 and table.loc["ventral", "n_voxels"] == 5
     assert table.loc["all", "n_voxels"] == 20  # each selected voxel once
     assert "OFA" not in table.index
-    assert len(np.load(run / "voxel_r.npz")["f__subj1"]) == 20
+    assert len(np.load(run / "encoding_voxel_r.npz")["f__subj1"]) == 20
 
 
 def test_roi_missing_in_some_sources_is_a_counted_warning(tmp_path: Path) -> None:

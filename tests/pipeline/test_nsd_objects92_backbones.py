@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from llmvem.config import load_config
 
@@ -14,6 +15,7 @@ def test_timm_backbone_with_max_pooling_runs_end_to_end(data_dir: Path, tmp_path
     from llmvem.align.finetune import features_from_run
     from llmvem.data.datasets import load_dataset
     from llmvem.pipeline import run_nsd_objects92
+    from llmvem.runner.legacy import LegacyConfigWarning
 
     cfg = load_config(
         Path(__file__).resolve().parents[2] / "configs" / "nsd-objects92.yaml",
@@ -22,9 +24,10 @@ def test_timm_backbone_with_max_pooling_runs_end_to_end(data_dir: Path, tmp_path
                    "finetune.n_images": 40, "finetune.seeds": "[0]", "finetune.epochs": 1,
                    "finetune.trainable_blocks": 1, "finetune.batch_size": 16},
     )  # fmt: skip
-    run = run_nsd_objects92(cfg)
+    with pytest.warns(LegacyConfigWarning, match="timm:resnet18"):  # the study YAML to use instead
+        run = run_nsd_objects92(cfg)
     metrics = json.loads((run.path / "metrics.json").read_text())
-    assert set(metrics["rsa"]) >= {"aligned", "twin", "pretrained", "descriptions"}
+    assert set(metrics["results"]["rsa"]) >= {"aligned", "twin", "pretrained", "descriptions"}
     assert (run.path / "training.png").is_file()
     # the run directory rebuilds the same network (timm ResNet-18, max pooling) for new images
     obj = load_dataset("objects92", data_dir)

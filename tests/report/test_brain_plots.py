@@ -163,3 +163,34 @@ def test_full_resolution_on_freesurfer_fsaverage_from_subjects_dir(
     px = _rgb(fig.path)
     assert _coloured(_crop(px, fig.panels["lh lateral"])).sum() > 200
     assert _coloured(_crop(px, fig.panels["rh lateral"])).sum() == 0
+
+
+def _ico_levels_nested(sphere_xyz: np.ndarray) -> float:
+    """Largest angle (degrees) between a vertex added at an icosahedron level and the normalised midpoint of its two
+    nearest vertices of the levels before: ~0 when the vertex order is the nested ico order FreeSurfer uses."""
+    unit = sphere_xyz / np.linalg.norm(sphere_xyz, axis=1, keepdims=True)
+    worst = 0.0
+    for lo, hi in [(12, 42), (42, 162), (162, 642), (642, 2562), (2562, 10242)]:
+        older, new = unit[:lo], unit[lo:hi]
+        pair = np.argsort(-(new @ older.T), axis=1)[:, :2]
+        mid = older[pair[:, 0]] + older[pair[:, 1]]
+        mid /= np.linalg.norm(mid, axis=1, keepdims=True)
+        worst = max(worst, float(np.degrees(np.arccos(np.clip((mid * new).sum(1), -1, 1))).max()))
+    return worst
+
+
+def test_fsaverage_vertex_order_is_nested_icosahedra() -> None:
+    """The premise of subsampling to the first 10,242 vertices, checked on FreeSurfer's own fsaverage5 sphere (as
+    nilearn ships it): every ico level's vertices are appended after the coarser levels' as edge midpoints, so the
+    first 642 / 2,562 vertices are fsaverage3 / fsaverage4. The same construction gives fsaverage6/7 (Winkler 2016,
+    "Downsampling (decimating) a brain surface", brainder.org). A shuffled order fails the check."""
+    import nibabel as nib
+    from nilearn import datasets
+
+    mesh = datasets.fetch_surf_fsaverage("fsaverage5")
+    for hemi in ("sphere_left", "sphere_right"):
+        xyz = np.asarray(nib.load(mesh[hemi]).darrays[0].data, dtype=float)
+        assert xyz.shape == (N5, 3)
+        assert _ico_levels_nested(xyz) < 0.05
+    shuffled = xyz[np.random.default_rng(0).permutation(N5)]
+    assert _ico_levels_nested(shuffled) > 1.0

@@ -101,15 +101,21 @@ def test_compare_and_report_read_runner_studies(tmp_path: Path) -> None:
         t.add("rsa", rep, "cichy_it", {"mean": v, "sem": 0.02})
     t.add("vs_descriptions", "nouns - descriptions", "cichy_it", {"diff_mean": 0.027, "ci95_low": None,
           "ci95_high": None, "p_paired_t_subjects": 0.03, "ratio": 1.1})  # fmt: skip
+    for seed, acc in ((0, 0.5), (1, 0.7)):  # held-out task scores per seed; compare shows their mean
+        t.add("hed", "aligned", "hed", {"label_accuracy": acc}, seed=seed)
+    t.add("hed", "aligned", "hed", {"label_accuracy": 0.6}, seed="mean")
     d = tmp_path / "study"
     d.mkdir()
-    info = {"evaluations": {"rsa": {"kind": "rsa"}, "vs_descriptions": {"kind": "paired"}}}
+    info = {"evaluations": {"rsa": {"kind": "rsa"}, "vs_descriptions": {"kind": "paired"},
+                            "hed": {"kind": "heldout_task"}}}  # fmt: skip
     (d / "metrics.json").write_text(json.dumps({"schema": 2, "results": to_nested(t.frame()), "info": info}))
     table = compare_runs([d, _run(tmp_path, "nsd", 0.2)])
     rows = table[table["run"] == "study"]
     assert rows[rows["section"] == "rsa"].set_index("name").loc["nouns", "value"] == 0.243
     pair = rows[rows["section"] == "vs_descriptions"].iloc[0]
     assert pair["name"] == "nouns - descriptions" and pair["value"] == 0.027 and pair["p"] == 0.03
+    hed = rows[rows["section"] == "hed"]
+    assert list(zip(hed["name"], hed["brain_set"], hed["value"], strict=True)) == [("aligned", "label_accuracy", 0.6)]
     html = build_report(d).read_text()
     assert "Paired differences" in html and "nouns - descriptions" in html and (d / "paired.png").is_file()
     (d / "metrics.json").write_text(json.dumps({"schema": 2, "results": {}, "info": {}}))

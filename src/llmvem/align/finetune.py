@@ -124,8 +124,9 @@ def check_inputs(
 ) -> None:
     """Raise a :class:`DataError` / :class:`ConfigError` for a run that cannot train (before anything is built).
 
-    The config validator says the same of augmentation and mixing with a frozen bottom; this check is for callers
-    of the Python API who build a split by hand.
+    Augmentation and mixing with a frozen bottom: :meth:`~llmvem.config.FinetuneConfig.needs_whole_network` (the
+    rule the config validator checks too), asked of the split given here (callers of the Python API build one by
+    hand).
     """
     if lambda_align > 0 and data.text is None:
         raise DataError("the aligned model (lambda_align > 0) needs description embeddings for its images")
@@ -135,17 +136,12 @@ def check_inputs(
         raise DataError("nothing to train: no task and lambda_align = 0")
     if len(train_idx) < cfg.batch_size and len(train_idx) < 4:
         raise DataError(f"too few training images ({len(train_idx)})")
-    whole = getattr(split, "trains_whole_network", False)
-    asked = (("augment", "needs", "cropped or flipped", cfg.augment != "none"),
-             ("mixup_alpha / cutmix_alpha", "need", "mixed", mixing(cfg)))  # fmt: skip
-    for what, verb, done, on in asked:
-        if on and not whole:
-            raise ConfigError(
-                f"finetune.{what} {verb} the whole network to train (trainable_blocks: null): with a frozen bottom "
-                f"the inputs are cached activations, which cannot be {done}"
-            )
-        if on and data.activations.ndim != 4:
-            raise DataError(f"{what} {verb} images (n, 3, H, W), got activations of shape {data.activations.shape}")
+    problem = cfg.needs_whole_network(getattr(split, "trains_whole_network", False))
+    if problem is not None:
+        raise ConfigError(problem)
+    if (cfg.augment != "none" or mixing(cfg)) and data.activations.ndim != 4:
+        raise DataError(f"augmentation and mixing need images (n, 3, H, W), got activations of shape "
+                        f"{data.activations.shape}")  # fmt: skip
 
 
 def finetune_spec(

@@ -4,7 +4,7 @@ fine-tuned in a run directory (``features.model``: pooled features, a head's out
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,8 +23,11 @@ def features_from_config(cfg: ExperimentConfig, images: Path) -> tuple[np.ndarra
     from llmvem.data.files import check_writable_ids
     from llmvem.data.nsd_stimuli import stimuli_from_path
     from llmvem.errors import ConfigError
+    from llmvem.vision import extract_features
 
     f = cfg.features
+    if f.layers is not None:
+        raise ConfigError("features.layers: use layer_features_from_config (llmvem features --layers)")
     if f.pif and f.model is None:
         raise ConfigError("--pif needs --model RUN_DIR of a visual_words run (finetune.loss=visual_words)")
     stim = stimuli_from_path(images, f.subset, design=f.design)
@@ -40,10 +43,62 @@ def features_from_config(cfg: ExperimentConfig, images: Path) -> tuple[np.ndarra
         values = features_from_run(stim, f.model, f.weights, f.batch_size, cfg.device, cfg.progress, f.layer,
                                    f.pooling, head=f.head)  # fmt: skip
         return values, list(stim.ids)
+    fm = extract_features(stim, **_extraction_kwargs(cfg), layer=f.layer)
+    return fm.values, list(fm.ids)
+
+
+def _extraction_kwargs(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Keyword arguments of :func:`~llmvem.vision.extract_features` from the ``features`` section (no layer)."""
     from llmvem.store import ArtifactStore
+
+    f = cfg.features
+    return dict(backbone=f.backbone, batch_size=f.batch_size, device=cfg.device, store=ArtifactStore(cfg.cache_dir),
+                progress=cfg.progress, pooling=f.pooling, reduce=f.reduce, reduce_seed=f.reduce_seed,
+                reduce_fit_n=f.reduce_fit_n, precision=f.precision, workers=f.workers)  # fmt: skip
+
+
+def layer_features_from_config(cfg: ExperimentConfig, images: Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Features of every layer of ``features.layers`` (one forward pass): ``{layer: (n, D) float32}`` and the ids.
+
+    Raises:
+        ConfigError: ``features.layers`` together with ``features.layer`` or ``features.model``.
+    """
+    from llmvem.data.files import check_writable_ids
+    from llmvem.data.nsd_stimuli import stimuli_from_path
+    from llmvem.errors import ConfigError
     from llmvem.vision import extract_features
 
-    fm = extract_features(stim, backbone=f.backbone, batch_size=f.batch_size, device=cfg.device,
-                          store=ArtifactStore(cfg.cache_dir), progress=cfg.progress, layer=f.layer,
-                          pooling=f.pooling)  # fmt: skip
-    return fm.values, list(fm.ids)
+    f = cfg.features
+    if f.layers is None:
+        raise ConfigError("features.layers is not set (a,b,c or all)")
+    if f.model is not None or f.layer is not None:
+        raise ConfigError("--layers works on a pretrained --backbone, without --model or --layer")
+    stim = stimuli_from_path(images, f.subset, design=f.design)
+    check_writable_ids(stim.ids, f"images of {images}")
+    out = extract_features(stim, **_extraction_kwargs(cfg), layers=f.layers)
+    return {name: fm.values for name, fm in out.items()}, list(stim.ids)
+
+
+def layer_file(out: Path, layer: str) -> Path:
+    """Where ``llmvem features --layers ... -o f.npy`` writes a layer: ``f.<layer>.npy`` (ids: one ``f.ids.txt``)."""
+    return out.with_name(f"{out.stem}.{layer}.npy")
+
+
+def save_layer_features(out: Path, values: dict[str, np.ndarray], ids: list[str]) -> list[Path]:
+    """Write each layer's (n, D) matrix to :func:`layer_file` and the shared ids to ``f.ids.txt``, atomically.
+    Returns the layer files, in order."""
+    import io
+
+    import numpy as np
+
+    from llmvem.data.files import write_ids
+    from llmvem.store import atomic_write_bytes
+
+    write_ids(out.with_suffix(".ids.txt"), ids, f"features {out}")
+    paths = []
+    for layer, arr in values.items():
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        atomic_write_bytes(layer_file(out, layer), buf.getvalue())
+        paths.append(layer_file(out, layer))
+    return paths

@@ -282,8 +282,10 @@ def embed(
     typer.echo(f"{shape} embeddings ({e.encoder}, {e.aggregate}) → {npy}, {ids}")
 
 
-FEATURES = ["features.backbone", "features.layer", "features.pooling", "features.model", "features.weights",
-            "features.pif", "features.head", *NSD_IMAGES, "cache_dir", "device", "progress"]  # fmt: skip
+FEATURES = ["features.backbone", "features.layer", "features.layers", "features.pooling", "features.reduce",
+            "features.reduce_seed", "features.reduce_fit_n", "features.precision", "features.workers",
+            "features.batch_size", "features.model", "features.weights", "features.pif", "features.head",
+            *NSD_IMAGES, "cache_dir", "device", "progress"]  # fmt: skip
 
 
 @command(app, "features", FEATURES)
@@ -297,24 +299,38 @@ def features(
     """Extract pooled image features with a pretrained backbone or a fine-tuned model of a run directory.
 
     --layer taps any named module (an unknown name lists the close and valid ones); features are cached per
-    backbone, layer and pooling. The ids written to <out>.ids.txt are canonical NSD ids (nsd-NNNNN, 1-based) when
-    every file name is an NSD image name (sharedNNNN_nsdNNNNN, Algonauts train-XXXX_nsd-NNNNN / test-XXXX_nsd-NNNNN,
-    whose number is 0-based) and the file stems otherwise. NSD's nsd_stimuli.hdf5 is read directly, without
-    exporting images: --subset picks the images (the design file is found from the NSD root layout, or --design).
+    backbone, layer and pooling. --layers a,b,c (or all: the backbone's blocks) taps them in one forward pass and,
+    with -o f.npy, writes f.<layer>.npy for each layer plus one f.ids.txt; a layer extracted this way is the same
+    cache entry as with --layer. --reduce srp:K|pca:K keeps the whole map of each tapped layer, reduced to K values
+    (seeded; in the cache key), instead of pooling it.
+
+    The ids written to <out>.ids.txt are canonical NSD ids (nsd-NNNNN, 1-based) when every file name is an NSD
+    image name (sharedNNNN_nsdNNNNN, Algonauts train-XXXX_nsd-NNNNN / test-XXXX_nsd-NNNNN, whose number is 0-based)
+    and the file stems otherwise. NSD's nsd_stimuli.hdf5 is read directly, without exporting images: --subset picks
+    the images (the design file is found from the NSD root layout, or --design).
 
     Examples:
       llmvem features ../shared/data/objects92/images -o obj92.npy
       llmvem features subj01/training_split/training_images -o f.npy
       llmvem features nsd/nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5 --subset shared1000 -o shared.npy
       llmvem features images/ --backbone timm:resnet50 --layer layer3 -o layer3.npy
+      llmvem features images/ --backbone timm:resnet50 --layers layer1,layer2,layer3,layer4 -o r50.npy
+      llmvem features images/ --layers all --reduce srp:4096 -o lite0.npy   # lite0._blocks.0.npy ... + lite0.ids.txt
       llmvem features images/ --backbone hf_clip:openai/clip-vit-base-patch32 --layer encoder.layers.5 --pooling avg
       llmvem features my_images/ --model runs/nsd-objects92-20261122-101500 --weights aligned-seed0 -o aligned.npy
       llmvem features my_images/ --model runs/nsd-objects92-20261122-101500 --head project -o text_space.npy
     """
-    from llmvem.align.from_config import features_from_config
+    from llmvem.align import from_config
     from llmvem.data.files import save_matrix
 
-    values, ids = features_from_config(cfg, images)
+    if cfg.features.layers is not None:
+        layers, ids = from_config.layer_features_from_config(cfg, images)
+        paths = from_config.save_layer_features(out, layers, ids)
+        for path, arr in zip(paths, layers.values(), strict=True):
+            typer.echo(f"{arr.shape[0]} × {arr.shape[1]} features → {path}")
+        typer.echo(f"ids → {out.with_suffix('.ids.txt')}")
+        return
+    values, ids = from_config.features_from_config(cfg, images)
     save_matrix(out, values, ids, f"features {out}")
     what = f" of {cfg.features.weights}" if cfg.features.model is not None else ""
     typer.echo(f"{values.shape[0]} × {values.shape[1]} features{what} → {out}")
@@ -405,9 +421,10 @@ def evaluate_encoding(cfg: ExperimentConfig) -> None:
     """Voxelwise ridge encoding of feature files on brain data: r per voxel and ROI, noise ceilings, plots, report.
 
     Fits on the data's 'train' split and scores on 'test' (or a seeded --test-fraction hold-out). Writes
-    encoding.csv (mean over subjects), encoding_subjects.csv, voxel_r.npz, encoding.png, r_histograms.png,
-    metrics.json and report.html into a new run directory, and per-voxel r, score and α in each brain's own space
-    (maps/<brain>/<model>/: r.nii.gz in the subject's volume, lh.r.mgh / rh.r.mgh on fsaverage; NaN outside).
+    encoding.csv (mean over subjects), encoding_subjects.csv, encoding_voxel_r.npz, encoding.png,
+    encoding_r_histograms.png, metrics.json and report.html into a new run directory, and per-voxel r, score and α
+    in each brain's own space (maps/<brain>/<model>/: r.nii.gz in the subject's volume, lh.r.mgh / rh.r.mgh on
+    fsaverage; NaN outside).
 
     Examples:
       llmvem evaluate encoding -f effnet=eff.npy -f minilm=desc.npy -b subj01.npz -b subj02.npz --permutations 1000

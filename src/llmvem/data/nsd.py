@@ -18,12 +18,14 @@ Files read, relative to the NSD root (the layout of the public bucket, NSD data 
                      {lh,rh}.probmap_<ROI>.mgz: the fraction (0–1) of the 8 subjects whose hand-drawn ROI
                      (prf-visualrois, prf-eccrois, floc-faces/-words/-places/-bodies) covers the vertex
     names:           <name>.mgz.ctab ("index name" per line) in the roi folder, nsddata/freesurfer/subjNN/label or
-                     nsddata/freesurfer/fsaverage/label (the unprefixed name: lh.streams → streams.mgz.ctab)
+                     nsddata/freesurfer/fsaverage/label (the unprefixed name: lh.streams → streams.mgz.ctab); the
+                     volume-only ROIs (MTL, thalamus) as nsddata/templates/<name>.ctab
 
 The processing is Doerig et al.'s (2025) and Allen et al.'s (2022): every session's trials are z-scored per voxel
 within the session; the 73k image id of trial t is ``subjectim[subject, masterordering[t]]`` (both 1-based in the
 file); images with fewer than ``min_repeats`` presentations in the loaded sessions are dropped and the repeats of the
-others averaged; ncsnr is estimated from the first 3 repeats. Test splits: ``shared1000`` (the images every subject
+others averaged; ncsnr is estimated from the first 3 repeats by NSD's formula (σ_signal² = 1 − σ_noise² on
+z-scored betas, :func:`_snr`). Test splits: ``shared1000`` (the images every subject
 was scheduled to see) and ``shared515`` (those that all eight subjects actually saw three times, given the sessions
 each completed, :data:`SESSIONS_COMPLETED`); ``train`` is every loaded image not in ``test_split``.
 
@@ -129,9 +131,11 @@ class NSDDesign:
 
 # --------------------------------------------------------------------------- ROI files
 def _ctab(names_for: str, folders: Sequence[Path]) -> dict[int, str]:
-    """Label index → name from the first ``<names_for>.mgz.ctab`` found in ``folders`` (empty if none)."""
+    """Label index → name from the first ``<names_for>.mgz.ctab`` (or ``<names_for>.ctab``, as NSD names the volume
+    ROIs' tables in ``nsddata/templates``) found in ``folders`` (empty if none)."""
     for folder in folders:
-        path = folder / f"{names_for}.mgz.ctab"
+        mgz, plain = folder / f"{names_for}.mgz.ctab", folder / f"{names_for}.ctab"
+        path = mgz if mgz.is_file() else plain
         if path.is_file():
             out = {}
             for line in path.read_text(encoding="utf-8", errors="replace").splitlines():  # names: ASCII by spec
@@ -238,6 +242,11 @@ class _Layout:
     def subj_label(self) -> Path:
         return self.root / "nsddata" / "freesurfer" / self.subj / "label"
 
+    @property
+    def templates(self) -> Path:
+        """``nsddata/templates``: the label tables of the volume-only ROIs (``MTL.ctab``, ``thalamus.ctab``)."""
+        return self.root / "nsddata" / "templates"
+
     def check_betas_dir(self) -> None:
         """Raise naming the first missing level (subject, space, beta version) and what exists there."""
         level = self.root / "nsddata_betas" / "ppdata"
@@ -274,7 +283,7 @@ class _Layout:
         if values.ndim != 3:
             raise DataError(f"NSD: ROI volume {p} has shape {values.shape}, expected (X, Y, Z)")
         labels = _labels(values, p, name, roi_threshold).reshape(-1, order="F")
-        ctab = _ctab(names_for, [self.roi_dir, self.subj_label, self.fs_label])
+        ctab = _ctab(names_for, [self.roi_dir, self.subj_label, self.fs_label, self.templates])
         return _RoiFile(name, labels, ctab, tuple(values.shape), np.asarray(img.affine, dtype=np.float64))
 
     def _roi_not_found(self, name: str, path: Path) -> str:
@@ -537,8 +546,9 @@ class _RepeatAverager:
             np.subtract.at(self.nvalid, (rows[use][:, None], cols[None, :]), 1)
 
     def ncsnr(self) -> np.ndarray | None:
-        """(n_voxels,) ncsnr from the first 3 repeats of every image shown ≥ 3 times (None if < 2 such images);
-        call before :meth:`responses`. Voxels with a missing session are left for :meth:`ncsnr_of`."""
+        """(n_voxels,) ncsnr from the first 3 repeats of every image shown ≥ 3 times (None if < 2 such images), by
+        NSD's formula (:func:`_snr`); call before :meth:`responses`. Voxels with a missing session are left for
+        :meth:`ncsnr_of`."""
         three = np.flatnonzero(self.counts >= 3)
         m = three.size
         if m < 2:
@@ -556,12 +566,13 @@ class _RepeatAverager:
             s_sum += s.sum(axis=0)
             s_sq += np.einsum("ij,ij->j", s, s)
         noise_var = (self.sumsq - s_sq / 3.0) / (2.0 * m)
-        mean_var = (s_sq / 9.0 - (s_sum / 3.0) ** 2 / m) / (m - 1)
-        return _snr(np.maximum(noise_var, 0.0), mean_var, 3)
+        n_t = 3.0 * m  # trials in the estimate
+        total_var = 1.0 if self.zscore else (self.sumsq - s_sum**2 / n_t) / (n_t - 1.0)
+        return _snr(np.maximum(noise_var, 0.0), total_var)
 
     def ncsnr_of(self, trials: np.ndarray) -> np.ndarray:
         """ncsnr of a few voxels from all their trials (n_trials, n) with NaN for missing sessions: per voxel, over
-        the images whose first 3 repeats all have data."""
+        the images whose first 3 repeats all have data (NSD's ``nanmean`` over images)."""
         three = np.flatnonzero(self.counts >= 3)
         idx = np.stack([self.three_order[self.three_starts[k] : self.three_starts[k] + 3] for k in three])
         t = trials[idx].astype(np.float64)  # (m, 3, n)
@@ -570,10 +581,12 @@ class _RepeatAverager:
         t = np.where(ok[:, None, :], t, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             noise_var = (t.var(axis=1, ddof=1) * ok).sum(axis=0) / m
-            means = t.mean(axis=1)
-            mu = (means * ok).sum(axis=0) / m
-            mean_var = (((means - mu) ** 2) * ok).sum(axis=0) / (m - 1)
-        out = _snr(noise_var, mean_var, 3)
+            if self.zscore:
+                total_var = np.ones(t.shape[2])
+            else:
+                mu = t.sum(axis=(0, 1)) / (3 * m)
+                total_var = (((t - mu) ** 2) * ok[:, None, :]).sum(axis=(0, 1)) / (3 * m - 1)
+        out = _snr(noise_var, total_var)
         out[m < 2] = 0.0
         return out
 
@@ -591,9 +604,15 @@ class _RepeatAverager:
         return out, self.images[self.rows[keep]]
 
 
-def _snr(noise_var: np.ndarray, mean_var: np.ndarray, n_rep: int) -> np.ndarray:
-    """σ_signal / σ_noise with σ_signal² = max(var of means − σ_noise² / n_rep, 0); NaN/inf → 0."""
-    signal_var = np.maximum(mean_var - noise_var / n_rep, 0.0)
+def _snr(noise_var: np.ndarray, total_var: np.ndarray | float) -> np.ndarray:
+    """NSD's ncsnr: σ_signal / σ_noise with σ_noise² the mean over images of the variance (ddof 1) of their 3 trials
+    and σ_signal² = max(total variance − σ_noise², 0); NaN/inf → 0.
+
+    On session-z-scored betas the total variance is 1 (``translatevmetric.m`` and ``export_noiseceiling.m`` of
+    cvnlab/nsddatapaper, which made the shipped ``ncsnr`` files); otherwise it is the variance of the trials used
+    (GLMsingle's ``example9_noiseceiling``, the same formula without z-scoring).
+    """
+    signal_var = np.maximum(total_var - noise_var, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.sqrt(signal_var) / np.sqrt(noise_var)
     return np.nan_to_num(out, nan=0.0, posinf=0.0)
@@ -799,7 +818,8 @@ def load_nsd(
         min_repeats: keep images shown at least this many times in the loaded sessions (3 = NSD's complete images).
         test_split: which shared set becomes ``splits["test"]``.
         betas: beta version folder: ``betas_fithrf_GLMdenoise_RR`` (default), ``betas_fithrf``, ``betas_assumehrf``.
-        ncsnr: ``"estimate"`` from the first 3 repeats of the loaded sessions, or ``"shipped"``: NSD's
+        ncsnr: ``"estimate"`` from the first 3 repeats of the loaded sessions by NSD's formula (:func:`_snr`; the
+            shipped files' formula, over the loaded sessions only), or ``"shipped"``: NSD's
             ``ncsnr.nii.gz`` / ``{lh,rh}.ncsnr.mgh`` of the beta version (computed over all sessions).
         roi_threshold: for probability maps (``probmap_*``): keep vertices with fraction ≥ this (0 < t ≤ 1).
         missing_sessions: a missing session file is a warning counting the images that lost a repeat (``"warn"``)

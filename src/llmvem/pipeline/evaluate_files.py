@@ -3,6 +3,13 @@
 Inputs come from ``cfg.evaluate.inputs`` (file formats in :mod:`llmvem.data.files`); every run writes a run
 directory with tables (CSV), per-voxel arrays, plots, ``metrics.json`` and ``report.html``.
 
+``encoding`` and ``rsa`` are studies of the experiment runner (:mod:`llmvem.runner`), built here from the config
+(:func:`encoding_study`, :func:`rsa_study`) out of the same kinds the YAML studies use: a ``files`` stimulus source,
+one ``feature_file`` model per ``--features`` matrix, a ``brain_files`` target (the ``--brain`` sources, ``--roi``,
+``--rdms``) and the ``encoding`` / ``partition`` / ``rsa`` / ``searchlight`` evaluations
+(:mod:`llmvem.runner.kinds.files`, :mod:`llmvem.runner.kinds.evaluations`). Their ``metrics.json`` is the runner's
+schema 2 (:mod:`llmvem.results`; decision 0013).
+
 - encoding: per feature matrix × brain source, a per-voxel-α ridge (``evaluate.encoding``) fitted on the ``train``
   split and scored on ``test`` (or a seeded ``test_fraction`` hold-out when the data has no such splits); ROI
   summaries with noise ceilings, optional permutation p-values with FDR; plots: ROI bars with ceilings, r
@@ -14,10 +21,7 @@ directory with tables (CSV), per-voxel arrays, plots, ``metrics.json`` and ``rep
   ``partition/<brain>/`` (per-voxel arrays, maps of the unique parts), ``partition.png``.
 - rsa: per feature matrix × target RDM set (dataset RDMs, RDM files, or ROI RDMs of several brain sources used as
   subjects): mean ± sem over subjects, leave-one-subject-out ceilings, a subject bootstrap interval; plots: bars
-  with ceiling bands, RDM images.
-- ``--layer-sweep`` (encoding and rsa): the feature sets are the layers of one model; the best layer per ROI / RDM
-  target is chosen on a seeded validation split of the training images, never the test images
-  (:mod:`llmvem.pipeline.layer_sweep`): ``layer_sweep.csv``, ``layer_sweep_subjects.csv``, ``layer_sweep.png``.
+  with ceiling bands, RDM images; with ``--searchlight`` a volumetric searchlight map per volume brain source.
 - decode: brain → embedding ridge per brain source; identification accuracy among the test stimuli and, with a
   caption corpus, nearest-caption retrieval.
 """
@@ -27,7 +31,6 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +38,17 @@ import numpy as np
 import pandas as pd
 
 from llmvem.config import ExperimentConfig
-from llmvem.data.brain import BrainData, RDMSet
-from llmvem.data.brain_sources import parse_brain_sources
-from llmvem.data.files import load_captions, load_matrix, load_rdms, load_references
+from llmvem.data.brain import BrainData
+from llmvem.data.brain_select import load_brain_sources, with_splits
+from llmvem.data.files import load_captions, load_matrix, load_references, split_spec
 from llmvem.data.stimuli import align_ids
-from llmvem.errors import ConfigError, DataError, cut, short_repr
-from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, print_table, ridge_from_config
+from llmvem.errors import ConfigError, DataError
+from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store
 from llmvem.runs import RunDir, records_outcome, seed_everything
 from llmvem.store import atomic_write_text
+
+__all__ = ["encoding_study", "rsa_study", "run_evaluate_decode", "run_evaluate_encoding", "run_evaluate_rsa",
+           "with_splits"]  # fmt: skip
 
 
 def _need(values: list[Any], flag: str, what: str) -> None:
@@ -51,507 +57,92 @@ def _need(values: list[Any], flag: str, what: str) -> None:
 
 
 def _brains(cfg: ExperimentConfig) -> list[BrainData]:
-    """Every brain source of ``evaluate.inputs.brain`` loaded (an NSD subject list gives one per subject,
-    :mod:`llmvem.data.brain_sources`), ``--roi`` applied; names made unique (``nsd-subj02-func1pt8mm``)."""
+    """Every brain source of ``evaluate.inputs.brain`` loaded, ``--roi`` applied, names unique
+    (:func:`llmvem.data.brain_select.load_brain_sources`)."""
     inp = cfg.evaluate.inputs
-    out: list[BrainData] = []
-    absent: dict[str, list[tuple[str, str]]] = {}
-    for k, source in enumerate(parse_brain_sources(inp.brain, subject=inp.subject)):
-        brain, src = source.load(), source.text
-        if inp.rois:
-            brain, missing = _select_rois(brain, inp.rois, str(src))
-            for roi, why in missing.items():
-                absent.setdefault(roi, []).append((str(src), why))
-        names = [b.name for b in out]
-        if brain.name in names:
-            brain = replace(brain, name=f"{brain.name}-{k + 1}")
-        out.append(brain)
-    _check_absent_rois(absent, len(out))
+    return load_brain_sources(inp.brain, subject=inp.subject, rois=inp.rois)
+
+
+# --------------------------------------------------------------------------- the studies
+def _feature_models(specs: list[str], distinct: bool) -> dict[str, dict[str, Any]]:
+    """One ``feature_file`` model per ``--features`` spec, named by its ``name=`` or file stem (a repeated name gets
+    ``-2``, ``-3`` …, or is an error when the names must be ``distinct``: the spaces of a partition)."""
+    names = [split_spec(s)[0] or Path(split_spec(s)[1]).expanduser().stem for s in specs]
+    if distinct and len(set(names)) != len(names):
+        raise DataError(f"evaluate encoding --partition: feature names {names} repeat; name each space: "
+                        "-f vision=v.npy -f language=d.npy")  # fmt: skip
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in zip(names, specs, strict=True):
+        key, k = name, 2
+        while key in out:
+            key, k = f"{name}-{k}", k + 1
+        out[key] = {"kind": "feature_file", "stimuli": "files", "path": spec}
     return out
 
 
-def _select_rois(brain: BrainData, rois: list[str], source: str) -> tuple[BrainData, dict[str, str]]:
-    """The voxels of ``brain`` in any of ``rois`` (names or ``class:name``, :meth:`BrainData.roi_mask`; a voxel in
-    several is kept once), and the names ``brain`` lacks → the error that lists the ROIs it has.
+def _file_study(cfg: ExperimentConfig, target: dict[str, Any], models: dict[str, Any], evaluations: dict[str, Any]):
+    """The study of a file evaluation: the config as its settings, the ``files`` stimuli, the brain target."""
+    import yaml
 
-    Raises:
-        DataError: ``brain`` has none of ``rois``.
-    """
-    masks, missing = [], {}
-    for roi in rois:
-        try:
-            masks.append(brain.roi_mask(roi))
-        except DataError as exc:
-            missing[roi] = str(exc)
-    if not masks:
-        raise DataError(
-            f"brain {source}: none of the ROIs {short_repr(rois)}. {cut(next(iter(missing.values())), 400)}"
-        )
-    return _select_voxels(brain, np.logical_or.reduce(masks)), missing
+    from llmvem.config import dump_config
+    from llmvem.runner.study import parse_study
+
+    settings = yaml.safe_load(dump_config(cfg))  # credentials of describe.base_url left out
+    settings.pop("dataset", None)
+    tree = {"name": cfg.name, "description": f"llmvem {cfg.name.replace('-', ' ')} on files", "settings": settings,
+            "stimuli": {"files": {"kind": "files"}}, "targets": {"brain": {"kind": "brain_files", "stimuli": "files",
+            **target}}, "models": models, "evaluations": evaluations}  # fmt: skip
+    return parse_study(tree, f"evaluate {cfg.name}")
 
 
-def _check_absent_rois(absent: dict[str, list[tuple[str, str]]], n_sources: int) -> None:
-    """A ROI no brain source has is an error (a typo, or another dataset's ROI); one some lack is a counted warning."""
-    for roi, where in absent.items():
-        if len(where) == n_sources:
-            raise DataError(f"--roi {roi!r}: no brain source has it. {where[0][1]}")
-    if absent:
-        parts = [f"ROI {roi!r} is absent from {len(w)} of {n_sources} brain sources ({', '.join(s for s, _ in w)})"
-                 for roi, w in absent.items()]  # fmt: skip
-        warnings.warn(f"evaluate --roi: {'; '.join(parts)}; each source is scored on the ROIs it has", stacklevel=3)
+def _brain_params(cfg: ExperimentConfig) -> dict[str, Any]:
+    inp = cfg.evaluate.inputs.model_dump(mode="json")
+    return {"brain": inp["brain"], "subject": inp["subject"], "rois": inp["rois"]}
 
 
-def _select_voxels(brain: BrainData, keep: np.ndarray) -> BrainData:
-    return replace(
-        brain,
-        responses=brain.responses[:, keep],
-        voxels=brain.voxels.loc[keep].reset_index(drop=True),
-        ncsnr=None if brain.ncsnr is None else brain.ncsnr[keep],
-        noise_ceiling=None if brain.noise_ceiling is None else brain.noise_ceiling[keep],
-    )
-
-
-def with_splits(brain: BrainData, test_fraction: float, seed: int) -> tuple[BrainData, bool]:
-    """``brain`` with ``train``/``test`` splits: its own when it has both, else a seeded random hold-out.
-
-    Returns:
-        ``(brain, own)``; ``own`` says whether the data's own splits were used.
-    """
-    if "train" in brain.splits and "test" in brain.splits:  # disjoint: checked by BrainData
-        sizes = {s: len(brain.splits[s]) for s in ("train", "test")}
-        if min(sizes.values()) < 3:
-            raise DataError(
-                f"brain {brain.name!r}: its own splits hold {sizes['train']} train and {sizes['test']} test "
-                "stimuli; each needs ≥ 3 to fit and score a model (fix the splits, or remove them to let llmvem draw "
-                "a seeded --test-fraction hold-out)"
-            )
-        return brain, True
-    ids = list(brain.stimulus_ids)
-    n_test = round(test_fraction * len(ids))
-    if n_test < 3 or len(ids) - n_test < 3:
-        raise DataError(
-            f"brain {brain.name!r}: {len(ids)} stimuli are too few for a {test_fraction:g} hold-out (need ≥ 3 "
-            "on each side)"
-        )
-    perm = np.random.default_rng(seed).permutation(len(ids))
-    test = sorted(ids[k] for k in perm[:n_test])
-    train = sorted(ids[k] for k in perm[n_test:])
-    return replace(brain, splits={**brain.splits, "train": train, "test": test}), False
-
-
-# --------------------------------------------------------------------------- encoding
-@records_outcome
-def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
-    """Voxelwise encoding of every feature matrix on every brain source (see the module docstring)."""
-    from llmvem.brain import permutation_pvalues
-    from llmvem.brain.encoding import encoding_rows
-    from llmvem.brain.metrics import pearson_r
-
-    log = log or console_log(cfg.progress)
-    t_start = time.perf_counter()
-    seed_everything(cfg.seed)
+def encoding_study(cfg: ExperimentConfig) -> Any:
+    """``evaluate encoding`` as a study: every ``--features`` matrix × every ``--brain`` source (own splits or a
+    seeded hold-out), ``encoding`` (permutations, maps) and, with ``--partition``, ``partition`` (run first: its
+    checks come before the run directory is made)."""
     inp, enc = cfg.evaluate.inputs, cfg.evaluate.encoding
     _need(inp.features, "--features", "feature matrices")
     _need(inp.brain, "--brain", "brain data")
-    mats = [load_matrix(s) for s in inp.features]
-    brains = [with_splits(b, enc.test_fraction, cfg.seed) for b in _brains(cfg)]
-    if enc.layer_sweep:
-        from llmvem.pipeline.layer_sweep import check_encoding_layer_sweep, run_encoding_layer_sweep
-
-        check_encoding_layer_sweep(cfg, mats, [b for b, _ in brains])
-    for brain, _ in brains:
-        for m in mats:
-            align_ids(brain.stimulus_ids, m.ids, f"brain {brain.name!r}", f"features {m.name!r} ({m.path})")
-    if enc.partition:
-        _check_partition_inputs(mats, [b for b, _ in brains])
-    run = RunDir(cfg, run_dir)
-    log(f"[bold]evaluate encoding[/bold]: {len(mats)} feature set(s) × {len(brains)} brain source(s) → {run.path}")
-
-    rows: list[dict[str, Any]] = []
-    r_by: dict[str, np.ndarray] = {}
-    maps: dict[str, dict[str, list[str]]] = {}
-    splits_info: dict[str, Any] = {}
-    for brain, own in brains:
-        tr, te = brain.split_indices("train"), brain.split_indices("test")
-        splits_info[brain.name] = {"n_train": len(tr), "n_test": len(te), "splits": "own" if own else "random"}
-        y_tr, y_te = brain.responses[tr], brain.responses[te]
-        for m in mats:
-            x = m.values
-            x_tr = x[align_ids([brain.stimulus_ids[i] for i in tr], m.ids, f"{brain.name} train", m.name)]
-            x_te = x[align_ids([brain.stimulus_ids[i] for i in te], m.ids, f"{brain.name} test", m.name)]
-            model = ridge_from_config(cfg).fit(x_tr, y_tr)
-            pred = model.predict(x_te)
-            p_values = None
-            if enc.permutations:
-                r, p_values = permutation_pvalues(y_te, pred, enc.permutations, seed=cfg.seed)
-            else:
-                r = pearson_r(y_te, pred)
-            r = np.asarray(r, dtype=np.float64)
-            r[~model.valid_targets_] = np.nan
-            _warn_test_only_nonfinite(y_te, model.valid_targets_, r, f"{m.name} on {brain.name}")
-            r_by[f"{m.name} | {brain.name}"] = r
-            maps[f"{m.name} | {brain.name}"] = _result_maps(run, brain, m.name, r, model, p_values,
-                                                            draw=enc.draw_maps)  # fmt: skip
-            for row in encoding_rows(m.name, r, brain, p_values):
-                rows.append({"subject": brain.name, **row})
-            log(f"  {m.name} on {brain.name}: {len(tr)} train / {len(te)} test, median r {np.nanmedian(r):.3f}")
-    per_subject = pd.DataFrame(rows)
-    per_subject.to_csv(run.file("encoding_subjects.csv"), index=False)
-    voxel_r: dict[str, Any] = {k.replace(" | ", "__"): v for k, v in r_by.items()}
-    np.savez_compressed(run.file("voxel_r.npz"), **voxel_r)
-    table = _encoding_table(per_subject, len(brains))
-    table.to_csv(run.file("encoding.csv"), index=False)
-    partition = _run_partition(cfg, run, mats, [b for b, _ in brains], log) if enc.partition else {}
-    sweep = run_encoding_layer_sweep(cfg, run, mats, [b for b, _ in brains], r_by, log) if enc.layer_sweep else {}
-
-    from llmvem.report import build_report, format_encoding_table, plot_encoding, plot_r_histograms
-
-    plot_encoding(table, run.file("encoding.png"))
-    by_model: dict[str, list[np.ndarray]] = {}
-    for key, r in r_by.items():
-        by_model.setdefault(key.split(" | ")[0], []).append(r)
-    plot_r_histograms({k: np.concatenate(v) for k, v in by_model.items()}, run.file("r_histograms.png"))
-    metrics = {
-        "encoding": _encoding_json(table),
-        "subjects": splits_info,
-        "maps": {k: v for k, v in maps.items() if v},
-        **partition,
-        **sweep,
-        "total_s": round(time.perf_counter() - t_start, 1),
-    }  # fmt: skip
-    _log_maps(maps, brains, log)
-    run.log_metrics(**metrics)
-    build_report(run.path)
-    print_table(format_encoding_table(table))
-    log(f"[green]done[/green] in {metrics['total_s']} s: {run.file('encoding.csv')}, {run.file('report.html')}")
-    return run
+    models = _feature_models(inp.features, distinct=enc.partition)
+    reps = {"against": "brain", "representations": list(models)}
+    evaluations: dict[str, Any] = {"partition": {"kind": "partition", **reps}} if enc.partition else {}
+    evaluations["encoding"] = {"kind": "encoding", **reps, "permutations": enc.permutations, "maps": True}
+    return _file_study(cfg, {**_brain_params(cfg), "hold_out": True}, models, evaluations)
 
 
-def _encoding_table(per_subject: pd.DataFrame, n_brains: int) -> pd.DataFrame:
-    """``encoding.csv``: the per-subject rows averaged per model × ROI, with ``n_subjects``, the ceiling bound of
-    ``r_over_ceiling`` and ``sem_r`` over subjects (NaN for one)."""
-    from llmvem.brain.encoding import ENCODING_CEILING_BOUND
-
-    value_cols = [c for c in ("n_voxels", "mean_r", "median_r", "noise_ceiling_r", "mean_score", "r_over_ceiling",
-                              "frac_significant") if c in per_subject.columns]  # fmt: skip
-    grouped = per_subject.groupby(["model", "roi"], sort=False)
-    table = grouped[value_cols].mean().reset_index()
-    table.insert(3 + value_cols.index("r_over_ceiling"), "ceiling_bound", ENCODING_CEILING_BOUND)  # what it divides by
-    table["n_voxels"] = table["n_voxels"].round().astype(int)
-    table.insert(2, "n_subjects", grouped.size().to_numpy())
-    table["sem_r"] = grouped["mean_r"].sem().to_numpy() if n_brains > 1 else np.nan
-    return table
-
-
-def _encoding_json(table: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
-    """metrics.json's ``encoding``: model → ROI → mean_r, median_r, noise_ceiling_r, mean_score."""
-    keys = ("mean_r", "median_r", "noise_ceiling_r", "mean_score")
-    return {str(m): {str(r["roi"]): {k: r[k] for k in keys} for _, r in g.iterrows()}
-            for m, g in table.groupby("model", sort=False)}  # fmt: skip
-
-
-def _result_maps(
-    run: RunDir,
-    brain: BrainData,
-    model_name: str,
-    r: np.ndarray,
-    model: Any,
-    p_values: np.ndarray | None,
-    draw: bool = True,
-) -> dict[str, list[str]]:
-    """Per-voxel r, score (with a noise ceiling), ridge α and p (with permutations) of one model on one brain, as
-    images in the brain's space under ``maps/<brain>/<model>/`` (:mod:`llmvem.data.brain_maps`): name → files
-    relative to the run directory; ``{}`` when the brain has no space."""
-    if brain.space is None:
-        return {}
-    from llmvem.brain.metrics import algonauts_score
-    from llmvem.data.brain_maps import safe_name
-
-    values: dict[str, np.ndarray] = {"r": r}
-    if brain.noise_ceiling is not None:
-        values["score"] = algonauts_score(r, brain.noise_ceiling)
-    if getattr(model, "best_alphas_", None) is not None:
-        values["alpha"] = np.asarray(model.best_alphas_)
-    if p_values is not None:
-        values["p"] = np.asarray(p_values)
-    return _save_maps(run, brain, values, Path("maps") / safe_name(brain.name) / safe_name(model_name), draw)
-
-
-def _save_maps(
-    run: RunDir, brain: BrainData, values: dict[str, np.ndarray], folder: Path, draw: bool = True
-) -> dict[str, list[str]]:
-    """Per-voxel ``values`` (name → (v,)) as images in ``brain``'s space under ``run/folder``: name → files relative
-    to the run directory; ``{}`` (with a warning when it has a space) when they cannot be placed."""
-    if brain.space is None:
-        return {}
-    from llmvem.data.brain_maps import save_result_maps
-
-    try:
-        files = save_result_maps(values, brain, run.path / folder)
-    except DataError as exc:  # e.g. Algonauts without its all-vertices masks: scores stand, maps cannot be placed
-        warnings.warn(f"evaluate encoding: no brain maps for {brain.name!r}: {exc}", RuntimeWarning, stacklevel=3)
-        return {}
-    if draw:
-        _draw_maps(run, brain, values, folder)
-    return {k: [str(f.relative_to(run.path)) for f in v] for k, v in files.items()}
-
-
-def _draw_maps(run: RunDir, brain: BrainData, values: dict[str, np.ndarray], folder: Path) -> None:
-    """Pictures of the maps people read (r, unique / shared / joint parts) as ``folder/<name>.png`` beside the map
-    files (the report finds them there; metrics.json lists only the map files); a map that cannot be drawn (no
-    finite value) is skipped with a warning."""
-    from llmvem.report.brain_plots import DRAWN_MAPS, draw_brain_map
-
-    for name, v in values.items():
-        if not DRAWN_MAPS.match(name):
-            continue
-        png = run.path / folder / f"{name}.png"
-        try:
-            draw_brain_map(v, brain, png, title=f"{name}: {folder.as_posix()}")
-        except DataError as exc:
-            warnings.warn(f"evaluate encoding: map {name} of {brain.name!r} not drawn: {exc}", RuntimeWarning,
-                          stacklevel=3)  # fmt: skip
-            continue
-
-
-def _log_maps(maps: dict[str, dict[str, list[str]]], brains: list[tuple[BrainData, bool]], log: Log) -> None:
-    """Say where the brain maps went, and which brain sources had no space to write them in."""
-    n_files = sum(len(f) for m in maps.values() for f in m.values())
-    if n_files:
-        log(f"  {n_files} brain map file(s) (r, score, α in each brain's space) under maps/")
-    no_space = [b.name for b, _ in brains if b.space is None]
-    if no_space:
-        log(f"  no brain maps for {', '.join(no_space)}: no volume/fsaverage space (e.g. a .npz saved without one)")
-
-
-# --------------------------------------------------------------------------- variance partitioning
-def _space_rows(mats: list[Any], brain: BrainData, rows: np.ndarray, what: str) -> dict[str, np.ndarray]:
-    """Every feature matrix's rows for ``brain``'s stimuli ``rows`` (paired by id): name → (len(rows), p_i)."""
-    ids = [brain.stimulus_ids[i] for i in rows]
-    return {m.name: m.values[align_ids(ids, m.ids, f"{brain.name} {what}", f"features {m.name!r}")] for m in mats}
-
-
-def _check_partition_inputs(mats: list[Any], brains: list[BrainData]) -> None:
-    """Before a run directory exists: the spaces of ``--partition`` have distinct names and, on each brain's
-    stimuli, ≥ 2 finite columns (:func:`~llmvem.brain.partition.check_partition_spaces`; the count 2–3 is checked by
-    the config). Raises DataError naming the space."""
-    from llmvem.brain.partition import check_partition_spaces
-
-    names = [m.name for m in mats]
-    if len(set(names)) != len(names):
-        raise DataError(
-            f"evaluate encoding --partition: feature names {names} repeat; name each space: "
-            "-f vision=v.npy -f language=d.npy"
-        )
-    for brain in brains:
-        spaces = _space_rows(mats, brain, np.arange(brain.n_stimuli), "stimuli")
-        check_partition_spaces(spaces, f"evaluate encoding --partition on brain {brain.name!r}", n_rows=brain.n_stimuli)
-
-
-def _partition_brain(cfg: ExperimentConfig, run: RunDir, mats: list[Any], brain: BrainData) -> dict[str, Any]:
-    """Variance partition of one brain (train → test split): its ROI table, the per-voxel arrays
-    (``partition/<brain>/<array>.npy``) and brain maps of the unique parts, ``shared`` and ``joint``."""
-    from llmvem.brain.encoding import roi_voxel_masks
-    from llmvem.brain.partition import variance_partition
-    from llmvem.data.brain_maps import safe_name
-
-    enc = cfg.evaluate.encoding
-    tr, te = brain.split_indices("train"), brain.split_indices("test")
-    res = variance_partition(_space_rows(mats, brain, tr, "train"), brain.responses[tr],
-                             _space_rows(mats, brain, te, "test"), brain.responses[te], alphas=tuple(enc.alphas),
-                             dtype=enc.ridge_dtype, backend=enc.ridge_backend)  # fmt: skip
-    table = res.table(roi_voxel_masks(brain), brain.noise_ceiling)
-    table.insert(0, "subject", brain.name)
-    folder = Path("partition") / safe_name(brain.name)
-    (run.path / folder).mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, str] = {}
-    for key, values in res.arrays().items():
-        stem, k = safe_name(key), 1
-        while f"{folder / stem}.npy" in arrays.values():  # names that differ only in '+', '&' or ':'
-            stem, k = f"{safe_name(key)}-{k}", k + 1
-        np.save(run.path / folder / f"{stem}.npy", values.astype(np.float32))
-        arrays[key] = f"{folder / stem}.npy"
-    shown = {safe_name(k): v for k, v in res.parts.items() if k.startswith("unique:")}
-    maps = _save_maps(run, brain, {**shown, "shared": res.shared, "joint": res.joint}, folder,
-                      cfg.evaluate.encoding.draw_maps)  # fmt: skip
-    return {"table": table, "arrays": arrays, "maps": maps}
-
-
-def _run_partition(
-    cfg: ExperimentConfig, run: RunDir, mats: list[Any], brains: list[BrainData], log: Log
-) -> dict[str, Any]:
-    """``--partition``: :func:`_partition_brain` on every brain, ``partition.csv`` (one row per brain × ROI) and
-    ``partition.png``; returns the metrics.json entries (``partition``: brain → ROI → parts, joint, ceiling;
-    ``partition_arrays``, ``partition_maps``: the files)."""
-    from llmvem.report import plot_partition
-
-    tables, arrays, maps = [], {}, {}
-    for brain in brains:
-        out = _partition_brain(cfg, run, mats, brain)
-        tables.append(out["table"])
-        arrays[brain.name] = out["arrays"]
-        if out["maps"]:
-            maps[brain.name] = out["maps"]
-        row = out["table"].iloc[0]
-        parts = ", ".join(f"unique:{m.name} {row[f'unique:{m.name}']:.3f}" for m in mats)
-        log(f"  partition on {brain.name} ({row['roi']}, held-out R²): {parts}, shared {row['shared']:.3f}, "
-            f"joint {row['joint']:.3f}")  # fmt: skip
-    table = pd.concat(tables, ignore_index=True)
-    table.to_csv(run.file("partition.csv"), index=False)
-    plot_partition(table, run.file("partition.png"))
-    keys = [f"unique:{m.name}" for m in mats] + ["shared", "joint"]
-    keys += [c for c in ("ceiling", "joint_over_ceiling") if c in table.columns]
-    summary = {str(b): {str(r["roi"]): {k: r[k] for k in keys} for _, r in g.iterrows()}
-               for b, g in table.groupby("subject", sort=False)}  # fmt: skip
-    return {"partition": summary, "partition_arrays": arrays, "partition_maps": maps}
-
-
-# --------------------------------------------------------------------------- RSA
-def _roi_rdm_sets(brains: list[BrainData], metric: str) -> dict[str, RDMSet]:
-    """One RDM set per ROI present in every brain source (the sources are the subjects), over their common stimuli."""
-    from llmvem.brain import compute_rdm
-
-    others = [set(b.stimulus_ids) for b in brains[1:]]
-    common = [i for i in brains[0].stimulus_ids if all(i in o for o in others)]
-    if len(common) < 4:
-        raise DataError(f"RSA on brain ROIs: the brain sources share {len(common)} stimuli; need ≥ 4")
-    rois = [r for r in brains[0].rois if all(r in b.rois for b in brains[1:])]
-    if not rois:
-        raise DataError("RSA on brain ROIs: no ROI is present in every brain source")
-    out = {}
-    dropped: list[str] = []
-    for roi in rois:
-        rdms = []
-        for b in brains:
-            in_roi = b.roi_mask(roi)
-            mask = in_roi & b.check_finite()
-            if (n_out := int((in_roi & ~mask).sum())) > 0:
-                dropped.append(f"{b.name}/{roi}: {n_out} of {int(in_roi.sum())}")
-            if mask.sum() < 2:
-                raise DataError(f"brain {b.name!r} ROI {roi!r}: fewer than 2 finite, non-constant voxels")
-            rows = np.asarray(align_ids(common, b.stimulus_ids, "common stimuli", f"brain {b.name!r}"))
-            rdms.append(compute_rdm(b.responses[np.ix_(rows, np.flatnonzero(mask))], metric))
-        out[roi] = RDMSet(np.stack(rdms), common, [b.name for b in brains], name=roi, measure=metric)
-    if dropped:
-        warnings.warn(
-            f"RSA on brain ROIs: voxels with NaN/inf or constant responses left out of the RDMs ({'; '.join(dropped)})",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return out
-
-
-def _warn_test_only_nonfinite(y_te: np.ndarray, fitted: np.ndarray, r: np.ndarray, what: str) -> None:
-    """Voxels fitted on finite training data but holding NaN/inf in the test rows: their r is NaN (set in ``r``),
-    counted in a warning (the fit's own warning counts only the training rows)."""
-    bad = fitted & ~np.isfinite(y_te).all(axis=0)
-    if bad.any():
-        r[bad] = np.nan
-        warnings.warn(
-            f"{what}: {int(bad.sum())} of {len(bad)} voxels hold NaN/inf in the test stimuli only and are left out of "
-            "the scores",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-
-
-@records_outcome
-def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
-    """RSA of every feature matrix against every target RDM set (see the module docstring)."""
-    from llmvem.brain import bootstrap_rsa, compute_rdm, rsa_scores
-    from llmvem.brain.rsa import RSA_CEILING_BOUND
-
-    log = log or console_log(cfg.progress)
-    t_start = time.perf_counter()
-    inp, rsa_cfg = cfg.evaluate.inputs, cfg.evaluate.rsa
+def rsa_study(cfg: ExperimentConfig) -> Any:
+    """``evaluate rsa`` as a study: every ``--features`` matrix × every ``--rdms`` set and, with ``--brain``, the
+    ROI RDM sets of the sources (the subjects); ``rsa`` with a subject bootstrap and, with ``--searchlight``,
+    ``searchlight`` on each volume source."""
+    inp = cfg.evaluate.inputs
     _need(inp.features, "--features", "feature matrices")
     if not inp.rdms and not inp.brain:
         raise ConfigError("evaluate rsa: no targets; pass --rdms (DATASET:TARGET or a file) and/or --brain sources")
-    mats = [load_matrix(s) for s in inp.features]
-    targets: dict[str, RDMSet] = dict(load_rdms(s, cfg.data_dir) for s in inp.rdms)
-    brains = _brains(cfg) if inp.brain else []
-    if brains:
-        targets.update(_roi_rdm_sets(brains, rsa_cfg.metric))
-    sweep_plan = {}
-    if rsa_cfg.layer_sweep:
-        from llmvem.pipeline.layer_sweep import plan_rsa_layer_sweep, run_rsa_layer_sweep
-
-        sweep_plan = plan_rsa_layer_sweep(cfg, mats, targets, brains)
-    orders = {(t, m.name): align_ids(rset.stimulus_ids, m.ids, f"target {t!r}", f"features {m.name!r}")
-              for t, rset in targets.items() for m in mats}  # fmt: skip
-    run = RunDir(cfg, run_dir)
-    log(f"[bold]evaluate rsa[/bold]: {len(mats)} feature set(s) × {len(targets)} target(s) → {run.path}")
-    rows: list[dict[str, Any]] = []
-    subject_rows: list[dict[str, Any]] = []
-    shown: dict[str, np.ndarray] = {}
-    for tname, rset in targets.items():
-        if tname not in shown and len(shown) < 3:
-            shown[f"target: {tname}"] = rset.mean()
-        for m in mats:
-            model_rdm = compute_rdm(m.values[orders[(tname, m.name)]], rsa_cfg.metric)
-            if len(shown) < 6 and m.name not in shown:
-                shown[m.name] = model_rdm
-            res = rsa_scores(model_rdm, rset.rdms, rsa_cfg.method)
-            lo = hi = float("nan")
-            if rset.n_subjects >= 3:
-                ci = bootstrap_rsa(model_rdm, rset.rdms, rsa_cfg.method, over="subjects", seed=cfg.seed)
-                lo, hi = ci.low, ci.high
-            subject_rows += [{"model": m.name, "target": tname, "subject": subj, "score": float(sc)}
-                             for subj, sc in zip(rset.subjects, res.scores, strict=True)]  # fmt: skip
-            rows.append({"model": m.name, "target": tname, "n_subjects": rset.n_subjects, "mean": res.mean,
-                         "sem": res.sem, "noise_lower": res.noise_lower, "noise_upper": res.noise_upper,
-                         "method": rsa_cfg.method, "ci95_low": lo, "ci95_high": hi,
-                         "n_stimuli": rset.n_stimuli, "mean_over_ceiling": res.mean_over_ceiling,
-                         "ceiling_bound": RSA_CEILING_BOUND})  # fmt: skip
-    table = pd.DataFrame(rows)
-    table.to_csv(run.file("rsa.csv"), index=False)
-    pd.DataFrame(subject_rows).to_csv(run.file("rsa_subjects.csv"), index=False)
-    searchlight = _run_searchlight(cfg, run, mats, log) if rsa_cfg.searchlight and inp.brain else {}
-    sweep = run_rsa_layer_sweep(cfg, run, mats, targets, sweep_plan, log) if rsa_cfg.layer_sweep else {}
-
-    from llmvem.report import build_report, format_rsa_table, plot_rdms, plot_rsa
-
-    plot_rsa(table, run.file("rsa.png"))
-    if len({v.shape for v in shown.values()}) == 1:
-        plot_rdms(shown, run.file("rdms.png"))
-    rsa_json = {m: {str(r["target"]): {"mean": r["mean"], "se": r["sem"]} for _, r in g.iterrows()}
-                for m, g in table.groupby("model", sort=False)}  # fmt: skip
-    run.log_metrics(rsa=rsa_json, **({"searchlight_maps": searchlight} if searchlight else {}), **sweep,
-                    total_s=round(time.perf_counter() - t_start, 1))  # fmt: skip
-    build_report(run.path)
-    print_table(format_rsa_table(table))
-    log(f"[green]done[/green]: {run.file('rsa.csv')}, {run.file('report.html')}")
-    return run
+    models = _feature_models(inp.features, distinct=False)
+    reps = {"against": "brain", "representations": list(models)}
+    evaluations: dict[str, Any] = {"rsa": {"kind": "rsa", **reps, "bootstrap": True}}
+    if cfg.evaluate.rsa.searchlight and inp.brain:
+        evaluations["searchlight"] = {"kind": "searchlight", **reps}
+    target = {**_brain_params(cfg), "rdms": list(inp.rdms), "roi_rdms": bool(inp.brain)}
+    return _file_study(cfg, target, models, evaluations)
 
 
-def _run_searchlight(cfg: ExperimentConfig, run: RunDir, mats: list[Any], log: Log) -> dict[str, Any]:
-    """``evaluate.rsa.searchlight``: per volume brain source and feature set, the RSA of every searchlight sphere's
-    RDM with the feature RDM, as a map in the subject's volume (``searchlight/<brain>/<model>/``, NIfTI and a
-    picture). A brain on a surface has no volumetric spheres: skipped with a warning. Returns the map files."""
-    from llmvem.brain import compute_rdm, searchlight_rsa
-    from llmvem.data.brain_maps import safe_name, volume_array
+def run_evaluate_encoding(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
+    """Voxelwise encoding of every feature matrix on every brain source (see the module docstring)."""
+    from llmvem.runner import run_study
 
-    rsa_cfg = cfg.evaluate.rsa
-    out: dict[str, Any] = {}
-    for brain in _brains(cfg):
-        if brain.space is None or brain.space.kind != "volume":
-            warnings.warn(f"evaluate rsa: no searchlight on {brain.name!r}: it is not in a volume", RuntimeWarning,
-                          stacklevel=2)  # fmt: skip
-            continue
-        data = np.moveaxis(volume_array(brain.responses.T, brain), -1, 0)  # (n, X, Y, Z), NaN outside the voxels
-        mask = np.isfinite(data).all(axis=0)
-        index = np.asarray(brain.voxels["index"], dtype=np.int64)
-        for m in mats:
-            order = align_ids(brain.stimulus_ids, m.ids, f"brain {brain.name!r}", f"features {m.name!r}")
-            maps, centres = searchlight_rsa(np.nan_to_num(data), mask, compute_rdm(m.values[order], rsa_cfg.metric),
-                                            radius=rsa_cfg.searchlight_radius, method=rsa_cfg.method)  # fmt: skip
-            per_voxel = maps[0].reshape(-1, order="F")[index]  # back to the voxel table's order (Fortran index)
-            folder = Path("searchlight") / safe_name(brain.name) / safe_name(m.name)
-            files = _save_maps(run, brain, {"searchlight": per_voxel}, folder, cfg.evaluate.encoding.draw_maps)
-            out.setdefault(brain.name, {})[m.name] = files.get("searchlight", [])
-            log(f"  searchlight {m.name} on {brain.name}: {centres.size} spheres (radius "
-                f"{rsa_cfg.searchlight_radius:g} voxels), max {np.nanmax(maps):.3f}")  # fmt: skip
-    return out
+    return run_study(encoding_study(cfg), run_dir=run_dir, log=log)
+
+
+def run_evaluate_rsa(cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None) -> RunDir:
+    """RSA of every feature matrix against every target RDM set (see the module docstring)."""
+    from llmvem.runner import run_study
+
+    return run_study(rsa_study(cfg), run_dir=run_dir, log=log)
 
 
 # --------------------------------------------------------------------------- decoding

@@ -44,8 +44,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from llmvem.align.metrics import retrieval_top1, task_scores, voxel_r
 from llmvem.config import ExperimentConfig
 from llmvem.data.brain import BrainData
+from llmvem.data.splits import heldout_split
 from llmvem.data.stimuli import IMAGE_SUFFIXES, StimulusSet
 from llmvem.errors import ConfigError, DataError, IdMismatchError
 from llmvem.pipeline.common import Log, ci95, console_log, embed_kwargs, make_store
@@ -224,27 +226,6 @@ def load_folder_images(cfg: ExperimentConfig, log: Log | None = None) -> tuple[F
     return FolderImages(stimuli, label_sets, texts, counts), task
 
 
-def heldout_split(
-    n: int, val_fraction: float, seed: int, classes: list[str] | None = None, min_val: int = 2
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (train, held-out) row indices: a seeded random share ``val_fraction`` of ``n`` rows, at least
-    ``min_val``; with ``classes`` (length n) stratified, each class giving ≥ 1 image to each side."""
-    rng = np.random.default_rng(seed)
-    if classes is None:
-        n_val = min(max(round(val_fraction * n), min_val), n - 2)
-        perm = rng.permutation(n)
-        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-    labels = np.asarray(classes)
-    val: list[int] = []
-    for c in sorted(set(classes)):
-        rows = np.flatnonzero(labels == c)
-        rng.shuffle(rows)
-        k = min(max(round(val_fraction * len(rows)), 1), len(rows) - 1)
-        val.extend(rows[:k].tolist())
-    val_idx = np.sort(np.asarray(val, dtype=np.int64))
-    return np.setdiff1d(np.arange(n), val_idx), val_idx
-
-
 @dataclass
 class VoxelTargets:
     """Voxel responses of the images, standardised on the training rows.
@@ -343,43 +324,6 @@ def voxel_targets(
     sd = np.where(sd > 0, sd, 1.0)
     z = ((y - mean) / sd).astype(np.float32)
     return VoxelTargets(brain, valid, z, mean, sd)
-
-
-def task_scores(task: str, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    """Held-out scores of a task head's ``outputs`` against ``targets`` (rows: held-out images).
-
-    classifier: ``top1`` (and ``top5`` with ≥ 5 classes) accuracy of logits (n, K) for classes (n,);
-    multilabel: ``label_accuracy`` (thresholded logits (n, L) vs multi-hot labels); voxels: ``mean_r`` and
-    ``median_r`` over voxels of the per-voxel Pearson r (:func:`voxel_r`).
-    """
-    if task == "classifier":
-        y = np.asarray(targets, dtype=np.int64)
-        out = {"top1": float((outputs.argmax(1) == y).mean())}
-        if outputs.shape[1] >= 5:
-            top5 = np.argsort(-outputs, axis=1, kind="stable")[:, :5]
-            out["top5"] = float((top5 == y[:, None]).any(1).mean())
-        return out
-    if task == "multilabel":
-        return {"label_accuracy": float(((outputs > 0) == (np.asarray(targets) > 0.5)).mean())}
-    r = voxel_r(outputs, targets)
-    return {"mean_r": float(np.nanmean(r)), "median_r": float(np.nanmedian(r))}
-
-
-def voxel_r(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """Per-voxel Pearson r (v,) float64 of held-out predictions (n, v) with the measured responses (n, v)."""
-    from llmvem.brain.metrics import pearson_r
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.asarray(pearson_r(true, pred), dtype=np.float64)
-
-
-def retrieval_top1(projection: np.ndarray, text: np.ndarray) -> float:
-    """Fraction of held-out images whose projection (n, t) is closest (cosine) to their own text embedding (n, t)
-    among the n held-out texts (chance 1/n)."""
-    p = projection / np.maximum(np.linalg.norm(projection, axis=1, keepdims=True), 1e-12)
-    t = text / np.maximum(np.linalg.norm(text, axis=1, keepdims=True), 1e-12)
-    return float(((p @ t.T).argmax(1) == np.arange(len(p))).mean())
 
 
 def _summarise(rows: list[dict[str, Any]], conditions: list[str]) -> dict[str, Any]:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from llmvem.align.metrics import label_metrics
 from llmvem.config import ExperimentConfig
+from llmvem.data.splits import heldout_split
 from llmvem.pipeline.common import (
     Log,
     cached_activations,
@@ -31,93 +32,12 @@ from llmvem.pipeline.common import (
 )
 from llmvem.runs import RunDir, records_outcome, seed_everything
 from llmvem.store import atomic_write_text
+from llmvem.visualwords.heldout import VisualWordsSetup
 
+#: the seed of the NSD images' held-out split (one split for every condition and seed)
+NSD_SPLIT_SEED = 12345
 #: names used in metrics.json for our RDM sets
 BRAIN_SETS = {"cichy_it": "cichy_IT", "cichy_evc": "cichy_EVC", "kriegeskorte_hit": "kriegeskorte_hIT"}
-
-
-@dataclass
-class VisualWordsSetup:
-    """The visual-words variant (``finetune.loss: visual_words``): vocabulary, bag-of-words targets fitted on the
-    training descriptions, and each seed's vocabulary logits on the held-out NSD images and on the 92 objects."""
-
-    vocab: Any
-    bow: Any
-    seeds: list[int] = field(default_factory=list)
-    val_logits: list[np.ndarray] = field(default_factory=list)
-    obj_logits: list[np.ndarray] = field(default_factory=list)
-
-    @classmethod
-    def create(cls, vocabulary: str, weighting: str, train_texts: list[str]) -> VisualWordsSetup:
-        from llmvem.visualwords import BagOfWordsTargets, load_vocabulary
-
-        vocab = load_vocabulary(vocabulary)
-        return cls(vocab, BagOfWordsTargets(vocab, weighting).fit(train_texts))  # type: ignore[arg-type]
-
-    def multi_piece_words(self) -> dict[str, list[int]]:
-        """The training descriptions' content words of several tokens → their token ids."""
-        return {w: list(ids) for w, ids in self.bow.pieces_.items() if len(ids) > 1}
-
-    def add_seed(self, seed: int, val_logits: np.ndarray, obj_logits: np.ndarray) -> None:
-        self.seeds.append(seed)
-        self.val_logits.append(val_logits)
-        self.obj_logits.append(obj_logits)
-
-    def readout(
-        self, val_texts: list[str], val_files: list[str], obj_files: list[str], obj_texts: list[str],
-        prior: np.ndarray, k: int, n_shuffles: int,
-    ) -> dict[str, Any]:  # fmt: skip
-        """Held-out precision@k (per seed, and the mean) against shuffled descriptions and against the training
-        prior's top-k, the same on the 92 objects (their own descriptions: out of the training distribution);
-        example words of held-out images and the words of the 92 objects (first seed)."""
-        from llmvem.visualwords import precision_at_k, shuffled_precision
-        from llmvem.visualwords import top_words_merged as merged
-        from llmvem.visualwords.vocab import content_word_sets
-
-        def top_words(logits: np.ndarray, vocab: Any, k: int) -> list[list[str]]:  # words as the targets made them
-            return merged(logits, vocab, self.bow.pieces_, k)
-
-        refs = content_word_sets(self.vocab, val_texts)
-        per_seed, first_words = {}, None
-        for seed, logits in zip(self.seeds, self.val_logits, strict=True):
-            w = top_words(logits, self.vocab, k)
-            first_words = first_words or w
-            per_seed[f"seed{seed}"] = shuffled_precision(w, refs, k, n_shuffles, seed=seed).as_dict()
-        keys = ("precision", "shuffled_mean", "shuffled_sd", "ratio", "p_value")
-        mean = _mean_over_seeds(per_seed, keys)
-        prior_words = top_words(np.log(np.maximum(prior, 1e-12))[None], self.vocab, k)[0]  # probabilities → logits
-        prior_p = float(precision_at_k([prior_words] * len(refs), refs, k).mean())
-        assert first_words is not None
-        heldout = [{"image": f, "words": w, "in_description": [x for x in w if x in r], "n_description_words": len(r)}
-                   for f, w, r in list(zip(val_files, first_words, refs, strict=True))[:25]]  # fmt: skip
-        obj_refs = content_word_sets(self.vocab, obj_texts)
-        obj_seeds = {f"seed{seed}": shuffled_precision(top_words(x, self.vocab, k), obj_refs, k, n_shuffles,
-                                                       seed=seed).as_dict()
-                     for seed, x in zip(self.seeds, self.obj_logits, strict=True)}  # fmt: skip
-        obj_mean = _mean_over_seeds(obj_seeds, keys)
-        return {
-            "vocabulary": self.vocab.name,
-            "vocabulary_size": self.vocab.size,
-            "weighting": self.bow.weighting,
-            "k": k,
-            "n_heldout": len(refs),
-            "precision": {**per_seed, "mean": mean},
-            "prior_words": prior_words,
-            "prior_precision": prior_p,
-            "objects92_precision": {**obj_seeds, "mean": obj_mean},
-            "objects92_prior_precision": float(precision_at_k([prior_words] * len(obj_refs), obj_refs, k).mean()),
-            "heldout": heldout,
-            "images": dict(zip(obj_files, top_words(self.obj_logits[0], self.vocab, k), strict=True)),
-        }
-
-
-def _mean_over_seeds(per_seed: dict[str, dict[str, Any]], keys: tuple[str, ...]) -> dict[str, float | None]:
-    """Mean of each key over seeds (None where no seed has a value)."""
-    out: dict[str, float | None] = {}
-    for key in keys:
-        values = [r[key] for r in per_seed.values() if r.get(key) is not None]
-        out[key] = float(np.mean(values)) if values else None
-    return out
 
 
 def _paired(a: np.ndarray, t: np.ndarray) -> dict[str, Any]:
@@ -128,21 +48,25 @@ def _paired(a: np.ndarray, t: np.ndarray) -> dict[str, Any]:
     return paired_difference(a, t)
 
 
-def _label_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import average_precision_score
-
-    keep = (labels.sum(0) > 0) & (labels.sum(0) < len(labels))
-    return {
-        "label_accuracy": float(((logits > 0) == (labels > 0.5)).mean()),
-        "mean_average_precision": float(average_precision_score(labels[:, keep], logits[:, keep], average="macro")),
-    }
-
-
-@records_outcome
 def run_nsd_objects92(
     cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None, until: str = "evaluate"
 ) -> RunDir:
-    """Run the experiment of the module docstring; returns the run directory.
+    """The ``nsd-objects92`` study from an old config (``dataset.name: nsd_objects92``) through the runner
+    (:func:`llmvem.pipeline.encoding_demo.run_legacy`: a warning shows the study YAML to use instead); the
+    visual-words variant (``finetune.loss: visual_words``) still runs by hand (:func:`run_nsd_objects92_words`)."""
+    if cfg.finetune.loss == "visual_words":
+        return run_nsd_objects92_words(cfg, run_dir, log, until)
+    from llmvem.pipeline.encoding_demo import run_legacy
+
+    return run_legacy(cfg, run_dir, log, until)
+
+
+@records_outcome
+def run_nsd_objects92_words(
+    cfg: ExperimentConfig, run_dir: Path | None = None, log: Log | None = None, until: str = "evaluate"
+) -> RunDir:
+    """Run the experiment of the module docstring (the hand-written study; the runner's ``nsd-objects92`` study
+    does the same without visual words); returns the run directory.
 
     ``metrics.json`` holds ``{"rsa": {REPRESENTATION: {BRAIN_SET: {"mean", "se"}}}}`` for representations
     ``aligned``, ``twin``, ``pretrained``, ``descriptions`` and brain sets ``cichy_IT``, ``cichy_EVC``,
@@ -180,9 +104,7 @@ def run_nsd_objects92(
         log(f"  note: {n_undescribed} of the first {ft.n_images} NSD images lack a description and are left out")
     ids = described[: ft.n_images]
     emb_kw = embed_kwargs(cfg, store)
-    perm = np.random.default_rng(12345).permutation(len(ids))  # one held-out split shared by every condition
-    n_val = max(round(ft.val_fraction * len(ids)), 2)
-    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    train_idx, val_idx = heldout_split(len(ids), ft.val_fraction, NSD_SPLIT_SEED)  # shared by every condition
     words: VisualWordsSetup | None = None
     if ft.loss == "visual_words":  # targets: the descriptions' bag of words over a vocabulary (VW-LMM)
         texts = ["\n\n".join(source_texts[i]) for i in ids]  # every source's text, as description_targets joins them
@@ -234,7 +156,7 @@ def run_nsd_objects92(
             val_feats = net.features(acts[val_idx])
             if task != "none":
                 logits = net.head("task", val_feats)
-                hed_rows.append({"condition": cond, "seed": seed, **_label_metrics(logits, labels[val_idx])})
+                hed_rows.append({"condition": cond, "seed": seed, **label_metrics(logits, labels[val_idx])})
             if words is not None and lam > 0:
                 words.add_seed(seed, net.head("project", val_feats), net.head("project", feats[cond][-1]))
         log(f"2/4 seed {seed}: aligned (λ={ft.lambda_align}, task {ft.aligned_task}) and twin (λ=0, HED) trained")

@@ -77,7 +77,21 @@ def _study_rows(run: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     rows += [{"run": run, "section": r.layer, "name": r.name, "brain_set": r.brain_set, "value": _num(r.diff),
               "ci95_low": _num(r.ci95_low), "ci95_high": _num(r.ci95_high), "p": _num(r.p)}
              for r in paired.itertuples()]  # fmt: skip
+    rows += _heldout_rows(run, metrics)
     return rows
+
+
+def _heldout_rows(run: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The held-out task scores of a runner study (evaluations of kind ``heldout_task``, the NSD study's ``hed``):
+    section = the evaluation, name = the model, brain_set = the metric, value = the mean over seeds."""
+    from llmvem.results import from_nested
+
+    kinds = {k: v.get("kind") for k, v in (metrics.get("info", {}).get("evaluations") or {}).items()}
+    chosen = {k: v for k, v in (metrics.get("results") or {}).items() if kinds.get(k) == "heldout_task"}
+    frame = from_nested(chosen)
+    whole = frame[(frame["seed"] == "") & (frame["subject"] == "")]
+    return [{"run": run, "section": r.evaluation, "name": r.model, "brain_set": r.metric, "value": r.value}
+            for r in whole.itertuples()]  # fmt: skip
 
 
 def compare_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> pd.DataFrame:

@@ -1,10 +1,11 @@
 """Old experiment configs (``dataset.name`` choosing the study) translated into studies.
 
-``dataset.name: demo`` and ``objects92`` become the built-in studies of the same name with the old keys moved to
-where a study keeps them (:data:`MOVED`); every other key stays a setting. :func:`translate_config` returns the study
-and the YAML to write instead, which :func:`study_from_config` shows in a :class:`LegacyConfigWarning`.
-``nsd_objects92`` and ``folder`` have no study yet (their hand-written runs go on); ``nsd_shared1000`` is a dataset,
-not a study: it fails with the list of studies.
+``dataset.name: demo``, ``objects92`` and ``nsd_objects92`` become the built-in studies ``demo``, ``objects92`` and
+``nsd-objects92`` with the old keys moved to where a study keeps them (:data:`MOVED`); every other key stays a
+setting. :func:`translate_config` returns the study and the YAML to write instead, which :func:`study_from_config`
+shows in a :class:`LegacyConfigWarning`. ``folder`` and the visual-words variant of ``nsd_objects92`` have no study
+yet (their hand-written runs go on); ``nsd_shared1000`` is a dataset, not a study: it fails with the list of
+studies.
 """
 
 from __future__ import annotations
@@ -35,9 +36,22 @@ MOVED: dict[str, dict[str, str]] = {
         "evaluate.rsa.align_model": "stimuli.nsd.describers",
         "evaluate.rsa.align_prompt": "stimuli.nsd.prompts",
     },
+    "nsd_objects92": {
+        "finetune.seeds": "seeds",
+        "finetune.n_images": "stimuli.nsd.n_images",
+        "finetune.val_fraction": "stimuli.nsd.heldout",
+        "finetune.aligned_task": "models.aligned.task",
+        "evaluate.rsa.align_model": "stimuli.nsd.describers",
+        "evaluate.rsa.align_prompt": "stimuli.nsd.prompts",
+    },
 }
+#: old dataset name → the file name of its study, where they differ
+STUDY_FILE = {"nsd_objects92": "nsd-objects92"}
+#: settings sections an old config gives whole, its defaults included: the hand-written study read every key of
+#: them, so a key the old config left at its default must not take the study file's value
+WHOLE_SECTIONS = {"nsd_objects92": ("finetune", "embed", "evaluate.rsa")}
 #: old dataset names whose studies still run by hand (pipeline/); not translated yet
-NOT_PORTED = ("nsd_objects92", "folder")
+NOT_PORTED = ("folder",)
 
 
 class LegacyConfigWarning(FutureWarning):
@@ -77,13 +91,27 @@ def translate_config(cfg: ExperimentConfig) -> tuple[dict[str, Any], str]:
 
     old = cfg.dataset.name
     if old in NOT_PORTED:
-        raise ConfigError(f"dataset.name={old!r}: this study has no study file yet; it runs as before, with "
-                          "`llmvem train CONFIG` and `llmvem evaluate CONFIG`")  # fmt: skip
+        raise ConfigError(
+            f"dataset.name={old!r}: this study has no study file yet; it runs as before, with "
+            "`llmvem train CONFIG` and `llmvem evaluate CONFIG`"
+        )
     if old not in MOVED:
         raise ConfigError(f"dataset.name={old!r} is a dataset, not a study; studies: {', '.join(list_studies())} "
                           "(llmvem demo NAME runs one; a study YAML says which stimuli it uses)")  # fmt: skip
+    if old == "nsd_objects92" and cfg.finetune.loss == "visual_words":
+        raise ConfigError(
+            "finetune.loss=visual_words: the visual-words variant of nsd_objects92 has no study "
+            "file yet; it runs as before, with `llmvem train CONFIG` and `llmvem evaluate CONFIG`"
+        )
     changed = cfg.model_dump(mode="json", exclude_defaults=True)
     changed.pop("dataset", None)
+    full = cfg.model_dump(mode="json")
+    for section in WHOLE_SECTIONS.get(old, ()):
+        *parents, last = section.split(".")
+        src, dst = full, changed
+        for key in parents:
+            src, dst = src[key], dst.setdefault(key, {})
+        dst[last] = copy.deepcopy(src[last])
     moves: dict[str, Any] = {}
     dataset = cfg.dataset.model_dump(mode="json")
     for key, new in MOVED[old].items():
@@ -97,7 +125,7 @@ def translate_config(cfg: ExperimentConfig) -> tuple[dict[str, Any], str]:
     settings = _prune(changed)
     settings.pop("name", None)
     override = {**moves, **{f"settings.{k}": v for k, v in settings.items()}, "name": name}
-    tree = apply_overrides(copy.deepcopy(read_yaml(study_path(old))), override)
+    tree = apply_overrides(copy.deepcopy(read_yaml(study_path(STUDY_FILE.get(old, old)))), override)
     if old == "demo" and cfg.train.task == "none":
         for model in ("baseline", "aligned"):
             tree["models"][model].pop("task", None)
@@ -110,10 +138,11 @@ def study_from_config(cfg: ExperimentConfig, warn: bool = True) -> Study:
     from llmvem.runner.study import parse_study
 
     tree, advice = translate_config(cfg)
+    study = STUDY_FILE.get(cfg.dataset.name, cfg.dataset.name)
     if warn:
         warnings.warn(LegacyConfigWarning(
-            f"dataset.name={cfg.dataset.name!r} configs are translated into the study {cfg.dataset.name!r} "
-            f"(llmvem/studies/{cfg.dataset.name}.yaml); save this as a study file and run it with `llmvem demo "
+            f"dataset.name={cfg.dataset.name!r} configs are translated into the study {study!r} "
+            f"(llmvem/studies/{study}.yaml); save this as a study file and run it with `llmvem demo "
             f"FILE.yaml` (or run_study(FILE)):\n{advice}"), stacklevel=2)  # fmt: skip
     return parse_study(tree, f"study translated from dataset.name={cfg.dataset.name!r}")
 

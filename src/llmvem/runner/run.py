@@ -118,12 +118,8 @@ def run_study(
     Raises:
         ConfigError: an unknown study, kind or parameter (its path named), before anything runs.
     """
-    import yaml
-
-    from llmvem.config import dump_config
     from llmvem.results import ResultTable
-    from llmvem.runs import RunDir, seed_everything
-    from llmvem.store import atomic_write_text
+    from llmvem.runs import seed_everything
 
     if until not in PHASES:
         raise ConfigError(f"until={until!r}: one of {', '.join(PHASES)}")
@@ -135,15 +131,9 @@ def run_study(
     cfg = study_settings(study, data_dir=data_dir, cache_dir=cache_dir, output_dir=output_dir)
     log = log or console_log(cfg.progress)
     seed_everything(cfg.seed)
-    run = RunDir(cfg, run_dir)
-    resolved = yaml.safe_load(dump_config(cfg))
-    resolved.pop("dataset")  # the stimuli section of study.yaml says which images: no dataset setting applies
-    atomic_write_text(run.file("config.yaml"), yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
-    atomic_write_text(run.file("study.yaml"), yaml.safe_dump(study.model_dump(exclude_none=True), sort_keys=False,
-                                                             allow_unicode=True))  # fmt: skip
     store = make_store(cfg)
-    state = RunState(cfg, store, run, log, study.seeds or [cfg.seed], ResultTable())
-    log(f"[bold]llmvem study {study.name}[/bold] → run directory [cyan]{run.path}[/cyan] (store {store.root})")
+    run = LazyRun(lambda: _open_run(study, cfg, run_dir, log, store.root))
+    state = RunState(cfg, store, run, log, study.seeds or [cfg.seed], ResultTable())  # type: ignore[arg-type]
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     for phase in PHASES[: PHASES.index(until) + 1]:
@@ -153,9 +143,44 @@ def run_study(
     if until != "evaluations":
         run.log_metrics(study=study.name, info=json.loads(json.dumps(state.info, default=str)), timings_s=timings)
         log(f"[green]stopped after {until}[/green]; models are cached in the store, info in {run.file('metrics.json')}")
-        return run
+        return run.opened()
     _write(state, study, timings)
     run.log_metrics(total_s=round(time.perf_counter() - t_start, 1))
     log(f"[green]done[/green] in {time.perf_counter() - t_start:.1f} s: {run.file('results.csv')}, "
         f"{run.file('report.html')}")  # fmt: skip
+    return run.opened()
+
+
+class LazyRun:
+    """The run directory, made on first use: a study whose inputs fail their checks (ids that do not pair, a
+    missing ROI) leaves no run directory behind. Any attribute of :class:`~llmvem.runs.RunDir` opens it."""
+
+    def __init__(self, open_run: Any) -> None:
+        self._open, self._run = open_run, None
+
+    def opened(self) -> Any:
+        """The :class:`~llmvem.runs.RunDir` (made now if it was not yet)."""
+        if self._run is None:
+            self._run = self._open()
+        return self._run
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.opened(), name)
+
+
+def _open_run(study: Study, cfg: Any, run_dir: str | Path | None, log: Log, store_root: Path) -> Any:
+    """A new run directory with ``config.yaml`` (the resolved settings, no ``dataset``) and ``study.yaml``."""
+    import yaml
+
+    from llmvem.config import dump_config
+    from llmvem.runs import RunDir
+    from llmvem.store import atomic_write_text
+
+    run = RunDir(cfg, run_dir)
+    resolved = yaml.safe_load(dump_config(cfg))
+    resolved.pop("dataset")  # the stimuli section of study.yaml says which images: no dataset setting applies
+    atomic_write_text(run.file("config.yaml"), yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+    atomic_write_text(run.file("study.yaml"), yaml.safe_dump(study.model_dump(exclude_none=True), sort_keys=False,
+                                                             allow_unicode=True))  # fmt: skip
+    log(f"[bold]llmvem study {study.name}[/bold] → run directory [cyan]{run.path}[/cyan] (store {store_root})")
     return run

@@ -55,20 +55,32 @@ class Stimuli:
 
 @dataclass
 class Representation:
-    """Values of one representation of a stimulus source: (n, d) float rows in the source's stimulus order."""
+    """Values of one representation of a stimulus source: (n, d) float rows in the source's stimulus order, or in
+    the order of ``ids`` when it has its own (a feature file: rows are paired with brain data by id)."""
 
     stimuli: str
     values: np.ndarray
     texts: list[str] = field(default_factory=list)
+    ids: list[str] | None = None
+
+    def rows(self, ids: list[str], source_ids: list[str], what: str, label: str) -> np.ndarray:
+        """Row indices of the stimuli ``ids`` (:func:`~llmvem.data.stimuli.align_ids`: an id it lacks is an error
+        naming ``what`` and ``label``); without own ids the rows are in ``source_ids``' order."""
+        from llmvem.data.stimuli import align_ids
+
+        return np.asarray(align_ids(ids, self.ids if self.ids is not None else source_ids, what, label))
 
 
 @dataclass
 class BrainTarget:
-    """Brain data a representation is scored against: voxel responses and/or RDM sets of a stimulus source."""
+    """Brain data a representation is scored against: voxel responses and/or RDM sets of a stimulus source, or
+    several brain sources scored one by one as subjects (``sources``, each with its own stimulus ids and
+    ``train`` / ``test`` splits; the aggregate is their mean)."""
 
     stimuli: str
     brain: BrainData | None = None
     rdms: dict[str, RDMSet] = field(default_factory=dict)
+    sources: list[BrainData] = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +92,7 @@ class RunState:
         seeds: the study's seeds (seeded models are built once per seed).
         models: name → {seed (None when unseeded) → representation}.
         info: counts and fit details (``metrics.json["info"]``).
+        cache: handles the parts of one run share, built once (the fine-tunes' split network, activations).
     """
 
     cfg: ExperimentConfig
@@ -92,6 +105,7 @@ class RunState:
     targets: dict[str, Representation | BrainTarget] = field(default_factory=dict)
     models: dict[str, dict[int | None, Representation]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def source(self, name: str) -> Stimuli:
         if name not in self.stimuli:

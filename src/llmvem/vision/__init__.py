@@ -6,11 +6,13 @@
 """
 
 from llmvem.vision.backbones import BACKBONES, POOLINGS, Backbone, hf_clip_backbone, load_backbone, timm_backbone
+from llmvem.vision.families import FAMILIES
 from llmvem.vision.features import FeatureMatrix, extract_features, feature_spec
 from llmvem.vision.taps import layer_names, tap_layer
 
 __all__ = [
     "BACKBONES",
+    "FAMILIES",
     "POOLINGS",
     "Backbone",
     "FeatureMatrix",

@@ -104,3 +104,78 @@ class ClipHead(nn.Module):
             return self.post_layernorm(x[:, 0])
         tokens = x[:, 1:]
         return tokens.mean(dim=1) if self.pooling == "avg" else tokens.amax(dim=1)
+
+
+class NormPoolHead(nn.Module):
+    """Final norm, then pooling of tokens (B, N, C) → (B, C): ``cls`` (token 0), ``avg`` / ``max`` over the tokens
+    after ``prefix`` class tokens, or ``head`` (an attention-pooling module, SigLIP's)."""
+
+    def __init__(self, norm: Any, pooling: str, prefix: int, pool_head: Any = None) -> None:
+        super().__init__()
+        self.norm = norm
+        self.pool_head = pool_head if pooling == "head" else None
+        self.pooling = pooling
+        self.prefix = prefix
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        if self.pool_head is not None:
+            return self.pool_head(x)
+        if self.pooling == "cls":
+            return x[:, 0]
+        tokens = x[:, self.prefix :]
+        return tokens.mean(dim=1) if self.pooling == "avg" else tokens.amax(dim=1)
+
+
+class OpenClipEmbed(nn.Module):
+    """open_clip ``VisionTransformer._embeds``: patch embedding, class token, positions, ``ln_pre``: → (B, N, C)."""
+
+    def __init__(self, visual: Any) -> None:
+        super().__init__()
+        self.conv1 = visual.conv1
+        self.class_embedding = visual.class_embedding
+        self.positional_embedding = visual.positional_embedding
+        self.patch_dropout = visual.patch_dropout
+        self.ln_pre = visual.ln_pre
+        self._embeds_fn = type(visual)._embeds  # open_clip's own code, on this module's (shared) parameters
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self._embeds_fn(self, x)
+        return out
+
+
+class OpenClipBlock(nn.Module):
+    """An open_clip residual attention block on batch-first tokens (B, N, C)."""
+
+    def __init__(self, block: Any, batch_first: bool) -> None:
+        super().__init__()
+        self.block = block
+        self.batch_first = batch_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.batch_first:
+            out: torch.Tensor = self.block(x)
+            return out
+        return self.block(x.transpose(0, 1)).transpose(0, 1)
+
+
+class OpenClipHead(nn.Module):
+    """open_clip ``VisionTransformer._pool`` + projection: tokens (B, N, C) → the image embedding (B, D)."""
+
+    def __init__(self, visual: Any) -> None:
+        super().__init__()
+        for attr in ("attn_pool", "attn_pool_contrastive", "ln_post"):
+            setattr(self, attr, getattr(visual, attr, None))
+        self.proj = visual.proj
+        self.attn_pool_type = getattr(visual, "attn_pool_type", None)
+        self.final_ln_after_pool = visual.final_ln_after_pool
+        self.pool_type = visual.pool_type
+        self._pool_fn = type(visual)._pool
+        self._global_pool_fn = type(visual)._global_pool
+
+    def _global_pool(self, x: torch.Tensor) -> Any:  # called by open_clip's _pool
+        return self._global_pool_fn(self, x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled, _ = self._pool_fn(self, x)
+        return pooled @ self.proj if self.proj is not None else pooled

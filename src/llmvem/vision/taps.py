@@ -27,6 +27,8 @@ Example
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmvem.errors import BackendError
@@ -112,6 +114,188 @@ def pool_output(x: torch.Tensor, pooling: str, num_prefix_tokens: int) -> torch.
     raise BackendError(f"cannot pool a layer output of shape {tuple(x.shape)} (expected 2, 3 or 4 dimensions)")
 
 
+def block_layers(backbone: Backbone) -> list[str]:
+    """The backbone's blocks, in forward order: what ``layers="all"`` taps.
+
+    Its family says (:meth:`~llmvem.vision.families.BackboneFamily.block_layers`): the blocks
+    :func:`~llmvem.vision.trainable.split_backbone` cuts between — every residual block of a ResNet (``layer1.0``
+    … ``layer4.1``), each MBConv block of EfficientNet-Lite (``_blocks.0`` …), every transformer block of a
+    ViT/DeiT (``blocks.N``), CLIP/SigLIP tower (``encoder.layers.N``) or open_clip tower
+    (``transformer.resblocks.N``), each block of a ConvNeXt stage — or, for a network its family cannot split (and a
+    backbone no family owns), :func:`~llmvem.vision.families.structural_blocks` of its module.
+
+    Raises:
+        BackendError: no blocks (name the layers instead).
+    """
+    from llmvem.errors import RegistryError
+    from llmvem.vision.families import FAMILIES, BackboneFamily
+
+    try:
+        family, _ = FAMILIES.resolve(backbone.name)
+    except RegistryError:
+        family = BackboneFamily()  # (no family: the module tree's blocks)
+    return family.block_layers(backbone)
+
+
+def resolve_layers(backbone: Backbone, layers: str | Sequence[str]) -> list[str]:
+    """Module names of ``layers``: ``"all"`` (:func:`block_layers`), ``"a,b,c"`` or a list of names (each through
+    :func:`resolve_layer`; duplicates dropped, order kept).
+
+    Raises:
+        BackendError: an unknown name (close names listed), or no names at all.
+    """
+    items = [layers] if isinstance(layers, str) else list(layers)
+    names: list[str] = []
+    for item in items:
+        for part in (p.strip() for p in str(item).split(",")):
+            if not part:
+                continue
+            for name in block_layers(backbone) if part == "all" else [resolve_layer(backbone, part)]:
+                if name not in names:
+                    names.append(name)
+    if not names:
+        raise BackendError(f"no layers given for {backbone.name!r}: name modules (a,b,c) or 'all'")
+    return names
+
+
+class _StopForward(Exception):
+    """Raised by the last hook of :func:`capture_layers` once every tapped module has given its output."""
+
+
+def capture_layers(
+    backbone: Backbone,
+    heads: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+    batch: torch.Tensor,
+    calls: Mapping[str, int] | None = None,
+) -> dict[str, torch.Tensor]:
+    """One forward pass of ``batch`` through ``backbone`` with a hook on each module of ``heads``.
+
+    Each hook applies its head (e.g. pooling) to the module's output (its first tensor) at once, so only the head's
+    result is kept. A module called several times is taken at its last call. With ``calls`` (module → number of
+    calls in one forward, from a probe) the forward pass stops as soon as every module has had all its calls, so
+    the layers after the deepest tap are not computed.
+
+    Returns:
+        module name → head output, for every module the forward pass reached.
+    """
+    seen: dict[str, torch.Tensor] = {}
+    count = dict.fromkeys(heads, 0)
+    module = backbone.module
+    handles = []
+
+    def hook(name: str) -> Callable[..., None]:
+        def run(_m: Any, _i: Any, out: Any) -> None:
+            seen[name] = heads[name](_first_tensor(out))
+            count[name] += 1
+            if calls is not None and all(count[n] >= calls.get(n, 1) for n in heads):
+                raise _StopForward
+
+        return run
+
+    for name in heads:
+        handles.append(module.get_submodule(name).register_forward_hook(hook(name)))
+    try:
+        backbone.features(batch)
+    except _StopForward:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+@dataclass(frozen=True)
+class LayerTap:
+    """One tapped module: its name, raw output shape (without the batch), pooling mode and the single-layer
+    :class:`~llmvem.vision.backbones.Backbone` whose identity keys its cache entry (as :func:`tap_layer`'s)."""
+
+    name: str
+    shape: tuple[int, ...]
+    mode: str
+    backbone: Backbone
+    calls: int
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, *shape) → (B, D) pooled, float32."""
+        return pool_output(x.float(), self.mode, self.backbone.num_prefix_tokens)
+
+
+def tap_layers(backbone: Backbone, layers: str | Sequence[str], pooling: str | None = None) -> list[LayerTap]:
+    """Taps of several modules (``"all"``, ``"a,b"`` or names), probed with one forward pass of a blank image.
+
+    Each tap's backbone equals ``tap_layer(backbone, name, pooling)`` (same identity, hence the same cache key).
+
+    Raises:
+        BackendError: as :func:`tap_layer`, for any of the layers.
+    """
+    import torch
+
+    if pooling is not None and pooling not in POOLINGS:
+        raise BackendError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    names = resolve_layers(backbone, layers)
+    module = backbone.module
+    was_training = module.training
+    module.eval()
+    calls = dict.fromkeys(names, 0)
+    shapes: dict[str, torch.Tensor] = {}
+
+    def keep(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        def head(x: torch.Tensor) -> torch.Tensor:
+            calls[name] += 1
+            return x
+
+        return head
+
+    try:
+        with torch.inference_mode():
+            probe = torch.zeros((1, *backbone.input_size), device=backbone.device)
+            shapes = capture_layers(backbone, {n: keep(n) for n in names}, probe)
+    finally:
+        module.train(was_training)
+    missing = [n for n in names if n not in shapes]
+    if missing:
+        raise BackendError(
+            f"layer {missing[0]!r} of {backbone.name!r} is not reached by the backbone's feature forward pass "
+            "(it comes after the pooled features, e.g. a classifier); tap an earlier layer"
+        )
+    return [_layer_tap(backbone, n, shapes[n], pooling, calls[n]) for n in names]
+
+
+def _layer_tap(backbone: Backbone, name: str, probe: torch.Tensor, pooling: str | None, calls: int) -> LayerTap:
+    """The :class:`LayerTap` of module ``name`` whose probe output is ``probe`` (1, ...)."""
+    prefix = backbone.num_prefix_tokens
+    mode = pooling or default_pooling(probe.ndim, prefix)
+    pooled = pool_output(probe, mode, prefix)
+    shape = ["B", *(int(s) for s in probe.shape[1:])]
+    if probe.ndim == 2:
+        desc = f"none: layer {name} gives (B, {probe.shape[1]})"
+    elif probe.ndim == 4:
+        desc = f"{mode} over H x W of layer {name} output (B, C, H, W) = {shape}"
+    else:
+        desc = f"{mode} of layer {name} tokens (B, N, C) = {shape}, {prefix} prefix token(s)"
+
+    def forward(module: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        del module
+        out = capture_layers(backbone, {name: lambda x: x}, batch)
+        if name not in out:
+            raise BackendError(f"layer {name!r} of {backbone.name!r} was not reached by the forward pass")
+        return pool_output(out[name], mode, prefix)
+
+    tapped = Backbone(
+        name=f"{backbone.name}@{name}",
+        feature_dim=int(pooled.shape[1]),
+        identity={**backbone.identity, "layer": name, "pooling": desc},
+        preprocess=backbone._preprocess,
+        forward=forward,
+        module=backbone.module,
+        device=backbone.device,
+        input_size=backbone.input_size,  # type: ignore[arg-type]
+        num_prefix_tokens=prefix,
+        layer_aliases=backbone.layer_aliases,
+    )
+    return LayerTap(name=name, shape=tuple(int(s) for s in probe.shape[1:]), mode=mode, backbone=tapped, calls=calls)
+
+
 def tap_layer(backbone: Backbone, layer: str, pooling: str | None = None) -> Backbone:
     """A backbone whose features (B, D) are the pooled output of its module ``layer``.
 
@@ -126,58 +310,4 @@ def tap_layer(backbone: Backbone, layer: str, pooling: str | None = None) -> Bac
         BackendError: unknown layer (close names are listed), a layer the forward pass never reaches, a pooling
             that does not apply to the layer's output.
     """
-    import torch
-
-    if pooling is not None and pooling not in POOLINGS:
-        raise BackendError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-    name = resolve_layer(backbone, layer)
-    base_forward = backbone._forward
-    prefix = backbone.num_prefix_tokens
-
-    def capture(module: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        target = module.get_submodule(name)
-        seen: list[Any] = []
-        handle = target.register_forward_hook(lambda _m, _i, out: seen.append(out))
-        try:
-            base_forward(module, batch)
-        finally:
-            handle.remove()
-        if not seen:
-            raise BackendError(
-                f"layer {name!r} of {backbone.name!r} is not reached by the backbone's feature forward pass "
-                "(it comes after the pooled features, e.g. a classifier); tap an earlier layer"
-            )
-        return _first_tensor(seen[-1])
-
-    module = backbone.module
-    was_training = module.training
-    module.eval()
-    with torch.inference_mode():
-        probe = capture(module, torch.zeros((1, *backbone.input_size), device=backbone.device))
-    module.train(was_training)
-    mode = pooling or default_pooling(probe.ndim, prefix)
-    pooled = pool_output(probe, mode, prefix)
-    shape = ["B", *(int(s) for s in probe.shape[1:])]
-    if probe.ndim == 2:
-        desc = f"none: layer {name} gives (B, {probe.shape[1]})"
-    elif probe.ndim == 4:
-        desc = f"{mode} over H x W of layer {name} output (B, C, H, W) = {shape}"
-    else:
-        desc = f"{mode} of layer {name} tokens (B, N, C) = {shape}, {prefix} prefix token(s)"
-
-    def forward(module: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        return pool_output(capture(module, batch), mode, prefix)
-
-    identity = {**backbone.identity, "layer": name, "pooling": desc}
-    return Backbone(
-        name=f"{backbone.name}@{name}",
-        feature_dim=int(pooled.shape[1]),
-        identity=identity,
-        preprocess=backbone._preprocess,
-        forward=forward,
-        module=module,
-        device=backbone.device,
-        input_size=backbone.input_size,  # type: ignore[arg-type]
-        num_prefix_tokens=prefix,
-        layer_aliases=backbone.layer_aliases,
-    )
+    return tap_layers(backbone, [resolve_layer(backbone, layer)], pooling=pooling)[0].backbone

@@ -51,7 +51,7 @@ class TwinParams(Params):
 def twin(p: TwinParams, state: RunState, name: str, seed: int) -> Representation:
     """A twin (:mod:`llmvem.align.twins`) trained on the ``split`` images: task + λ · alignment; its image
     embedding of every image of the features' stimuli. Without ``align`` (or λ = 0) it is the baseline twin."""
-    from llmvem.pipeline.common import cached_twin  # the trainer of issue 14 item 3 replaces it
+    from llmvem.align.cache import cached_twin
 
     feats = _single(state, p.features, f"models.{name}.features")
     src = state.source(feats.stimuli)

@@ -56,6 +56,9 @@ class NSDParams(Params):
                                         "name, a list or 'all'")  # fmt: skip
     prompts: str | list[str] = Field("general_description", description="prompt(s): a name, a list or 'all'")
     n_images: int = Field(1000, ge=20, le=1000, description="the first n images described by every source")
+    heldout: float | None = Field(None, gt=0, lt=0.9, description="share held out as the test split (seeded by "
+                                  "heldout_seed; none: no splits)")  # fmt: skip
+    heldout_seed: int = Field(12345, description="the seed of the held-out split")
 
 
 @part(STIMULI, "nsd_shared1000", NSDParams)
@@ -73,5 +76,15 @@ def nsd_shared1000(p: NSDParams, state: RunState, name: str) -> Stimuli:
     texts: list[dict[str, Any]] = [{i: sets[i][k] for i in ids} for k in range(len(sources))]
     what = "/".join(sources[0]) if len(sources) == 1 else f"mean of {len(sources)} describer × prompt sources"
     state.log(f"stimuli {name}: {len(ids)} of {len(nsd.stimuli)} NSD shared images, descriptions: {what}")
-    state.note("stimuli", name, {"n_images": len(ids), "n_undescribed": len(nsd.stimuli) - len(sets)})
-    return Stimuli(nsd.stimuli.subset(ids), texts=texts, extra={"sources": sources})
+    # of the first n_images NSD images, those without every description (left out; later described ones follow)
+    n_undescribed = len(set(nsd.stimuli.ids[: p.n_images]) - set(sets))
+    state.note("stimuli", name, {"n_images": len(ids), "n_undescribed": n_undescribed})
+    splits = {}
+    if p.heldout is not None:  # one held-out split for every model and seed (llmvem.data.splits)
+        from llmvem.data.splits import heldout_split
+
+        train, test = heldout_split(len(ids), p.heldout, p.heldout_seed)
+        splits = {"train": [ids[k] for k in train], "test": [ids[k] for k in test]}
+        state.note("stimuli", name, {"n_train": len(train), "n_test": len(test)})
+    hed = [str(nsd.hed.loc[i, "HED_short"]) for i in ids]
+    return Stimuli(nsd.stimuli.subset(ids), texts=texts, splits=splits, extra={"sources": sources, "hed": hed})
