@@ -48,7 +48,7 @@ def planted() -> dict[str, object]:
     y = np.concatenate([roi(z[1]), roi(z[3]), roi(None)], axis=1)
     masks = {r: np.repeat(np.arange(3) == k, V) for k, r in enumerate("ABC")}
     train, test = seeded_holdout(N, 0.2, seed=0)
-    return {"feats": feats, "y": y, "masks": masks, "train": train, "test": test}
+    return {"feats": feats, "y": y, "masks": masks, "train": train, "test": test, "z": z}
 
 
 def _sweep(p: dict[str, object], feats: dict[str, np.ndarray] | None = None, **kw: object):  # type: ignore[no-untyped-def]
@@ -88,14 +88,25 @@ def test_test_images_never_choose(planted: dict[str, object]) -> None:
     assert bad.curve.loc[a2, "test_score"].item() < base.curve.loc[a2, "test_score"].item() - 0.3  # test rows read
 
 
-def test_given_test_r_is_used_instead_of_a_refit(planted: dict[str, object]) -> None:
+def test_a_layer_best_on_the_test_images_is_not_chosen(planted: dict[str, object]) -> None:
+    """'cheat': ROI B's own latent on the fitting and test images, noise on the validation images — the best test
+    score of every layer for B, never chosen."""
+    _, val = validation_split(planted["train"], 0.2, seed=3)  # type: ignore[arg-type]  (_sweep's split)
+    cheat = planted["z"][3].copy()  # type: ignore[index]
+    cheat[val] = np.random.default_rng(8).standard_normal((len(val), D))
+    res = _sweep(planted, {**planted["feats"], "cheat": cheat})  # type: ignore[dict-item]
+    b = res.curve[res.curve["group"] == "B"].set_index("layer")
+    assert b["test_score"].idxmax() == "cheat" and b.loc["cheat", "test_score"] > b.loc["layer4", "test_score"]
+    assert res.choice["B"] == "layer4" and b.loc["cheat", "val_score"] < 0.15
+
+
+def test_given_test_scores_are_used_instead_of_a_refit(planted: dict[str, object]) -> None:
     base = _sweep(planted)
-    v = 3 * V
-    given = {name: np.full(v, 0.5 if name == "layer1" else 0.0) for name in LAYERS}
-    res = _sweep(planted, test_r=given)
+    given = {name: {roi: (0.5 if name == "layer1" else 0.0) for roi in "ABC"} for name in LAYERS}
+    res = _sweep(planted, test_scores=given)
     assert res.choice == base.choice  # validation decides
     assert (res.curve.loc[res.curve["layer"] == "layer1", "test_score"] == 0.5).all()
-    # without test_r, the refit on all training images equals an independent fit scored on the test images
+    # without test_scores, the refit on all training images equals an independent fit scored on the test images
     from llmvem.brain.metrics import pearson_r
 
     p = planted

@@ -39,6 +39,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     def roi(latent: np.ndarray) -> np.ndarray:
         return latent @ rng.standard_normal((D, V)) / np.sqrt(D) + 0.8 * rng.standard_normal((N, V))
 
+    np.save(root / "z3.npy", z[3])  # the latent that drives 'late' (block3 is it + 0.6 of block2's)
+    out["z3"] = root / "z3.npy"
     y = np.concatenate([roi(z[1]), roi(z[3])], axis=1)
     brain = BrainData(y, ids, pd.DataFrame({"roi": np.repeat(["early", "late"], V)}), name="sim")
     out["brain"] = save_brain(brain, root / "sim.npz")
@@ -79,11 +81,16 @@ def test_encoding_layer_sweep_chooses_the_planted_layers(files: dict[str, Path],
     enc = pd.read_csv(run / "encoding.csv").set_index(["model", "roi"])["mean_r"]
     for _, row in curve.iterrows():
         assert row["test_score"] == pytest.approx(enc[(row["layer"], row["roi"])], abs=1e-6)
-    metrics = json.loads((run / "metrics.json").read_text())["layer_sweep"]
-    assert metrics["kind"] == "encoding" and metrics["layers"] == LAYERS and metrics["validation_fraction"] == 0.2
-    assert metrics["splits"]["sim"] == {"n_fit": 154, "n_val": 38, "n_test": 48}
-    assert metrics["chosen"]["early"]["layer"] == "block1" and metrics["chosen"]["late"]["layer"] == "block3"
-    assert metrics["chosen"]["late"]["test_score"] == pytest.approx(enc[("block3", "late")], abs=1e-6)
+    metrics = json.loads((run / "metrics.json").read_text())
+    info = metrics["info"]["evaluations"]["layer_sweep"]
+    assert info["kind"] == "layer_sweep" and info["score"] == "encoding" and info["layers"] == LAYERS
+    assert info["validation_fraction"] == 0.2 and info["chosen"] == {"early": "block1", "late": "block3"}
+    assert info["splits"]["sim"] == {"n_fit": 154, "n_val": 38, "n_test": 48, "split": "brain"}
+    late = metrics["results"]["layer_sweep"]["block3"]["late"]
+    assert late["chosen"] == 1.0 and late["test_score"] == pytest.approx(enc[("block3", "late")], abs=1e-6)
+    assert late["subjects"]["sim"]["val_score"] == pytest.approx(late["val_score"])  # one subject: its curve
+    table = pd.read_csv(run / "results.csv")
+    assert set(table.loc[table["evaluation"] == "layer_sweep", "metric"]) >= {"val_score", "test_score", "chosen"}
     assert (run / "layer_sweep.png").stat().st_size > 5000
     html = (run / "report.html").read_text()
     assert "Layer sweep" in html and "chosen on a validation split of the training images" in html
@@ -99,10 +106,11 @@ def test_rsa_layer_sweep_on_an_rdm_file_and_a_validation_fraction(files: dict[st
     assert curve.loc[curve["chosen"], "n_chosen"].item() == 3  # every subject's own choice too
     subjects = pd.read_csv(run / "layer_sweep_subjects.csv")
     assert sorted(subjects["subject"].unique()) == ["s1", "s2", "s3"] and len(subjects) == 3 * len(LAYERS)
-    metrics = json.loads((run / "metrics.json").read_text())["layer_sweep"]
+    info = json.loads((run / "metrics.json").read_text())["info"]["evaluations"]["layer_sweep"]
     # the seeded 20 % hold-out of the target's 240 stimuli: 192 training images, 30 % of them the validation ones
-    assert metrics["splits"]["it"] == {"n_val": 58, "n_test": 48, "n_train_unused": 134}
-    assert metrics["chosen"]["it"]["layer"] == "block2" and metrics["chosen"]["it"]["test_score"] > 0.3
+    assert info["splits"]["it"] == {"n_fit": 134, "n_val": 58, "n_test": 48,
+                                    "split": "a seeded 0.2 hold-out of its stimuli"}  # fmt: skip
+    assert info["chosen"] == {"it": "block2"} and curve.loc[curve["chosen"], "test_score"].item() > 0.3
     assert "rsa.csv" in {p.name for p in run.iterdir()}  # the RSA of every layer on all images still runs
     html = (run / "report.html").read_text()
     assert "Layer sweep" in html and "RSA fits nothing" in html
@@ -115,8 +123,9 @@ def test_rsa_layer_sweep_on_brain_rois_uses_the_encoding_hold_out(files: dict[st
     curve = pd.read_csv(run / "layer_sweep.csv")
     chosen = curve[curve["chosen"]].set_index("target")["layer"].to_dict()
     assert chosen == {"early": "block1", "late": "block3"}
-    metrics = json.loads((run / "metrics.json").read_text())["layer_sweep"]
-    assert metrics["splits"]["early"]["n_test"] == 48  # evaluate encoding's 20 % hold-out of the brain's 240
+    splits = json.loads((run / "metrics.json").read_text())["info"]["evaluations"]["layer_sweep"]["splits"]
+    assert splits["early"]["n_test"] == 48  # evaluate encoding's 20 % hold-out of the brain's 240
+    assert splits["early"]["split"] == "brain 'sim''s seeded hold-out"
 
 
 def test_layer_sweep_bad_input_exits_2_without_a_run(files: dict[str, Path], tmp_path: Path) -> None:
@@ -141,7 +150,7 @@ def test_layer_sweep_bad_input_exits_2_without_a_run(files: dict[str, Path], tmp
         ("encoding", [*brain, *two, "--layer-sweep", "--cv", "80", "--sweep-validation-fraction", "0.5"],
          "ridge cv=80 needs ≥ 160"),
         ("encoding", [*brain, "-f", f"a={files['stem']}", "-f", f"a={files['head']}", "--layer-sweep"],
-         "layer names ['a', 'a'] repeat"),
+         "feature names ['a', 'a'] repeat"),
         ("rsa", ["--rdms", str(files["rdms"]), *two, "--layer-sweep", "--sweep-validation-fraction", "1.5"],
          "sweep_validation_fraction"),
     ]  # fmt: skip
@@ -163,3 +172,43 @@ def test_layers_share_the_extractions_id_file(files: dict[str, Path], tmp_path: 
     own = files["root"] / "g.x.npy"
     (files["root"] / "g.x.ids.txt").write_text("a\n")
     assert ids_file(own) == files["root"] / "g.x.ids.txt"  # its own id file wins
+
+
+def test_a_layer_best_on_the_test_images_is_not_chosen(files: dict[str, Path], tmp_path: Path) -> None:
+    """A 'cheat' layer: the latent driving 'late' on the fitting and test images, noise on the validation images.
+    It has the best test score of every layer for 'late', and is not chosen: the validation images choose."""
+    from llmvem.brain.layer_sweep import validation_split
+    from llmvem.data.brain_select import with_splits
+    from llmvem.data.files import load_brain
+
+    brain, _ = with_splits(load_brain(files["brain"]), 0.2, 0)  # evaluate encoding's hold-out (seed 0)
+    _, val = validation_split(brain.split_indices("train"), 0.2, 0)
+    cheat = np.load(files["z3"]).astype(np.float32)
+    cheat[val] = np.random.default_rng(5).standard_normal((len(val), D))
+    np.save(files["root"] / "f.cheat.npy", cheat)
+    args = [*_layer_args(files), "-f", f"cheat={files['root'] / 'f.cheat.npy'}"]
+    run = _run("encoding", ["-b", str(files["brain"]), *args, "--layer-sweep", "--cv", "gcv"], tmp_path / "runs")
+    late = pd.read_csv(run / "layer_sweep.csv").query("roi == 'late'").set_index("layer")
+    assert late["test_score"].idxmax() == "cheat"  # best on the test images …
+    assert late.loc["cheat", "test_score"] > late.loc["block3", "test_score"] + 0.02
+    assert late.loc["cheat", "val_score"] < 0.15 and not late.loc["cheat", "chosen"]  # … not on the validation ones
+    assert late["chosen"].idxmax() == "block3"
+
+
+def test_sweep_test_scores_from_the_encoding_equal_a_refit(files: dict[str, Path], tmp_path: Path) -> None:
+    """A study with two sweeps of the same layers: one reads evaluate encoding's held-out mean_r (``of``), one fits
+    every layer itself; same curve, same choice."""
+    from llmvem.config import load_config
+    from llmvem.pipeline.evaluate_files import encoding_study
+    from llmvem.runner import run_study
+    from llmvem.runner.study import parse_study
+
+    inputs = {"brain": [str(files["brain"])], "features": [f"{n}={files[n]}" for n in LAYERS]}
+    cfg = load_config(literal={"name": "sweep", "evaluate": {"inputs": inputs, "encoding": {"layer_sweep": True}}})
+    tree = encoding_study(cfg).model_dump(exclude_none=True)
+    tree["evaluations"]["refit"] = {"kind": "layer_sweep", "against": "brain", "representations": LAYERS,
+                                    "score": "encoding"}  # fmt: skip
+    run = run_study(parse_study(tree, "test"), run_dir=tmp_path / "run", log=lambda *a, **k: None)
+    a, b = (pd.read_csv(run.path / f"{n}.csv") for n in ("layer_sweep", "refit"))
+    pd.testing.assert_frame_equal(a.drop(columns="test_score"), b.drop(columns="test_score"))
+    np.testing.assert_allclose(a["test_score"], b["test_score"], rtol=1e-9)

@@ -62,25 +62,27 @@ def validation_split(train: np.ndarray, fraction: float, seed: int) -> tuple[np.
     Returns:
         ``(fit, val)``: sorted row indices, disjoint, together ``train``.
     """
+    from llmvem.data.splits import heldout_split
+
     train = np.asarray(train)
-    n_val = round(fraction * len(train))
-    perm = np.random.default_rng([seed, 0x1A7E5]).permutation(len(train))
-    return np.sort(train[perm[n_val:]]), np.sort(train[perm[:n_val]])
+    fit, val = heldout_split(len(train), fraction, [seed, 0x1A7E5], min_val=0)
+    return np.sort(train[fit]), np.sort(train[val])
 
 
 def seeded_holdout(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(train, test)`` sorted row indices of a seeded ``fraction`` hold-out of ``n`` stimuli: the rule of evaluate
-    encoding's hold-out for brain data without splits (a permutation by ``default_rng(seed)``, its first
-    ``round(fraction · n)`` the test images), for RSA targets that are not brain data.
+    """``(train, test)`` sorted row indices of a seeded ``fraction`` hold-out of ``n`` stimuli
+    (:func:`llmvem.data.splits.heldout_split`, the draw of evaluate encoding's hold-out for brain data without
+    splits), for RSA targets that are not brain data.
 
     Raises:
         DataError: fewer than 3 images on either side.
     """
+    from llmvem.data.splits import heldout_split
+
     n_test = round(fraction * n)
     if n_test < 3 or n - n_test < 3:
         raise DataError(f"{n} stimuli are too few for a {fraction:g} hold-out (need ≥ 3 on each side)")
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+    return heldout_split(n, fraction, seed, min_val=0)
 
 
 def min_fit_rows(cv: str | int) -> int:
@@ -103,13 +105,14 @@ def check_sweep_split(n_train: int, fraction: float, what: str, cv: str | int | 
     if n_val < MIN_VALIDATION:
         raise DataError(
             f"{what}: a {fraction:g} validation share of {n_train} training images is {n_val} image(s); the layer "
-            f"choice needs ≥ {MIN_VALIDATION} (raise --sweep-validation-fraction, or use more images)"
+            f"choice needs ≥ {MIN_VALIDATION} (raise the validation fraction, --sweep-validation-fraction, or use "
+            "more images)"
         )
     need = min_fit_rows(cv) if cv is not None else 0
     if n_train - n_val < need:
         raise DataError(
             f"{what}: {n_train - n_val} training images are left to fit after the {n_val} validation ones; ridge "
-            f"cv={cv!r} needs ≥ {need} (lower --sweep-validation-fraction or --cv)"
+            f"cv={cv!r} needs ≥ {need} (lower the validation fraction or --cv)"
         )
 
 
@@ -123,7 +126,7 @@ def check_layers(layers: Mapping[str, Sequence[str]], what: str) -> None:
     if len(names) < 2:
         raise DataError(
             f"{what}: a layer sweep needs ≥ 2 layers of one model (-f NAME=f.<layer>.npy once per layer, in depth "
-            f"order), got {len(names)}"
+            f"order), got {len(names)}: {names}"
         )
     first, ids0 = names[0], list(layers[names[0]])
     for name in names[1:]:
@@ -143,16 +146,14 @@ def check_layers(layers: Mapping[str, Sequence[str]], what: str) -> None:
 
 def _voxel_r(make_model: Callable[[], Any], x_fit: np.ndarray, y_fit: np.ndarray, x_eval: np.ndarray,
              y_eval: np.ndarray) -> np.ndarray:  # fmt: skip
-    """(v,) Pearson r of a ridge fitted on (x_fit, y_fit), predicting y_eval; NaN for voxels not fitted or with
-    NaN/inf among the evaluated rows."""
-    from llmvem.brain.metrics import pearson_r
+    """(v,) held-out Pearson r of a ridge fitted on (x_fit, y_fit), predicting y_eval
+    (:func:`~llmvem.brain.heldout.heldout_r`: NaN for voxels not fitted or with NaN/inf among the evaluated rows)."""
+    from llmvem.brain.heldout import heldout_r
 
     model = make_model().fit(x_fit, y_fit)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        r = np.asarray(pearson_r(y_eval, model.predict(x_eval)), dtype=np.float64)
-    r[~np.asarray(model.valid_targets_, dtype=bool) | ~np.isfinite(y_eval).all(axis=0)] = np.nan
-    return r
+        warnings.simplefilter("ignore", RuntimeWarning)  # the fit's and evaluate encoding's own warnings say it
+        return heldout_r(model, x_eval, y_eval)[0]
 
 
 def _roi_means(r: np.ndarray, masks: Mapping[str, np.ndarray]) -> dict[str, float]:
@@ -175,7 +176,7 @@ def sweep_encoding_layers(
     val_fraction: float = 0.2,
     seed: int = 0,
     make_model: Callable[[], Any] | None = None,
-    test_r: Mapping[str, np.ndarray] | None = None,
+    test_scores: Mapping[str, Mapping[str, float]] | None = None,
 ) -> LayerSweep:
     """Choose the layer per ROI on a validation split of the training images, and score every layer on the test ones.
 
@@ -188,8 +189,9 @@ def sweep_encoding_layers(
         seed: seed of the validation draw.
         make_model: a new unfitted encoder with ``fit``/``predict``/``valid_targets_`` (default
             :class:`~llmvem.brain.ridge.RidgeEncoder`).
-        test_r: layer → (v,) test r of the layer fitted on all training images, when the caller has it already
-            (evaluate encoding does); else it is fitted here.
+        test_scores: layer → ROI → test score (mean voxel r over the ROI) of the layer fitted on all training
+            images, when the caller has it already (an encoding evaluation of the same layers: its ``mean_r``);
+            else each layer is fitted on ``train`` and scored on ``test`` here.
     Returns:
         :class:`LayerSweep`; ``curve.val_score`` / ``test_score``: mean voxel r over the ROI.
     """
@@ -201,12 +203,14 @@ def sweep_encoding_layers(
     val_r = {name: _voxel_r(make, x[fit], y[fit], x[val], y[val]) for name, x in layers.items()}
     val_means = {name: _roi_means(r, masks) for name, r in val_r.items()}
     rows = [{"group": roi, "layer": name, "layer_index": k, "n_voxels": int(np.sum(mask)),
-             "val_score": val_means[name][roi]} for roi, mask in masks.items() for k, name in enumerate(layers)]  # fmt: skip
+             "val_score": val_means[name][roi]}
+            for roi, mask in masks.items() for k, name in enumerate(layers)]  # fmt: skip
     curve = choose_layers(pd.DataFrame(rows))  # chosen before a test row is read
     for name, x in layers.items():
-        r = test_r[name] if test_r is not None and name in test_r else _voxel_r(make, x[train], y[train], x[test],
-                                                                                 y[test])  # fmt: skip
-        means = _roi_means(np.asarray(r, dtype=np.float64), masks)
+        if test_scores is not None:
+            means = dict(test_scores[name])
+        else:
+            means = _roi_means(_voxel_r(make, x[train], y[train], x[test], y[test]), masks)
         at = curve["layer"] == name
         curve.loc[at, "test_score"] = curve.loc[at, "group"].map(means)
     curve = curve[["group", "layer", "layer_index", "n_voxels", *SCORES, "chosen"]]
@@ -248,7 +252,8 @@ def sweep_rsa_layers(
         return np.atleast_1d(compare_rdms(compute_rdm(x[rows], metric), rdms[:, rows][:, :, rows], method))
 
     rows = [{"subject": s, "group": "target", "layer": name, "layer_index": k, "val_score": float(v)}
-            for k, (name, x) in enumerate(layers.items()) for s, v in zip(subjects, scores(x, val), strict=True)]  # fmt: skip
+            for k, (name, x) in enumerate(layers.items())
+            for s, v in zip(subjects, scores(x, val), strict=True)]  # fmt: skip
     curve = choose_layers(pd.DataFrame(rows), by=["subject", "group"])
     for name, x in layers.items():
         at = curve["layer"] == name

@@ -411,9 +411,9 @@ _STUDY_PAIRED = (
 def build_report(run_dir: str | Path, title: str | None = None) -> Path:
     """Write ``run_dir/report.html`` from what the run directory holds; return its path.
 
-    Reads ``metrics.json``, ``encoding.csv``, ``partition.csv``, ``rsa.csv``, ``layer_sweep.csv``, any ``*.png``, ``config.yaml`` and
-    ``environment.json``, whichever are present. ``encoding.png`` / ``partition.png`` / ``rsa.png`` are drawn from the
-    CSVs when missing or stale.
+    Reads ``metrics.json``, ``encoding.csv``, ``partition.csv``, ``rsa.csv``, ``layer_sweep.csv``, any ``*.png``,
+    ``config.yaml`` and ``environment.json``, whichever are present. ``encoding.png`` / ``partition.png`` /
+    ``rsa.png`` / ``layer_sweep.png`` are drawn from the CSVs when missing or stale.
 
     Raises:
         DataError: ``run_dir`` does not exist, holds none of these files, or one of them cannot be read; or its run
