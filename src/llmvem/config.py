@@ -321,6 +321,19 @@ class EncodingConfig(_Section):
         "evaluate.inputs.features (unique part per space, shared parts, joint; banded ridge, GCV) per voxel and ROI: "
         "partition.csv, partition/<brain>/, partition.png",
     )
+    layer_sweep: bool = Field(
+        False,
+        description="evaluate encoding: the feature sets of evaluate.inputs.features are the layers of one model, "
+        "in depth order; choose the best layer per ROI on a seeded validation split of the training images, report "
+        "the curve and the chosen layer's test score: layer_sweep.csv, layer_sweep_subjects.csv, layer_sweep.png",
+    )
+    sweep_validation_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="layer sweeps (encoding and RSA): share of the training images the layer is chosen on "
+        "(seeded by `seed`; never the test images)",
+    )
 
 
 class RSAConfig(_Section):
@@ -333,6 +346,12 @@ class RSAConfig(_Section):
     )
     searchlight_radius: float = Field(
         6.0, gt=0, le=50, description="searchlight sphere radius in voxels (Doerig et al.: 6; ≥ 50 % in the mask)"
+    )
+    layer_sweep: bool = Field(
+        False,
+        description="evaluate rsa: the feature sets are the layers of one model, in depth order; choose the best "
+        "layer per RDM target on the RDMs of a seeded validation share of the training images, score it on the "
+        "test images' RDMs: layer_sweep.csv, layer_sweep_subjects.csv, layer_sweep.png",
     )
     targets: list[str] = Field(default_factory=lambda: ["cichy_it", "cichy_evc", "kriegeskorte_hit"])
     align_images: int = Field(

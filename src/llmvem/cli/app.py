@@ -410,6 +410,8 @@ ENCODING = [
     "evaluate.encoding.test_fraction",
     "evaluate.encoding.permutations",
     "evaluate.encoding.partition",
+    "evaluate.encoding.layer_sweep",
+    "evaluate.encoding.sweep_validation_fraction",
 ]
 
 
@@ -442,6 +444,9 @@ RSA = [
     "evaluate.rsa.method",
     "evaluate.rsa.searchlight",
     "evaluate.rsa.searchlight_radius",
+    "evaluate.rsa.layer_sweep",
+    "evaluate.encoding.sweep_validation_fraction",
+    "evaluate.encoding.test_fraction",
 ]
 
 

@@ -3,7 +3,8 @@
 Formats
 -------
 - **Matrix** (features, embeddings): ``X.npy`` (n, d) with ``X.ids.txt`` beside it (one stimulus id per line, the
-  row order), as ``llmvem features`` / ``llmvem embed`` write them; or ``X.npz`` with arrays ``values`` and ``ids``.
+  row order), as ``llmvem features`` / ``llmvem embed`` write them (the layers of one extraction, ``f.<layer>.npy``,
+  may share ``f.ids.txt``: :func:`ids_file`); or ``X.npz`` with arrays ``values`` and ``ids``.
 - **Brain**: a ``.npz`` written by :func:`save_brain` (``responses`` (n, v), ``stimulus_ids``, ``roi`` and optional
   ``ncsnr``, ``n_repeats``, ``noise_ceiling``, ``splits`` as JSON, other voxel columns as ``voxel_<name>``, the
   voxels' space as JSON ``space`` with ``space_affine``); an
@@ -145,6 +146,25 @@ def save_matrix(path: str | Path, values: np.ndarray, ids: list[str], what: str)
     return path, write_ids(path.with_suffix(".ids.txt"), ids, what)
 
 
+def ids_file(path: Path) -> Path:
+    """The id file of matrix ``path``: ``X.ids.txt`` beside ``X.npy``; failing that, for the layers of one
+    extraction (``f.<layer>.npy``, a layer name may hold dots: ``f.blocks.3.npy``), the ``f.ids.txt`` they share —
+    the longest dotted prefix of the stem that has one. Returns the ``X.ids.txt`` path when none exists.
+
+    >>> ids_file(Path("/nowhere/f.blocks.3.npy")).name
+    'f.blocks.3.ids.txt'
+    """
+    own = path.with_suffix(".ids.txt")
+    if own.is_file():
+        return own
+    parts = path.stem.split(".")
+    for k in range(len(parts) - 1, 0, -1):
+        shared = path.with_name(".".join(parts[:k]) + ".ids.txt")
+        if shared.is_file():
+            return shared
+    return own
+
+
 def load_matrix(spec: str | Path) -> Matrix:
     """Read a feature or embedding matrix (see the module docstring for the formats).
 
@@ -169,7 +189,7 @@ def load_matrix(spec: str | Path) -> Matrix:
                 check_row_ids(ids, len(values) if values.ndim else 0, what, "its 'ids' array")
         else:
             values = np.load(path, allow_pickle=False)
-            ids = _read_ids(path.with_suffix(".ids.txt"), len(values) if values.ndim else 0, what)
+            ids = _read_ids(ids_file(path), len(values) if values.ndim else 0, what)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataError(f"{what}: cannot read it ({npy_problem(exc)})") from exc
     if values.ndim != 2:

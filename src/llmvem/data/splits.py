@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 
 def heldout_split(
-    n: int, val_fraction: float, seed: int, classes: list[str] | None = None, min_val: int = 2
+    n: int, val_fraction: float, seed: int | Sequence[int], classes: list[str] | None = None, min_val: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sorted (train, held-out) row indices: a seeded random share ``val_fraction`` of ``n`` rows, at least
-    ``min_val``; with ``classes`` (length n) stratified, each class giving ≥ 1 image to each side."""
+    ``min_val`` (``seed``: an int, or ints naming an independent numpy stream); with ``classes`` (length n)
+    stratified, each class giving ≥ 1 image to each side."""
     rng = np.random.default_rng(seed)
     if classes is None:
         n_val = min(max(round(val_fraction * n), min_val), n - 2)

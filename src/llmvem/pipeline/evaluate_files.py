@@ -22,6 +22,10 @@ schema 2 (:mod:`llmvem.results`; decision 0013).
 - rsa: per feature matrix × target RDM set (dataset RDMs, RDM files, or ROI RDMs of several brain sources used as
   subjects): mean ± sem over subjects, leave-one-subject-out ceilings, a subject bootstrap interval; plots: bars
   with ceiling bands, RDM images; with ``--searchlight`` a volumetric searchlight map per volume brain source.
+- ``--layer-sweep`` (encoding and rsa): the feature matrices are the layers of one model, in depth order; a
+  ``layer_sweep`` evaluation (:mod:`llmvem.runner.kinds.sweeps`) chooses the best layer per ROI / RDM set on a
+  seeded validation split of the training images, never the test images: ``layer_sweep.csv``,
+  ``layer_sweep_subjects.csv``, ``layer_sweep.png`` and a report section (decision 0017).
 - decode: brain → embedding ridge per brain source; identification accuracy among the test stimuli and, with a
   caption corpus, nearest-caption retrieval.
 """
@@ -69,8 +73,8 @@ def _feature_models(specs: list[str], distinct: bool) -> dict[str, dict[str, Any
     ``-2``, ``-3`` …, or is an error when the names must be ``distinct``: the spaces of a partition)."""
     names = [split_spec(s)[0] or Path(split_spec(s)[1]).expanduser().stem for s in specs]
     if distinct and len(set(names)) != len(names):
-        raise DataError(f"evaluate encoding --partition: feature names {names} repeat; name each space: "
-                        "-f vision=v.npy -f language=d.npy")  # fmt: skip
+        raise DataError(f"evaluate: feature names {names} repeat; a partition or a layer sweep needs one name per "
+                        "matrix: -f vision=v.npy -f language=d.npy, -f layer1=f.layer1.npy …")  # fmt: skip
     out: dict[str, dict[str, Any]] = {}
     for name, spec in zip(names, specs, strict=True):
         key, k = name, 2
@@ -107,10 +111,12 @@ def encoding_study(cfg: ExperimentConfig) -> Any:
     inp, enc = cfg.evaluate.inputs, cfg.evaluate.encoding
     _need(inp.features, "--features", "feature matrices")
     _need(inp.brain, "--brain", "brain data")
-    models = _feature_models(inp.features, distinct=enc.partition)
+    models = _feature_models(inp.features, distinct=enc.partition or enc.layer_sweep)
     reps = {"against": "brain", "representations": list(models)}
     evaluations: dict[str, Any] = {"partition": {"kind": "partition", **reps}} if enc.partition else {}
     evaluations["encoding"] = {"kind": "encoding", **reps, "permutations": enc.permutations, "maps": True}
+    if enc.layer_sweep:  # the test scores are the encoding's own (no second fit)
+        evaluations["layer_sweep"] = {"kind": "layer_sweep", **reps, "score": "encoding", "of": "encoding"}
     return _file_study(cfg, {**_brain_params(cfg), "hold_out": True}, models, evaluations)
 
 
@@ -122,9 +128,11 @@ def rsa_study(cfg: ExperimentConfig) -> Any:
     _need(inp.features, "--features", "feature matrices")
     if not inp.rdms and not inp.brain:
         raise ConfigError("evaluate rsa: no targets; pass --rdms (DATASET:TARGET or a file) and/or --brain sources")
-    models = _feature_models(inp.features, distinct=False)
+    models = _feature_models(inp.features, distinct=cfg.evaluate.rsa.layer_sweep)
     reps = {"against": "brain", "representations": list(models)}
     evaluations: dict[str, Any] = {"rsa": {"kind": "rsa", **reps, "bootstrap": True}}
+    if cfg.evaluate.rsa.layer_sweep:
+        evaluations["layer_sweep"] = {"kind": "layer_sweep", **reps, "score": "rsa"}
     if cfg.evaluate.rsa.searchlight and inp.brain:
         evaluations["searchlight"] = {"kind": "searchlight", **reps}
     target = {**_brain_params(cfg), "rdms": list(inp.rdms), "roi_rdms": bool(inp.brain)}

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 
 REPORT_NAME = "report.html"
 RUN_FILES = (
-    "config.yaml", "environment.json", "metrics.json", "encoding.csv", "partition.csv", "rsa.csv", "decode.csv",
-    "caption_metrics.csv", "roi_captions.csv", "visual_words.json",
+    "config.yaml", "environment.json", "metrics.json", "encoding.csv", "partition.csv", "rsa.csv", "layer_sweep.csv",
+    "decode.csv", "caption_metrics.csv", "roi_captions.csv", "visual_words.json",
 )  # fmt: skip
 _MIME = {
     ".png": "image/png",
@@ -278,6 +278,48 @@ def _partition_section(csv: Path, run_dir: Path) -> Section:
     )
 
 
+def _layer_sweep_section(csv: Path, run_dir: Path) -> Section:
+    """The layer-sweep section: the choice per ROI / RDM target (``layer_sweep.csv``'s chosen rows, the whole curve
+    in the CSV), ``layer_sweep.png`` (drawn anew when missing or older than the CSV) and how the layer was chosen."""
+    from llmvem.report.plots import plot_layer_sweep, sweep_group_column
+
+    df = _read_csv(csv)
+    group = sweep_group_column(df)
+    check_columns(df, (group, "layer", "layer_index", "val_score", "test_score", "chosen"), f"layer sweep ({csv})")
+    png = run_dir / "layer_sweep.png"
+    if not png.is_file() or png.stat().st_mtime < csv.stat().st_mtime:
+        plot_layer_sweep(df, png)
+    rsa = "kind" in df.columns and (df["kind"] == "rsa").any()
+    layers = list(df.sort_values("layer_index", kind="stable")["layer"].drop_duplicates())
+    chosen = df[df["chosen"].astype(bool)]
+    keep = [c for c in (group, "layer", "layer_index", "n_subjects", "n_voxels", "val_score", "test_score", "n_chosen")
+            if c in df.columns]  # fmt: skip
+    score = ("the RSA of the layer's RDM with each subject's RDM, mean over subjects" if rsa
+             else "the mean Pearson r of the ROI's voxels")  # fmt: skip
+    validation = (
+        "the RDMs over a seeded share of the training images (RSA fits nothing: the other training images are not "
+        "used)" if rsa else "a ridge fitted on the training images minus a seeded share of them, scored on that share"
+    )  # fmt: skip
+    return Section(
+        "Layer sweep",
+        [
+            f"{len(layers)} layers of one model ({', '.join(map(str, layers[:12]))}{' …' if len(layers) > 12 else ''}) "
+            f"× {df[group].nunique()} {'RDM target' if rsa else 'ROI'}(s). The layer of each {group} was chosen on a "
+            f"validation split of the training images — {validation} — never on the test images; test_score is then "
+            "the held-out score of the chosen layer (refitted on all training images), the number to report. Score: "
+            f"{score}.",
+            "The table shows the chosen layer per row; layer_sweep.csv has the whole curve (every layer's validation "
+            "and test score) and layer_sweep_subjects.csv each subject's. With several subjects the choice is by the "
+            "mean validation score, n_chosen counts the subjects whose own choice it is. The test curve of the layers "
+            "not chosen is descriptive: picking its maximum would choose on the test images.",
+            "Figure: per ROI / target the validation score (dashed, chooses) and the test score (solid) per layer in "
+            "depth order; the star and the vertical line mark the chosen layer.",
+        ],
+        table=chosen[keep].reset_index(drop=True),
+        images=[png],
+    )
+
+
 def _paired_table(metrics: Any) -> pd.DataFrame | None:
     """One row per (comparison, brain set) of ``metrics["paired"]``, ``["paired_heads"]`` and
     ``["paired_pretrained"]`` (aligned − the untouched network), with each seed's difference (``per_seed``); None
@@ -369,9 +411,9 @@ _STUDY_PAIRED = (
 def build_report(run_dir: str | Path, title: str | None = None) -> Path:
     """Write ``run_dir/report.html`` from what the run directory holds; return its path.
 
-    Reads ``metrics.json``, ``encoding.csv``, ``partition.csv``, ``rsa.csv``, any ``*.png``, ``config.yaml`` and
-    ``environment.json``, whichever are present. ``encoding.png`` / ``partition.png`` / ``rsa.png`` are drawn from the
-    CSVs when missing or stale.
+    Reads ``metrics.json``, ``encoding.csv``, ``partition.csv``, ``rsa.csv``, ``layer_sweep.csv``, any ``*.png``,
+    ``config.yaml`` and ``environment.json``, whichever are present. ``encoding.png`` / ``partition.png`` /
+    ``rsa.png`` / ``layer_sweep.png`` are drawn from the CSVs when missing or stale.
 
     Raises:
         DataError: ``run_dir`` does not exist, holds none of these files, or one of them cannot be read; or its run
@@ -433,6 +475,9 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
                 highlight=best_rows(rsa, "target", "mean"),
             )
         )
+    if "layer_sweep.csv" in have:
+        sections.append(_layer_sweep_section(have["layer_sweep.csv"], run_dir))
+        drawn.add("layer_sweep.png")
     if "decode.csv" in have:
         dec = _read_csv(have["decode.csv"])
         png = run_dir / "decode.png"

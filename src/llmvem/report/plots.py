@@ -635,3 +635,71 @@ def plot_partition(df: pd.DataFrame, path: str | Path, title: str | None = None)
     ax.set_title(title or f"Variance partition per ROI ({scope})", fontsize=11)
     ax.legend(**_LEGEND)
     return _save(fig, path)
+
+
+#: ROIs / targets drawn by :func:`plot_layer_sweep` (the CSV holds them all)
+MAX_SWEEP_PANELS = 24
+
+
+def sweep_group_column(df: pd.DataFrame) -> str:
+    """The group column of a layer-sweep table (``layer_sweep.csv``): ``roi`` (encoding) or ``target`` (RSA)."""
+    for col in ("roi", "target"):
+        if col in df.columns:
+            return col
+    raise DataError(f"layer-sweep table has neither a 'roi' nor a 'target' column (it has {list(df.columns)})")
+
+
+def plot_layer_sweep(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
+    """The layer curve of each ROI (or RDM target), one panel each: the validation score (dashed; what chooses)
+    and the test score (solid) per layer in depth order, the chosen layer marked (a star on the test curve, a
+    vertical line).
+
+    Args:
+        df: layer-sweep table (``layer_sweep.csv``): one row per ROI/target × layer with ``roi`` or ``target``,
+            ``layer``, ``layer_index``, ``val_score``, ``test_score``, ``chosen``; optional ``kind`` (encoding / rsa)
+            names the y axis. The first :data:`MAX_SWEEP_PANELS` groups are drawn.
+        path: PNG file to write (parent folders are created).
+        title: figure title.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    group = sweep_group_column(df)
+    check_columns(df, (group, "layer", "layer_index", "val_score", "test_score", "chosen"), "layer sweep")
+    if df.empty:
+        raise DataError("layer-sweep table is empty: nothing to plot")
+    groups = _unique(df[group])
+    shown = groups[:MAX_SWEEP_PANELS]
+    n_col = min(4, len(shown))
+    n_row = math.ceil(len(shown) / n_col)
+    layers = list(df.sort_values("layer_index", kind="stable")["layer"].drop_duplicates())
+    fig = _new_figure(1.0 + 3.1 * n_col, 0.6 + 2.5 * n_row, constrained=True)
+    axes = fig.subplots(n_row, n_col, squeeze=False, sharex=True)
+    x = np.arange(len(layers))
+    for k, g in enumerate(shown):
+        ax = axes[k // n_col][k % n_col]
+        _tidy_axes(ax)
+        rows = df[df[group] == g].set_index("layer").reindex(layers)
+        ax.plot(x, rows["val_score"].to_numpy(dtype=float), "o--", color=PALETTE[1], markersize=4,
+                label="validation (chooses)")  # fmt: skip
+        ax.plot(x, rows["test_score"].to_numpy(dtype=float), "o-", color=PALETTE[0], markersize=4, label="test")
+        chosen = np.flatnonzero(rows["chosen"].fillna(False).to_numpy(dtype=bool))
+        if chosen.size:
+            j = int(chosen[0])
+            ax.axvline(j, color="0.55", linewidth=1.0, zorder=1)
+            ax.plot([j], [float(rows["test_score"].iloc[j])], marker="*", markersize=13, color=PALETTE[3],
+                    linestyle="none", zorder=4, label="chosen layer (test)")  # fmt: skip
+        ax.set_title(_wrap(str(g), 30), fontsize=9)
+        ax.set_xticks(x, [_wrap(str(lay), 12) for lay in layers], rotation=45 if len(layers) > 4 else 0,
+                      ha="right" if len(layers) > 4 else "center", fontsize=7)  # fmt: skip
+        ax.tick_params(axis="y", labelsize=7)
+    for k in range(len(shown), n_row * n_col):
+        axes[k // n_col][k % n_col].set_visible(False)
+    kind = str(df["kind"].iloc[0]) if "kind" in df.columns else "encoding"
+    fig.supylabel("RSA (mean over subjects)" if kind == "rsa" else "mean voxel r", fontsize=9)
+    more = f"; {len(groups) - len(shown)} more in the CSV" if len(groups) > len(shown) else ""
+    fig.suptitle(title or f"Layer sweep: layer chosen on validation images, test score of every layer{more}",
+                 fontsize=10)  # fmt: skip
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False, fontsize=8)
+    return _save(fig, path)

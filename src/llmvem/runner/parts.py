@@ -40,12 +40,15 @@ class Params(BaseModel):
 class Part:
     """One registered kind: its parameter model, its builder ``build(params, state, name)``, whether it runs once
     per seed of the study (``seeded``: ``build(params, state, name, seed)``) and, for evaluations, ``write(frame,
-    state, name, params)``: the files it derives from the result table (CSVs, plots)."""
+    state, name, params)``: the files it derives from the result table (CSVs, plots), and ``check(params, state,
+    name)``: input checks the runner makes for every evaluation before the first one runs (so bad input stops the
+    run before its directory exists, whatever the evaluation's place in the study)."""
 
     params: type[BaseModel]
     build: Callable[..., Any]
     seeded: bool = False
     write: Callable[..., Any] | None = None
+    check: Callable[..., Any] | None = None
 
     def parse(self, values: Mapping[str, Any], where: str) -> Any:
         """``values`` validated by :attr:`params`; a bad key is named by its path (``models.aligned.lamda``)."""
@@ -64,11 +67,12 @@ def part(
     params: type[BaseModel],
     seeded: bool = False,
     write: Callable[..., Any] | None = None,
+    check: Callable[..., Any] | None = None,
 ) -> Callable[..., Any]:
     """Decorator registering ``fn(params, state, name)`` as the kind ``name`` of ``registry`` (:class:`Part`)."""
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-        registry.register(name)(Part(params, fn, seeded, write))
+        registry.register(name)(Part(params, fn, seeded, write, check))
         return fn
 
     return decorator

@@ -53,9 +53,15 @@ def check_study(study: Study) -> None:
 
 
 def _phase(state: RunState, study: Study, phase: str) -> None:
-    """Build every part of ``phase`` in study order; seeded models once per seed (each seed set first)."""
+    """Build every part of ``phase`` in study order; seeded models once per seed (each seed set first); the
+    evaluations' input checks (:attr:`Part.check`) all run before the first evaluation."""
     from llmvem.runs import seed_everything
 
+    if phase == "evaluations":
+        for name, spec in study.evaluations.items():
+            part, params = _resolve(phase, name, spec)
+            if part.check is not None:
+                part.check(params, state, name)
     for name, spec in getattr(study, phase).items():
         part, params = _resolve(phase, name, spec)
         if phase == "models" and part.seeded:
