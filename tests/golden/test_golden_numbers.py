@@ -211,6 +211,31 @@ OLD_TO_NEW: dict[str, list[tuple[str, Any]]] = {
         (r"^n_val$", lambda m: "info.stimuli.nsd.n_test"),
         (r"^(seeds\[\d+\])$", lambda m: f"study.{m[1]}"),  # the study's seeds (study.yaml, added by the test)
     ],
+    "folder_classifier": [
+        (r"^classification\.(aligned|twin)\.(\w+)\.seed(\d+)$", lambda m: f"results.classification.{m[1]}.classes.seeds.{m[3]}.{m[2]}"),
+        (r"^classification\.(aligned|twin)\.(\w+)\.mean$", lambda m: f"results.classification.{m[1]}.classes.{m[2]}"),
+        (r"^classification\.(classes\[\d+\]|n_classes)$", lambda m: f"info.targets.classes.{m[1]}"),
+        (r"^classification\.paired\.(\w+)\.(.+)$", lambda m: _folder_paired(m[1], "classes", m[2])),
+        *(_FOLDER_COMMON := [
+            (r"^data\.masked_voxels$", lambda m: "info.targets.voxels.n_masked"),
+            (r"^data\.(\w+)$", lambda m: f"info.stimuli.images.{m[1]}"),
+            (r"^(n_images|n_train)$", lambda m: f"info.stimuli.images.{m[1]}"),
+            (r"^n_val$", lambda m: "info.stimuli.images.n_test"),
+            (r"^(lambda_align|task)$", lambda m: f"info.models.aligned.{m[1]}"),
+            (r"^retrieval\.aligned\.top1\.seed(\d+)$", lambda m: f"results.retrieval.aligned.descriptions.seeds.{m[1]}.top1"),
+            (r"^retrieval\.aligned\.top1\.mean$", lambda m: "results.retrieval.aligned.descriptions.top1"),
+            (r"^retrieval\.chance$", lambda m: "results.retrieval.aligned.descriptions.chance"),
+            (r"^(seeds\[\d+\])$", lambda m: f"study.{m[1]}"),
+        ]),
+    ],
+    "folder_voxels": [
+        (r"^voxels\.(aligned|twin)\.(\w+)\.seed(\d+)$", lambda m: f"results.voxels.{m[1]}.voxels.seeds.{m[3]}.{m[2]}"),
+        (r"^voxels\.(aligned|twin)\.(\w+)\.mean$", lambda m: f"results.voxels.{m[1]}.voxels.{m[2]}"),
+        (r"^voxels\.rois\.(aligned|twin)\.(\w+)\.(\w+)$", lambda m: f"results.voxels.{m[1]}.{m[2]}.{m[3]}"),
+        (r"^voxels\.(n_voxels|n_masked)$", lambda m: f"info.targets.voxels.{m[1]}"),
+        (r"^voxels\.paired\.(\w+)\.(.+)$", lambda m: _folder_paired(m[1], "voxels", m[2])),
+        *_FOLDER_COMMON,
+    ],
 }
 #: the hand-written NSD study's paired sections → the study's paired evaluations (decision 0013)
 _NSD_PAIRS = {"paired": ("aligned_vs_twin", "aligned - twin"), "paired_heads": ("heads", "aligned_head - twin_head"),
@@ -228,6 +253,15 @@ def _nsd_paired(section: str, target: str, metric: str) -> tuple[str, ...]:
         return f"{base}.seeds.{k}.diff", f"{base}.diff_mean"
     new = {"ci95[0]": "ci95_low", "ci95[1]": "ci95_high", "ratio_aligned_over_twin": "ratio"}.get(metric, metric)
     return (f"{base}.{new}",)
+
+
+def _folder_paired(metric: str, target: str, key: str) -> str:
+    """The folder study's ``paired.<metric>.<key>`` (aligned − twin over seeds) → its ``paired_<metric>``
+    evaluation: ``ci95[0|1]`` → ``ci95_low|high``, ``per_seed[k]`` → seed k's ``diff``."""
+    base = f"results.paired_{metric}.aligned - twin.{target}"
+    if key.startswith("per_seed["):
+        return f"{base}.seeds.{key[len('per_seed[') : -1]}.diff"
+    return f"{base}.{ {'ci95[0]': 'ci95_low', 'ci95[1]': 'ci95_high'}.get(key, key)}"
 
 
 def through_mapping(study: str, new: dict[str, Any]) -> dict[str, Any]:
