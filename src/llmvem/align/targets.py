@@ -40,7 +40,9 @@ def voxel_targets(brain: BrainData, train_idx: np.ndarray, source: str = "", log
     valid = brain.check_finite()
     n_bad = int((~valid).sum())
     if not valid.any():
-        raise DataError(f"brain data {source}: all {brain.n_voxels} voxels hold NaN/inf or are constant over the images")
+        raise DataError(
+            f"brain data {source}: all {brain.n_voxels} voxels hold NaN/inf or are constant over the images"
+        )
     if n_bad:
         msg = (
             f"brain data {source}: {n_bad} of {brain.n_voxels} voxels contain NaN/inf or are constant and are left "

@@ -105,8 +105,9 @@ def image_folder(p: FolderParams, state: RunState, name: str) -> Stimuli:
                                  "heldout_from": heldout_from, **counts})  # fmt: skip
     state.log(f"stimuli {name}: {len(ids)} images of {folder} ({len(train)} train / {len(test)} held out, "
               f"{heldout_from})" + (f", brain data {p.brain}" if brain is not None else ""))  # fmt: skip
-    return Stimuli(stimuli, labels=label_sets or [], brain=brain, text_table=table, extra={"folder": str(folder), "brain": p.brain},
-                   splits={"train": [ids[k] for k in train], "test": [ids[k] for k in test]})  # fmt: skip
+    return Stimuli(stimuli, labels=label_sets or [], brain=brain, text_table=table,
+                   splits={"train": [ids[k] for k in train], "test": [ids[k] for k in test]},
+                   extra={"folder": str(folder), "brain": p.brain})  # fmt: skip
 
 
 @dataclass

@@ -208,7 +208,15 @@ def _voxel_rows(state: RunState, name: str, model: str, seed: Any, target: Any, 
     return r
 
 
-@part(EVALUATIONS, "heldout_task", HeldoutParams)
+def _write_heldout(frame: Any, state: RunState, name: str, p: HeldoutParams) -> None:
+    """``<name>.csv``: one row per model × target (the whole targets, and each ROI of voxel targets), the mean
+    over seeds of every score."""
+    from llmvem.results import wide_table
+
+    wide_table(frame, name).to_csv(state.run.file(f"{name}.csv"), index=False)
+
+
+@part(EVALUATIONS, "heldout_task", HeldoutParams, write=_write_heldout)
 def heldout_task(p: HeldoutParams, state: RunState, name: str) -> None:
     """Each model's task head on the held-out images of the source it trained on, scored against ``targets``
     (:func:`llmvem.align.metrics.task_scores`; multilabel: label accuracy and mAP,

@@ -70,7 +70,8 @@ def _text_sources(p: TextParams, state: RunState, name: str, src: Stimuli) -> li
 def text_embedding(p: TextParams, state: RunState, name: str) -> Representation:
     """Embeddings (n, d) of one text per image (``text``), by ``encoder``: a sentence encoder, GloVe word
     averages (``glove``) or part-of-speech word averages (``glove-nouns`` ...). A source whose descriptions are one
-    table (an image folder's) has each image's texts embedded and averaged (:func:`~llmvem.text.multi.embed_per_image`)."""
+    table (an image folder's) has each image's texts embedded and averaged
+    (:func:`~llmvem.text.multi.embed_per_image`)."""
     from llmvem.runner.settings import embed_kwargs
     from llmvem.text.embed import embed_text_sources
 
