@@ -33,7 +33,7 @@ class FolderParams(Params):
                                "the subfolders")  # fmt: skip
     brain: str | None = Field(None, description="brain data of the images (llmvem.data.files.load_brain; stimulus "
                               "ids = the image stems)")  # fmt: skip
-    subject: str | None = Field(None, description="the subject of a multi-subject brain source")
+    subject: int | None = Field(None, description="the subject of a multi-subject brain source (NSD: 1-8)")
     heldout: float = Field(0.2, gt=0, lt=0.9, description="share of the images held out as the test split")
     heldout_seed: int | None = Field(None, description="the seed of the held-out split (default settings.seed)")
     stratify: bool = Field(False, description="hold out a share of every class (one label per image, ≥ 2 classes "
