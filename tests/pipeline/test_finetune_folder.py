@@ -441,3 +441,26 @@ def test_voxel_run_holds_out_the_brain_datas_test_split(
     images = json.loads((run.path / "metrics.json").read_text())["info"]["stimuli"]["images"]
     assert images["heldout_from"] == "brain split 'test'" and images["n_train"] == 24 - 5
     assert sorted(_heldout(run.path)) == sorted(test_ids[:-1])
+
+
+def test_old_tasks_translate_into_the_study_variants(folder: dict[str, Any], tmp_path: Path) -> None:
+    """finetune.task picks the study and sets its models, targets and paired metrics (runner.legacy)."""
+    from llmvem.runner.legacy import translate_config
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,label\n" + "".join(f"{i}.jpg,{c}|{'face' if 'face' in c else 'other'}\n"
+                                                for i, c in folder["classes"].items()))  # fmt: skip
+    over = {"dataset.labels": str(labels), "finetune.task": "multilabel", "output_dir": str(tmp_path / "ml")}
+    cfg = _cfg(tmp_path, folder["images"], folder["descriptions"], **over)
+    tree = translate_config(cfg)[0]
+    assert {m["task"] for m in tree["models"].values()} == {"multilabel"} and tree["targets"]["classes"]["multilabel"]
+    assert tree["evaluations"]["paired_label_accuracy"]["metric"] == "label_accuracy"
+    assert "paired_top1" not in tree["evaluations"] and tree["stimuli"]["images"]["stratify"] is False
+    info = _info(cfg, until="targets")
+    assert info["targets"]["classes"]["n_classes"] == 8  # 6 categories + face / other
+    assert info["stimuli"]["images"]["n_test"] == 5  # seeded, not stratified: round(0.2 · 24)
+    pca = translate_config(_cfg(tmp_path, folder["images"], folder["descriptions"],
+                                **{"dataset.brain": "b.npz", "finetune.task": "voxels_pca"}))[0]  # fmt: skip
+    assert pca["name"] == "folder-test" and pca["stimuli"]["images"]["brain"] == "b.npz"
+    assert {m["task"] for m in pca["models"].values()} == {"voxels_pca"} and "voxels" in pca["targets"]
+    assert pca["stimuli"]["images"]["heldout"] == 0.2 and pca["seeds"] == [0, 1]

@@ -187,9 +187,12 @@ def folder_task(cfg: ExperimentConfig) -> str:
         raise ConfigError("finetune.loss=visual_words is not available for dataset.name=folder; use infonce, cosine …")
     if cfg.embed.aggregate != "mean":
         raise ConfigError("dataset.name=folder trains on one text embedding per image: set embed.aggregate: mean")
-    has_labels = ds.labels is not None or any(c is not None for c in list_images(Path(ds.images).expanduser(),
-                                                                                 "dataset.images")[1])  # fmt: skip
+    folder = Path(ds.images).expanduser()
     task = ft.task
+    # labels: a labels file or class subfolders (an explicit label task on a folder not there yet: the run checks)
+    has_labels = ds.labels is not None or (task != "auto" and not folder.is_dir())
+    if not has_labels and (task in LABEL_TASKS or (task == "auto" and ds.brain is None)):
+        has_labels = any(c is not None for c in list_images(folder, "dataset.images")[1])
     if task == "auto":
         task = "voxels" if ds.brain is not None else "classifier" if has_labels else "none"
     if task in LABEL_TASKS and not has_labels:
