@@ -173,6 +173,21 @@ _DEMO_MODELS = {"efficientnet_lite0 features": "features", "baseline twin (λ=0)
                 "aligned twin (λ=1)": "aligned", "minilm caption embedding": "captions"}  # fmt: skip
 _OBJECTS92_MODELS = {"efficientnet_lite0 image features": "features", "minilm description embedding": "descriptions",
                      "language-aligned image features (image→text map)": "image_to_text"}  # fmt: skip
+#: the folder studies' counts, retrieval and seeds (both tasks)
+_FOLDER_COMMON: list[tuple[str, Any]] = [
+    (r"^data\.masked_voxels$", lambda m: "info.targets.voxels.n_masked"),
+    (r"^data\.(\w+)$", lambda m: f"info.stimuli.images.{m[1]}"),
+    (r"^(n_images|n_train)$", lambda m: f"info.stimuli.images.{m[1]}"),
+    (r"^n_val$", lambda m: "info.stimuli.images.n_test"),
+    (r"^(lambda_align|task)$", lambda m: f"info.models.aligned.{m[1]}"),
+    (
+        r"^retrieval\.aligned\.top1\.seed(\d+)$",
+        lambda m: f"results.retrieval.aligned.descriptions.seeds.{m[1]}.top1",
+    ),
+    (r"^retrieval\.aligned\.top1\.mean$", lambda m: "results.retrieval.aligned.descriptions.top1"),
+    (r"^retrieval\.chance$", lambda m: "results.retrieval.aligned.descriptions.chance"),
+    (r"^(seeds\[\d+\])$", lambda m: f"study.{m[1]}"),
+]
 OLD_TO_NEW: dict[str, list[tuple[str, Any]]] = {
     "demo": [
         (r"^encoding\.(.+) \| (\w+)\.(\w+)$", lambda m: f"results.encoding.{_DEMO_MODELS[m[1]]}.{m[2]}.{m[3]}"),
@@ -211,6 +226,24 @@ OLD_TO_NEW: dict[str, list[tuple[str, Any]]] = {
         (r"^n_val$", lambda m: "info.stimuli.nsd.n_test"),
         (r"^(seeds\[\d+\])$", lambda m: f"study.{m[1]}"),  # the study's seeds (study.yaml, added by the test)
     ],
+    "folder_classifier": [
+        (
+            r"^classification\.(aligned|twin)\.(\w+)\.seed(\d+)$",
+            lambda m: f"results.classification.{m[1]}.classes.seeds.{m[3]}.{m[2]}",
+        ),
+        (r"^classification\.(aligned|twin)\.(\w+)\.mean$", lambda m: f"results.classification.{m[1]}.classes.{m[2]}"),
+        (r"^classification\.(classes\[\d+\]|n_classes)$", lambda m: f"info.targets.classes.{m[1]}"),
+        (r"^classification\.paired\.(\w+)\.(.+)$", lambda m: _folder_paired(m[1], "classes", m[2])),
+        *_FOLDER_COMMON,
+    ],
+    "folder_voxels": [
+        (r"^voxels\.(aligned|twin)\.(\w+)\.seed(\d+)$", lambda m: f"results.voxels.{m[1]}.voxels.seeds.{m[3]}.{m[2]}"),
+        (r"^voxels\.(aligned|twin)\.(\w+)\.mean$", lambda m: f"results.voxels.{m[1]}.voxels.{m[2]}"),
+        (r"^voxels\.rois\.(aligned|twin)\.(\w+)\.(\w+)$", lambda m: f"results.voxels.{m[1]}.{m[2]}.{m[3]}"),
+        (r"^voxels\.(n_voxels|n_masked)$", lambda m: f"info.targets.voxels.{m[1]}"),
+        (r"^voxels\.paired\.(\w+)\.(.+)$", lambda m: _folder_paired(m[1], "voxels", m[2])),
+        *_FOLDER_COMMON,
+    ],
 }
 #: the hand-written NSD study's paired sections → the study's paired evaluations (decision 0013)
 _NSD_PAIRS = {"paired": ("aligned_vs_twin", "aligned - twin"), "paired_heads": ("heads", "aligned_head - twin_head"),
@@ -228,6 +261,15 @@ def _nsd_paired(section: str, target: str, metric: str) -> tuple[str, ...]:
         return f"{base}.seeds.{k}.diff", f"{base}.diff_mean"
     new = {"ci95[0]": "ci95_low", "ci95[1]": "ci95_high", "ratio_aligned_over_twin": "ratio"}.get(metric, metric)
     return (f"{base}.{new}",)
+
+
+def _folder_paired(metric: str, target: str, key: str) -> str:
+    """The folder study's ``paired.<metric>.<key>`` (aligned − twin over seeds) → its ``paired_<metric>``
+    evaluation: ``ci95[0|1]`` → ``ci95_low|high``, ``per_seed[k]`` → seed k's ``diff``."""
+    base = f"results.paired_{metric}.aligned - twin.{target}"
+    if key.startswith("per_seed["):
+        return f"{base}.seeds.{key[len('per_seed[') : -1]}.diff"
+    return f"{base}.{ {'ci95[0]': 'ci95_low', 'ci95[1]': 'ci95_high'}.get(key, key) }"
 
 
 def through_mapping(study: str, new: dict[str, Any]) -> dict[str, Any]:
@@ -429,12 +471,44 @@ def _folder_cfg(tmp_path: Path, folder: dict[str, Path], **over: Any) -> Experim
         "finetune.projection": "linear", "embed.encoder": "minilm", **over})  # fmt: skip
 
 
+def _folder_metrics(run_path: Path, folder: dict[str, Path]) -> dict[str, Any]:
+    """The run's numbers at the hand-written folder study's paths (:data:`OLD_TO_NEW`), the study's seeds
+    included."""
+    import yaml
+
+    got = run_metrics(run_path, _paths(folder["images"].parent))
+    seeds = yaml.safe_load((run_path / "study.yaml").read_text())["seeds"]
+    got.update({f"study.seeds[{k}]": s for k, s in enumerate(seeds)})
+    return got
+
+
+#: the tiny folder run of _folder_cfg as study overrides (the study's settings differ from the config defaults:
+#: label smoothing 0.1, 3 trainable blocks, the MLP projection ...)
+FOLDER_STUDY = {"seeds": "[0, 1]", "stimuli.images.heldout": 0.2, "finetune.trainable_blocks": 0,
+                "finetune.epochs": 2, "finetune.warmup_epochs": 0, "finetune.batch_size": 8, "finetune.lr": 1e-3,
+                "finetune.tensorboard": "false", "finetune.projection": "linear", "finetune.label_smoothing": 0.0,
+                "progress": False}  # fmt: skip
+
+
 @pytest.mark.slow  # ~15-30 s with the next: MiniLM and EfficientNet loaded, 4 models trained
 def test_folder_classifier(folder: dict[str, Path], tmp_path: Path) -> None:
+    """The old config (dataset.name: folder) and entry point run the study folder-classifier, same numbers."""
     from llmvem.pipeline import run_finetune_folder
+    from llmvem.runner.legacy import LegacyConfigWarning
 
-    run = run_finetune_folder(_folder_cfg(tmp_path, folder))
-    check("folder_classifier", run_metrics(run.path, _paths(folder["images"].parent)))
+    with pytest.warns(LegacyConfigWarning, match="folder-classifier"):
+        run = run_finetune_folder(_folder_cfg(tmp_path, folder))
+    check("folder_classifier", through_mapping("folder_classifier", _folder_metrics(run.path, folder)))
+
+
+@pytest.mark.slow
+def test_folder_classifier_study(folder: dict[str, Path], tmp_path: Path) -> None:
+    from llmvem.runner import run_study
+
+    over = {**FOLDER_STUDY, "stimuli.images.images": str(folder["images"]),
+            "stimuli.images.descriptions": str(folder["descriptions"])}  # fmt: skip
+    run = run_study("folder-classifier", overrides=over, output_dir=tmp_path / "runs")
+    check("folder_classifier", through_mapping("folder_classifier", _folder_metrics(run.path, folder)))
 
 
 #: the median over voxels of held-out r ≈ 0.019 after a 3-epoch fine-tune: near zero, so RTOL is 2e-6 absolute. On
@@ -446,10 +520,30 @@ FOLDER_VOXELS_LOOSE = {r"median_r": (RTOL, 1e-5)}
 
 @pytest.mark.slow
 def test_folder_voxels(folder: dict[str, Path], tmp_path: Path) -> None:
+    """The old config with dataset.brain runs the study folder-voxels, same numbers."""
     from llmvem.pipeline import run_finetune_folder
+    from llmvem.runner.legacy import LegacyConfigWarning
 
-    run = run_finetune_folder(_folder_cfg(tmp_path, folder, **{"dataset.brain": str(folder["brain"])}))
-    check("folder_voxels", run_metrics(run.path, _paths(folder["images"].parent)), loose=FOLDER_VOXELS_LOOSE)
+    with pytest.warns(LegacyConfigWarning, match="folder-voxels"):
+        run = run_finetune_folder(_folder_cfg(tmp_path, folder, **{"dataset.brain": str(folder["brain"])}))
+    got = through_mapping("folder_voxels", _folder_metrics(run.path, folder))
+    check("folder_voxels", got, loose=FOLDER_VOXELS_LOOSE)
+
+
+@pytest.mark.slow
+def test_folder_voxels_study(folder: dict[str, Path], tmp_path: Path) -> None:
+    from llmvem.runner import run_study
+
+    over = {
+        **FOLDER_STUDY,
+        "stimuli.images.images": str(folder["images"]),
+        "finetune.label_smoothing": 0.0,
+        "stimuli.images.descriptions": str(folder["descriptions"]),
+        "stimuli.images.brain": str(folder["brain"]),
+    }
+    run = run_study("folder-voxels", overrides=over, output_dir=tmp_path / "runs")
+    got = through_mapping("folder_voxels", _folder_metrics(run.path, folder))
+    check("folder_voxels", got, loose=FOLDER_VOXELS_LOOSE)
 
 
 def _nsd_metrics(run_path: Path, tmp_path: Path, data_dir: Path) -> dict[str, Any]:

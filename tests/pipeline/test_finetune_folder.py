@@ -1,6 +1,7 @@
-"""Fine-tuning on the user's own image folder: classification and voxel regression end to end on real images (the
-92-object set, in class subfolders, with their real LLM descriptions), every number recomputed from the saved
-models and predictions; bad inputs stop the run with a clear error before any training."""
+"""Fine-tuning on the user's own image folder (the studies folder-classifier / folder-voxels, here from old
+``dataset.name: folder`` configs through their translation): classification and voxel regression end to end on real
+images (the 92-object set, in class subfolders, with their real LLM descriptions), every number recomputed from the
+saved models and predictions; bad inputs stop the run with a clear error before any training."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ import torch
 from typer.testing import CliRunner
 
 from llmvem.config import ExperimentConfig, load_config
+from llmvem.data.splits import heldout_split
 from llmvem.errors import ConfigError, DataError, IdMismatchError
-from llmvem.pipeline.finetune_folder import heldout_split, load_folder_images, run_finetune_folder
+from llmvem.pipeline.finetune_folder import run_finetune_folder
+from llmvem.runner.legacy import LegacyConfigWarning, folder_task
+
+pytestmark = pytest.mark.filterwarnings("ignore::llmvem.runner.legacy.LegacyConfigWarning")
 
 PER_CLASS = 4  # 6 categories × 4 = 24 images
 
@@ -63,6 +68,20 @@ def _cfg(tmp_path: Path, images: Path, descriptions: Path | None, **over: Any) -
     return load_config(overrides={**base, **over})
 
 
+def _info(cfg: ExperimentConfig, until: str = "stimuli") -> dict[str, Any]:
+    """``info`` of the translated study run up to ``until`` (its checks run, nothing trains)."""
+    from llmvem.runner import run_study
+    from llmvem.runner.legacy import study_from_config
+
+    run = run_study(study_from_config(cfg, warn=False), until=until)
+    info: dict[str, Any] = json.loads((run.path / "metrics.json").read_text())["info"]
+    return info
+
+
+def _heldout(run_path: Path, model: str = "aligned-seed0") -> list[str]:
+    return list(np.load(run_path / "predictions" / f"{model}.npz")["ids"])
+
+
 def _write_jsonl(path: Path, rows: list[dict[str, str]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -73,22 +92,25 @@ def test_classification_aligned_vs_twin_end_to_end(folder: dict[str, Any], tmp_p
     from llmvem.align.finetune import features_from_run
     from llmvem.data.stimuli import StimulusSet
 
-    run = run_finetune_folder(_cfg(tmp_path, folder["images"], folder["descriptions"]))
+    with pytest.warns(LegacyConfigWarning, match="folder-classifier"):
+        run = run_finetune_folder(_cfg(tmp_path, folder["images"], folder["descriptions"]))
     m = json.loads((run.path / "metrics.json").read_text())
-    assert m["task"] == "classifier" and m["n_images"] == 24 and m["seeds"] == [0, 1]
-    cls = m["classification"]
-    classes = sorted(set(folder["classes"].values()))
-    assert cls["classes"] == classes and cls["n_classes"] == 6
-    split = json.loads((run.path / "split.json").read_text())
-    heldout = split["heldout"]
+    assert m["study"] == "folder-test" and m["info"]["models"]["aligned"]["task"] == "classifier"
+    images = m["info"]["stimuli"]["images"]
+    assert images["n_images"] == 24 and images["heldout_from"] == "seeded"
+    cls, classes = m["results"]["classification"], sorted(set(folder["classes"].values()))
+    assert m["info"]["targets"]["classes"] == {"classes": classes, "n_classes": 6}
+    heldout = _heldout(run.path)
     # stratified: every class gives one of its 4 images to the held-out set
-    assert sorted(folder["classes"][i] for i in heldout) == classes and m["n_val"] == 6 and m["n_train"] == 18
+    assert sorted(folder["classes"][i] for i in heldout) == classes and images["n_test"] == 6
+    assert images["n_train"] == 18
 
     for cond in ("aligned", "twin"):
+        scores = cls[cond]["classes"]
         for metric in ("top1", "top5"):
-            per_seed = [cls[cond][metric][f"seed{s}"] for s in (0, 1)]
+            per_seed = [scores["seeds"][str(s)][metric] for s in (0, 1)]
             assert all(0.0 <= x <= 1.0 for x in per_seed)
-            assert cls[cond][metric]["mean"] == pytest.approx(np.mean(per_seed))
+            assert scores[metric] == pytest.approx(np.mean(per_seed))
         for seed in (0, 1):
             pred = np.load(run.path / "predictions" / f"{cond}-seed{seed}.npz")
             assert list(pred["ids"]) == heldout
@@ -96,14 +118,15 @@ def test_classification_aligned_vs_twin_end_to_end(folder: dict[str, Any], tmp_p
             np.testing.assert_array_equal(pred["targets"], truth)
             logits = pred["outputs"]
             assert logits.shape == (6, 6)
-            assert cls[cond]["top1"][f"seed{seed}"] == pytest.approx(float((logits.argmax(1) == truth).mean()))
+            assert scores["seeds"][str(seed)]["top1"] == pytest.approx(float((logits.argmax(1) == truth).mean()))
             top5 = np.argsort(-logits, axis=1)[:, :5]
-            assert cls[cond]["top5"][f"seed{seed}"] == pytest.approx(float((top5 == truth[:, None]).any(1).mean()))
+            assert scores["seeds"][str(seed)]["top5"] == pytest.approx(float((top5 == truth[:, None]).any(1).mean()))
     for metric in ("top1", "top5"):
-        p = cls["paired"][metric]
-        diffs = [cls["aligned"][metric][f"seed{s}"] - cls["twin"][metric][f"seed{s}"] for s in (0, 1)]
-        assert p["per_seed"] == pytest.approx(diffs) and p["diff_mean"] == pytest.approx(np.mean(diffs))
-        assert len(p["ci95"]) == 2
+        p = m["results"][f"paired_{metric}"]["aligned - twin"]["classes"]
+        diffs = [cls["aligned"]["classes"]["seeds"][str(s)][metric] - cls["twin"]["classes"]["seeds"][str(s)][metric]
+                 for s in (0, 1)]  # fmt: skip
+        assert [p["seeds"][str(s)]["diff"] for s in (0, 1)] == pytest.approx(diffs)
+        assert p["diff_mean"] == pytest.approx(np.mean(diffs)) and p["ci95_low"] <= p["diff_mean"] <= p["ci95_high"]
 
     # the saved model, rebuilt from the run directory, gives the saved held-out logits on the images themselves
     paths = [folder["images"] / folder["classes"][i] / f"{i}.jpg" for i in heldout]
@@ -115,12 +138,18 @@ def test_classification_aligned_vs_twin_end_to_end(folder: dict[str, Any], tmp_p
     np.testing.assert_allclose(logits, np.load(run.path / "predictions" / "aligned-seed0.npz")["outputs"], atol=2e-3)
     assert "project.weight" in state
     assert not any(k.startswith("project.") for k in load_file(str(run.path / "models" / "twin-seed0.safetensors")))
-    # the aligned and twin models differ, and the alignment is measured (image → its own description)
-    assert 0.0 <= m["retrieval"]["aligned"]["top1"]["mean"] <= 1.0 and m["retrieval"]["chance"] == pytest.approx(1 / 6)
+    # the alignment is measured (image → its own description among the held-out ones), for the aligned model only
+    retrieval = m["results"]["retrieval"]
+    assert set(retrieval) == {"aligned"} and retrieval["aligned"]["descriptions"]["chance"] == pytest.approx(1 / 6)
+    assert 0.0 <= retrieval["aligned"]["descriptions"]["top1"] <= 1.0
 
-    scores = pd.read_csv(run.path / "scores.csv")
-    assert set(scores["model"]) == {"aligned", "twin"} and {"top1", "top5", "retrieval_top1"} <= set(scores["metric"])
-    for name in ("report.html", "scores.png", "training.png", "config.yaml"):
+    table = pd.read_csv(run.path / "results.csv")
+    assert set(table[table["evaluation"] == "classification"]["model"]) == {"aligned", "twin"}
+    assert {"top1", "top5"} <= set(table["metric"]) and "retrieval" in set(table["evaluation"])
+    wide = pd.read_csv(run.path / "classification.csv")
+    assert list(wide["model"]) == ["aligned", "twin"] and wide["top1"].tolist() == pytest.approx(
+        [cls[c]["classes"]["top1"] for c in ("aligned", "twin")])  # fmt: skip
+    for name in ("report.html", "training.png", "config.yaml", "study.yaml"):
         assert (run.path / name).is_file(), name
     assert "top1" in (run.path / "report.html").read_text()
     hist = pd.read_csv(run.path / "train_twin_seed1.csv")
@@ -131,10 +160,10 @@ def test_classification_aligned_vs_twin_end_to_end(folder: dict[str, Any], tmp_p
 def brain_npz(folder: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Synthetic voxels: a random linear map of the images' pretrained features + noise, 3 repeats, 2 ROIs of 12
     voxels, voxel 5 NaN for one image; and 4 extra stimuli the folder does not have."""
+    from llmvem.align.cache import cached_activations
     from llmvem.data.brain import BrainData, ncsnr_from_repeats
     from llmvem.data.files import save_brain
     from llmvem.data.stimuli import StimulusSet
-    from llmvem.pipeline.common import cached_activations
     from llmvem.store import ArtifactStore
     from llmvem.vision.trainable import split_backbone
 
@@ -164,21 +193,23 @@ def test_voxel_regression_aligned_vs_twin_end_to_end(
     with pytest.warns(RuntimeWarning, match="1 of 24 voxels contain NaN/inf"):
         run = run_finetune_folder(cfg)
     m = json.loads((run.path / "metrics.json").read_text())
-    assert m["task"] == "voxels"  # auto: brain data given
-    assert m["data"]["masked_voxels"] == 1 and m["data"]["ignored_brain_stimuli"] == 4
-    vox = m["voxels"]
-    assert vox["n_voxels"] == 24 and vox["n_masked"] == 1
-    split = json.loads((run.path / "split.json").read_text())
-    rows = [brain_npz["ids"].index(i) for i in split["train"]]
-    voxel_r = np.load(run.path / "voxel_r.npz")
+    info = m["info"]
+    assert info["models"]["aligned"]["task"] == "voxels"  # auto: brain data given
+    assert info["targets"]["voxels"] == {"n_voxels": 24, "n_masked": 1}
+    assert info["stimuli"]["images"]["ignored_brain_stimuli"] == 4
+    heldout = _heldout(run.path)
+    image_ids = [p.stem for p in sorted(folder["images"].rglob("*.jpg"))]  # the stimulus order
+    rows = [brain_npz["ids"].index(i) for i in image_ids if i not in heldout]
+    voxel_r = np.load(run.path / "voxels_voxel_r.npz")
     valid = np.isfinite(brain_npz["responses"]).all(0)
     y = brain_npz["responses"][:, valid]
     mean, sd = y[rows].mean(0), y[rows].std(0)
+    vox = m["results"]["voxels"]
     for cond in ("aligned", "twin"):
         for seed in (0, 1):
             pred = np.load(run.path / "predictions" / f"{cond}-seed{seed}.npz")
             held = [brain_npz["ids"].index(i) for i in pred["ids"]]
-            assert list(pred["ids"]) == split["heldout"] and pred["outputs"].shape == (len(held), 23)
+            assert list(pred["ids"]) == heldout and pred["outputs"].shape == (len(held), 23)
             np.testing.assert_allclose(pred["targets"], (y[held] - mean) / sd, rtol=1e-4, atol=1e-4)
             a = pred["outputs"] - pred["outputs"].mean(0)
             b = pred["targets"] - pred["targets"].mean(0)
@@ -186,19 +217,22 @@ def test_voxel_regression_aligned_vs_twin_end_to_end(
             saved = voxel_r[f"{cond}-seed{seed}"]
             assert np.isnan(saved[5]) and np.isfinite(saved[valid]).all()
             np.testing.assert_allclose(saved[valid], r, atol=1e-5)
-            assert vox[cond]["mean_r"][f"seed{seed}"] == pytest.approx(float(r.mean()), abs=1e-6)
-            assert -1.0 <= vox[cond]["mean_r"][f"seed{seed}"] <= 1.0
-    diffs = [vox["aligned"]["mean_r"][f"seed{s}"] - vox["twin"]["mean_r"][f"seed{s}"] for s in (0, 1)]
-    assert vox["paired"]["mean_r"]["per_seed"] == pytest.approx(diffs)
-    table = pd.read_csv(run.path / "encoding.csv")
-    assert set(zip(table["model"], table["roi"], strict=True)) == {(c, r) for c in ("aligned", "twin")
-                                                                    for r in ("V1", "LOC")}  # fmt: skip
-    assert np.isfinite(table["noise_ceiling_r"]).all() and (table["noise_ceiling_r"] > 0).all()
-    v1 = table[(table["model"] == "twin") & (table["roi"] == "V1")].iloc[0]
+            mean_r = vox[cond]["voxels"]["seeds"][str(seed)]["mean_r"]
+            assert mean_r == pytest.approx(float(r.mean()), abs=1e-6) and -1.0 <= mean_r <= 1.0
+    diffs = [vox["aligned"]["voxels"]["seeds"][str(s)]["mean_r"] - vox["twin"]["voxels"]["seeds"][str(s)]["mean_r"]
+             for s in (0, 1)]  # fmt: skip
+    paired = m["results"]["paired_mean_r"]["aligned - twin"]["voxels"]
+    assert [paired["seeds"][str(s)]["diff"] for s in (0, 1)] == pytest.approx(diffs)
+    table = pd.read_csv(run.path / "voxels.csv")  # per model: the whole target, then each ROI
+    assert list(zip(table["model"], table["target"], strict=True)) == [(c, t) for c in ("aligned", "twin")
+                                                                       for t in ("voxels", "V1", "LOC")]  # fmt: skip
+    rois = table[table["target"] != "voxels"]
+    assert np.isfinite(rois["noise_ceiling_r"]).all() and (rois["noise_ceiling_r"] > 0).all()
+    v1 = table[(table["model"] == "twin") & (table["target"] == "V1")].iloc[0]
     per_seed = [np.nanmean(voxel_r[f"twin-seed{s}"][:12]) for s in (0, 1)]
     assert v1["mean_r"] == pytest.approx(np.mean(per_seed)) and v1["n_voxels"] == 12
-    assert set(vox["rois"]) == {"aligned", "twin"} and set(vox["rois"]["aligned"]) == {"V1", "LOC"}
-    assert (run.path / "report.html").is_file() and (run.path / "encoding.png").is_file()
+    assert set(vox["aligned"]) == {"voxels", "V1", "LOC"}
+    assert (run.path / "report.html").is_file()
 
 
 def test_voxels_pca_head_is_fit_on_training_voxels_only(tmp_path: Path) -> None:
@@ -239,20 +273,22 @@ def test_images_without_descriptions_fail_by_default_or_are_dropped(folder: dict
     assert missing[0] in str(err.value) and "missing_descriptions: drop" in str(err.value)
     assert not (tmp_path / "runs").exists()  # nothing was started
     cfg = _cfg(tmp_path, folder["images"], partial, **{"dataset.missing_descriptions": "drop"})
-    images, task = load_folder_images(cfg)
-    assert task == "classifier" and images.counts["dropped_no_description"] == 3 and len(images.stimuli) == 21
-    assert not set(missing) & set(images.stimuli.ids)
+    assert folder_task(cfg) == "classifier"
+    counts = _info(cfg)["stimuli"]["images"]
+    assert counts["dropped_no_description"] == 3 and counts["n_images"] == 21
 
 
 def test_descriptions_of_unknown_images_are_ignored_and_counted(folder: dict[str, Any], tmp_path: Path) -> None:
     rows = [json.loads(x) for x in folder["descriptions"].read_text().splitlines()]
     extra = [{"image": f"holiday_{k}.jpg", "text": "a beach"} for k in range(4)]
     path = _write_jsonl(tmp_path / "more.jsonl", [{"image": r["image"], "text": r["text"]} for r in rows] + extra)
+    from llmvem.text.multi import descriptions_of_images
+
     logged: list[str] = []
-    images, _ = load_folder_images(_cfg(tmp_path, folder["images"], path), log=logged.append)
-    assert images.counts["ignored_descriptions"] == 4 and len(images.stimuli) == 24
-    assert images.texts is not None and set(images.texts["image"]) == set(folder["classes"])
-    assert any("4 description(s)" in x for x in logged)
+    table, kept, counts = descriptions_of_images(path, sorted(folder["classes"]), log=logged.append)
+    assert counts == {"ignored_descriptions": 4, "dropped_no_description": 0} and kept == sorted(folder["classes"])
+    assert set(table["image"]) == set(folder["classes"]) and any("4 description(s)" in x for x in logged)
+    assert _info(_cfg(tmp_path, folder["images"], path))["stimuli"]["images"]["ignored_descriptions"] == 4
 
 
 def test_a_class_with_fewer_than_two_images_is_rejected(folder: dict[str, Any], tmp_path: Path) -> None:
@@ -288,24 +324,30 @@ def test_layout_and_task_errors_name_the_fix(folder: dict[str, Any], tmp_path: P
     for i, cls in list(folder["classes"].items())[:8]:
         (flat / f"{i}.jpg").symlink_to(folder["images"] / cls / f"{i}.jpg")
     with pytest.raises(ConfigError, match="one subfolder per class"):
-        load_folder_images(_cfg(tmp_path, flat, folder["descriptions"], **{"finetune.task": "classifier"}))
-    images, task = load_folder_images(_cfg(tmp_path, flat, folder["descriptions"]))  # auto: no labels → none
-    assert task == "none" and images.label_sets is None
+        folder_task(_cfg(tmp_path, flat, folder["descriptions"], **{"finetune.task": "classifier"}))
+    assert folder_task(_cfg(tmp_path, flat, folder["descriptions"])) == "none"  # auto: no labels → alignment only
     with pytest.raises(ConfigError, match="needs brain responses"):
-        load_folder_images(_cfg(tmp_path, flat, folder["descriptions"], **{"finetune.task": "voxels"}))
+        folder_task(_cfg(tmp_path, flat, folder["descriptions"], **{"finetune.task": "voxels"}))
     with pytest.raises(ConfigError, match=r"dataset\.descriptions is needed"):
-        load_folder_images(_cfg(tmp_path, folder["images"], None))
+        run_finetune_folder(_cfg(tmp_path, folder["images"], None))
     no_images = _cfg(tmp_path, folder["images"], folder["descriptions"])
     no_images.dataset.images = None
     with pytest.raises(ConfigError, match=r"needs dataset\.images"):
-        load_folder_images(no_images)
+        run_finetune_folder(no_images)
+    # alignment only: one model, no twin, no task scores
+    from llmvem.runner.legacy import translate_config
+
+    tree = translate_config(_cfg(tmp_path, flat, folder["descriptions"]))[0]
+    assert list(tree["models"]) == ["aligned"] and tree["models"]["aligned"]["task"] == "none"
+    assert list(tree["evaluations"]) == ["retrieval"] and "classes" not in tree["targets"]
     # a labels file overrides the subfolders
     labels = tmp_path / "labels.csv"
     labels.write_text("image,label\n" + "".join(f"{i}.jpg,{'face' if 'face' in c else 'other'}\n"
                                                 for i, c in folder["classes"].items()))  # fmt: skip
-    images, task = load_folder_images(_cfg(tmp_path, folder["images"], folder["descriptions"],
-                                           **{"dataset.labels": str(labels)}))  # fmt: skip
-    assert task == "classifier" and {s[0] for s in images.label_sets or []} == {"face", "other"}
+    cfg = _cfg(tmp_path, folder["images"], folder["descriptions"],
+               **{"dataset.labels": str(labels), "output_dir": str(tmp_path / "checked")})  # fmt: skip
+    assert folder_task(cfg) == "classifier"
+    assert _info(cfg, until="targets")["targets"]["classes"]["classes"] == ["face", "other"]
     # an image outside any class folder, and two images with one stem
     mixed = tmp_path / "mixed"
     (mixed / "a").mkdir(parents=True)
@@ -314,11 +356,12 @@ def test_layout_and_task_errors_name_the_fix(folder: dict[str, Any], tmp_path: P
     (mixed / "a" / "x.jpg").symlink_to(src)
     (mixed / "b" / "x.jpg").symlink_to(src)
     with pytest.raises(DataError, match="occur twice"):
-        load_folder_images(_cfg(tmp_path, mixed, folder["descriptions"]))
+        run_finetune_folder(_cfg(tmp_path, mixed, folder["descriptions"]))
     (mixed / "b" / "x.jpg").unlink()
     (mixed / "y.jpg").symlink_to(src)
     with pytest.raises(DataError, match="outside any class subfolder"):
-        load_folder_images(_cfg(tmp_path, mixed, folder["descriptions"]))
+        run_finetune_folder(_cfg(tmp_path, mixed, folder["descriptions"]))
+    assert not (tmp_path / "runs").exists()  # every error came before a run directory was made
 
 
 def test_heldout_split_is_seeded_and_stratified() -> None:
@@ -355,8 +398,8 @@ def _brain_with_splits(splits: dict[str, list[str]], n: int = 12) -> Any:
 
 
 def test_brain_heldout_uses_the_brain_datas_own_test_split() -> None:
+    from llmvem.data.splits import brain_heldout
     from llmvem.errors import ConfigError
-    from llmvem.pipeline.finetune_folder import brain_heldout
 
     brain = _brain_with_splits({"test": ["im03", "im07", "im01"], "val": ["im10", "im11", "im09", "im08"]})
     train, held = brain_heldout(brain, "auto")  # type: ignore[misc]
@@ -395,8 +438,29 @@ def test_voxel_run_holds_out_the_brain_datas_test_split(
     over = {"dataset.brain": str(path), "finetune.seeds": "[0]", "finetune.epochs": 1}
     with pytest.warns(RuntimeWarning, match="NaN/inf"):
         run = run_finetune_folder(_cfg(tmp_path, folder["images"], folder["descriptions"], **over))
-    split = json.loads((run.path / "split.json").read_text())
-    assert split["heldout_from"] == "brain split 'test'"
-    assert sorted(split["heldout"]) == sorted(test_ids[:-1]) and len(split["train"]) == 24 - 5
-    pred = np.load(run.path / "predictions" / "aligned-seed0.npz")
-    assert sorted(pred["ids"]) == sorted(test_ids[:-1])
+    images = json.loads((run.path / "metrics.json").read_text())["info"]["stimuli"]["images"]
+    assert images["heldout_from"] == "brain split 'test'" and images["n_train"] == 24 - 5
+    assert sorted(_heldout(run.path)) == sorted(test_ids[:-1])
+
+
+def test_old_tasks_translate_into_the_study_variants(folder: dict[str, Any], tmp_path: Path) -> None:
+    """finetune.task picks the study and sets its models, targets and paired metrics (runner.legacy)."""
+    from llmvem.runner.legacy import translate_config
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,label\n" + "".join(f"{i}.jpg,{c}|{'face' if 'face' in c else 'other'}\n"
+                                                for i, c in folder["classes"].items()))  # fmt: skip
+    over = {"dataset.labels": str(labels), "finetune.task": "multilabel", "output_dir": str(tmp_path / "ml")}
+    cfg = _cfg(tmp_path, folder["images"], folder["descriptions"], **over)
+    tree = translate_config(cfg)[0]
+    assert {m["task"] for m in tree["models"].values()} == {"multilabel"} and tree["targets"]["classes"]["multilabel"]
+    assert tree["evaluations"]["paired_label_accuracy"]["metric"] == "label_accuracy"
+    assert "paired_top1" not in tree["evaluations"] and tree["stimuli"]["images"]["stratify"] is False
+    info = _info(cfg, until="targets")
+    assert info["targets"]["classes"]["n_classes"] == 8  # 6 categories + face / other
+    assert info["stimuli"]["images"]["n_test"] == 5  # seeded, not stratified: round(0.2 · 24)
+    pca = translate_config(_cfg(tmp_path, folder["images"], folder["descriptions"],
+                                **{"dataset.brain": "b.npz", "finetune.task": "voxels_pca"}))[0]  # fmt: skip
+    assert pca["name"] == "folder-test" and pca["stimuli"]["images"]["brain"] == "b.npz"
+    assert {m["task"] for m in pca["models"].values()} == {"voxels_pca"} and "voxels" in pca["targets"]
+    assert pca["stimuli"]["images"]["heldout"] == 0.2 and pca["seeds"] == [0, 1]

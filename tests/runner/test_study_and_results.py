@@ -113,6 +113,8 @@ def test_old_configs_without_a_study_say_what_to_do() -> None:
     with pytest.raises(ConfigError, match=r"'nsd_shared1000' is a dataset, not a study; studies: .*doerig-controls"):
         translate_config(load_config(overrides={"dataset.name": "nsd_shared1000"}))
     with pytest.raises(ConfigError, match="runs as before"):
+        translate_config(load_config(overrides={"dataset.name": "nsd_objects92", "finetune.loss": "visual_words"}))
+    with pytest.raises(ConfigError, match=r"dataset\.name=folder needs dataset\.images"):
         translate_config(load_config(overrides={"dataset.name": "folder"}))
     assert study_overrides("demo", {"dataset.n_images": "96"}, {"seed": 1}) == (
         {"stimuli.demo.n_images": "96"}, {"seed": 1})  # fmt: skip

@@ -10,6 +10,8 @@ import numpy as np
 from llmvem.errors import ConfigError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from llmvem.config import ExperimentConfig
     from llmvem.data.brain import BrainData, RDMSet
     from llmvem.data.stimuli import StimulusSet
@@ -29,6 +31,8 @@ class Stimuli:
         brain: brain responses to the images (with splits and noise ceilings), if any.
         rdms: brain RDM sets over the images, by name.
         splits: held-out partitions, name → stimulus ids (``train`` / ``test``).
+        text_table: description rows (``image``, ``text``, ``model``, ``prompt`` …), possibly several per image,
+            for sources whose texts come as one table (an image folder's descriptions file); else ``None``.
         extra: source-specific handles (the demo set's folder ...).
     """
 
@@ -38,6 +42,7 @@ class Stimuli:
     brain: BrainData | None = None
     rdms: dict[str, RDMSet] = field(default_factory=dict)
     splits: dict[str, list[str]] = field(default_factory=dict)
+    text_table: pd.DataFrame | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -229,3 +229,42 @@ def read_describe_store(store: ArtifactStore | None = None, clean: str | Sequenc
             f"no descriptions in the store at {store.root} (run `llmvem describe` first, or pass a JSONL/CSV of texts)"
         )
     return text_table(pd.DataFrame(rows))
+
+
+def descriptions_of_images(
+    path: str | Path,
+    ids: Sequence[str],
+    model: str | Sequence[str] | None = None,
+    prompt: str | Sequence[str] | None = None,
+    missing: str = "fail",
+    log: Any = None,
+) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
+    """The description rows (``read_text_table``, picked by ``model`` / ``prompt``) of the images ``ids``.
+
+    Returns:
+        the rows of the kept images (columns ``image``, ``text`` …; several per image possible), the kept ids (in
+        ``ids``' order) and the counts ``ignored_descriptions`` (rows naming other images) and
+        ``dropped_no_description`` (images without a row, left out with ``missing="drop"``).
+    Raises:
+        DataError: images without a description (``missing="fail"``; the message says how to fix it).
+    """
+    from llmvem.describe.imported import read_text_table
+
+    log = log or (lambda msg: None)
+    df = select_texts(read_text_table(path), model=model, prompt=prompt)
+    described = set(df["image"])
+    counts = {"ignored_descriptions": int((~df["image"].isin(set(ids))).sum()), "dropped_no_description": 0}
+    if counts["ignored_descriptions"]:
+        log(f"  {counts['ignored_descriptions']} description(s) name images not among the {len(ids)}: ignored")
+    lacking = [i for i in ids if i not in described]
+    if lacking and missing == "fail":
+        raise DataError(
+            f"{len(lacking)} of {len(ids)} image(s) have no description in {path}: {lacking[:10]}"
+            + (" ..." if len(lacking) > 10 else "")
+            + "; describe them (llmvem describe), or set missing_descriptions: drop to leave them out"
+        )
+    kept = [i for i in ids if i in described]
+    if lacking:
+        counts["dropped_no_description"] = len(lacking)
+        log(f"  {len(lacking)} image(s) without a description left out (missing_descriptions: drop)")
+    return df[df["image"].isin(set(kept))].reset_index(drop=True), kept, counts

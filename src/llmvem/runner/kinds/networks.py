@@ -174,25 +174,110 @@ class HeldoutParams(Params):
     models: list[str] = Field(min_length=1, description="fine-tuned models whose task head is scored")
     targets: str = Field(description="the task's targets (the ones they trained on)")
     split: str = Field("test", description="the split of the training source scored")
+    predictions: bool = Field(False, description="write predictions/<model>-seed<k>.npz (held-out ids, task "
+                              "outputs, targets, projections)")  # fmt: skip
 
 
-@part(EVALUATIONS, "heldout_task", HeldoutParams)
+def _heldout_outputs(state: RunState, rep: Network, split: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The held-out rows of the source ``rep`` trained on, and its network's heads on them (``task``,
+    ``projection``: those it has)."""
+    net = rep.network
+    idx = state.source(rep.trained_on).split_indices(split)
+    features = net.features(activations(state, rep.trained_on)[idx])
+    heads = {"task": "task", "projection": "project"}
+    return idx, {k: net.head(h, features) for k, h in heads.items() if net.has_head(h)}
+
+
+def _voxel_rows(state: RunState, name: str, model: str, seed: Any, target: Any, outputs: np.ndarray,
+                y: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Per-voxel held-out r (v,) of a voxel head (NaN for the masked voxels) and its rows per ROI
+    (:func:`llmvem.brain.encoding.encoding_rows`)."""
+    import warnings
+
+    from llmvem.align.metrics import voxel_r
+    from llmvem.brain.encoding import encoding_rows
+
+    r = np.full(target.brain.n_voxels, np.nan)
+    r[target.valid] = voxel_r(outputs, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a ROI of masked voxels only: mean of nothing
+        rows = encoding_rows(model, r, target.brain)
+    for row in rows:
+        metrics = {k: v for k, v in row.items() if k not in ("model", "roi", "ceiling_bound")}
+        state.results.add(name, model, row["roi"], metrics, seed=seed)
+    return r
+
+
+def _write_heldout(frame: Any, state: RunState, name: str, p: HeldoutParams) -> None:
+    """``<name>.csv``: one row per model × target (the whole targets, and each ROI of voxel targets), the mean
+    over seeds of every score."""
+    from llmvem.results import wide_table
+
+    wide_table(frame, name).to_csv(state.run.file(f"{name}.csv"), index=False)
+
+
+@part(EVALUATIONS, "heldout_task", HeldoutParams, write=_write_heldout)
 def heldout_task(p: HeldoutParams, state: RunState, name: str) -> None:
     """Each model's task head on the held-out images of the source it trained on, scored against ``targets``
     (:func:`llmvem.align.metrics.task_scores`; multilabel: label accuracy and mAP,
-    :func:`~llmvem.align.metrics.label_metrics`). Models without a task (alignment only) are left out."""
+    :func:`~llmvem.align.metrics.label_metrics`). Models without a task (alignment only) are left out. Voxel
+    targets (kind ``zscored_voxels``) add rows per ROI and ``<name>_voxel_r.npz`` (per-voxel r by
+    ``<model>-seed<k>``, NaN for masked voxels)."""
     from llmvem.align.metrics import label_metrics, task_scores
 
     y = _values(state, p.targets, f"evaluations.{name}.targets")
+    target, voxel_rs = state.targets[p.targets], {}
     for model in p.models:
         for seed in state.representation(model):
             rep = _network(state, model, seed, f"evaluations.{name}.models")
             if rep.task == "none":
                 continue
-            idx = state.source(rep.trained_on).split_indices(p.split)
-            net = rep.network
-            logits = net.head("task", net.features(activations(state, rep.trained_on)[idx]))
+            idx, outs = _heldout_outputs(state, rep, p.split)
+            logits = outs["task"]
             scores = label_metrics(logits, y[idx]) if rep.task == "multilabel" else task_scores(rep.task, logits,
                                                                                                 y[idx])  # fmt: skip
             state.results.add(name, model, p.targets, scores, seed=seed)
+            if rep.task in ("voxels", "voxels_pca") and hasattr(target, "valid"):
+                voxel_rs[f"{model}-seed{seed}"] = _voxel_rows(state, name, model, seed, target, logits, y[idx])
+            if p.predictions:
+                _predictions(state, rep, f"{model}-seed{seed}", idx, outs, y[idx])
+    if voxel_rs:
+        np.savez_compressed(state.run.file(f"{name}_voxel_r.npz"), **voxel_rs)  # type: ignore[arg-type]
     state.log(f"evaluation {name}: task heads of {', '.join(p.models)} on the {p.split!r} images")
+
+
+def _predictions(state: RunState, rep: Network, label: str, idx: np.ndarray, outs: dict[str, np.ndarray],
+                 y: np.ndarray) -> None:  # fmt: skip
+    """``predictions/<label>.npz``: the held-out ``ids``, task ``outputs``, ``targets`` and ``projection``."""
+    ids = state.source(rep.trained_on).ids
+    pred = {"ids": np.asarray([ids[k] for k in idx], dtype=str), "outputs": outs["task"], "targets": y}
+    if "projection" in outs:
+        pred["projection"] = outs["projection"]
+    (state.run.path / "predictions").mkdir(exist_ok=True)
+    np.savez_compressed(state.run.path / "predictions" / f"{label}.npz", **pred)  # type: ignore[arg-type]
+
+
+class RetrievalParams(Params):
+    models: list[str] = Field(min_length=1, description="fine-tuned models whose projection head is scored")
+    text: str = Field(description="the text target they were aligned to")
+    split: str = Field("test", description="the split of the training source scored")
+
+
+@part(EVALUATIONS, "retrieval", RetrievalParams)
+def retrieval(p: RetrievalParams, state: RunState, name: str) -> None:
+    """Image → own-description retrieval of each model's projection head on the held-out images of the source it
+    trained on: ``top1`` (its own text is the nearest of the held-out texts by cosine,
+    :func:`llmvem.align.metrics.retrieval_top1`) and ``chance`` (1 / n held out). Models without a projection
+    (twins) are left out."""
+    from llmvem.align.metrics import retrieval_top1
+
+    text = np.asarray(_values(state, p.text, f"evaluations.{name}.text"), dtype=np.float32)
+    for model in p.models:
+        for seed in state.representation(model):
+            rep = _network(state, model, seed, f"evaluations.{name}.models")
+            if not rep.network.has_head("project"):
+                continue
+            idx, outs = _heldout_outputs(state, rep, p.split)
+            state.results.add(name, model, p.text, {"top1": retrieval_top1(outs["projection"], text[idx]),
+                                                    "chance": 1.0 / len(idx)}, seed=seed)  # fmt: skip
+    state.log(f"evaluation {name}: image → own-description retrieval of {', '.join(p.models)} ({p.split!r} images)")

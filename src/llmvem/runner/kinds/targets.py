@@ -69,18 +69,28 @@ def _text_sources(p: TextParams, state: RunState, name: str, src: Stimuli) -> li
 @part(TARGETS, "text_embedding", TextParams)
 def text_embedding(p: TextParams, state: RunState, name: str) -> Representation:
     """Embeddings (n, d) of one text per image (``text``), by ``encoder``: a sentence encoder, GloVe word
-    averages (``glove``) or part-of-speech word averages (``glove-nouns`` ...)."""
+    averages (``glove``) or part-of-speech word averages (``glove-nouns`` ...). A source whose descriptions are one
+    table (an image folder's) has each image's texts embedded and averaged
+    (:func:`~llmvem.text.multi.embed_per_image`)."""
     from llmvem.runner.settings import embed_kwargs
     from llmvem.text.embed import embed_text_sources
 
     src = state.source(p.stimuli)
-    sources = _text_sources(p, state, name, src)
     kw = embed_kwargs(state.cfg, state.store)
     if p.encoder is not None:
         kw["encoder"] = p.encoder
-    values = embed_text_sources(sources, **kw)
+    if p.text == "descriptions" and src.text_table is not None:  # rows of one table, several per image possible
+        from llmvem.text.multi import embed_per_image
+
+        values = embed_per_image(src.text_table, ids=src.ids, aggregate="mean", **kw).values
+        by_image = src.text_table.groupby("image", sort=False)["text"].apply(list).to_dict()
+        texts = ["\n\n".join(by_image[i]) for i in src.ids]
+    else:
+        sources = _text_sources(p, state, name, src)
+        values = embed_text_sources(sources, **kw)
+        texts = ["\n\n".join(t) for t in zip(*sources, strict=True)]
     state.log(f"target {name}: {values.shape[0]} × {values.shape[1]} {kw['encoder']} embeddings of {p.text}")
-    return Representation(p.stimuli, values, texts=["\n\n".join(t) for t in zip(*sources, strict=True)])
+    return Representation(p.stimuli, values, texts=texts)
 
 
 class StimuliParams(Params):
