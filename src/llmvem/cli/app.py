@@ -430,6 +430,7 @@ def evaluate_encoding(cfg: ExperimentConfig) -> None:
       llmvem evaluate encoding -f effnet=eff.npy -f minilm=desc.npy -b subj01.npz -b subj02.npz --permutations 1000
       llmvem evaluate encoding -f feats.npy -b algonauts/subj01 --roi FFA-1 --roi PPA --cv 5
       llmvem evaluate encoding -f feats.npy -b "nsd:/data/nsd?subject=1-8&space=fsaverage&rois=streams" --cv gcv
+      llmvem evaluate encoding -f f._blocks.3.npy -f f._blocks.9.npy -f f._blocks.15.npy -b subj01.npz --layer-sweep
     """
     from llmvem.pipeline.studies import run_file_evaluation
 
