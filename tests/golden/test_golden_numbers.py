@@ -416,12 +416,13 @@ def test_evaluate_decode_captions(files: dict[str, Path], decode_captions: dict[
     corpus, decoded captions scored by every caption metric against two references each (the human ceiling)."""
     from llmvem.pipeline.evaluate_files import run_evaluate_decode
 
+    metrics = ["bleu", "meteor", "rouge_l", "cider_d", "embedding"]
     cfg = _cfg(tmp_path, name="evaluate-decode", **{"embed.encoder": "glove", "evaluate.decode.top_k": 2},
                literal={"evaluate.inputs.brain": [str(files["decode_brain"]), str(decode_captions["brain"])],
                         "evaluate.inputs.embeddings": str(files["emb"]),
                         "evaluate.inputs.captions": str(decode_captions["corpus"]),
                         "evaluate.inputs.references": str(decode_captions["references"]),
-                        "evaluate.decode.caption_metrics": ["bleu", "meteor", "rouge_l", "cider_d", "embedding"]})  # fmt: skip
+                        "evaluate.decode.caption_metrics": metrics})  # fmt: skip
     got = run_metrics(run_evaluate_decode(cfg).path, _paths(files["emb"].parent))
     check("evaluate_decode_captions", got)
 
