@@ -174,6 +174,14 @@ _DEMO_MODELS = {"efficientnet_lite0 features": "features", "baseline twin (λ=0)
                 "aligned twin (λ=1)": "aligned", "minilm caption embedding": "captions"}  # fmt: skip
 _OBJECTS92_MODELS = {"efficientnet_lite0 image features": "features", "minilm description embedding": "descriptions",
                      "language-aligned image features (image→text map)": "image_to_text"}  # fmt: skip
+#: evaluate decode: the decoded representation is the model ``embeddings``, its rows' target ``all`` (every voxel)
+_DECODE: list[tuple[str, Any]] = [
+    (r"^decode\.([^.]+)\.splits$", lambda m: f"info.targets.brain.subjects.{m[1]}.splits"),
+    (r"^decode\.([^.]+)\.(\w+)$", lambda m: f"results.decode.embeddings.all.subjects.{m[1]}.{m[2]}"),
+    (r"^decode_mean\.(\w+)$", lambda m: f"results.decode.embeddings.all.{m[1]}"),
+    (r"^caption_metrics\.([^.]+)\.(\w+)\.(\w+)$", lambda m: f"results.decode.embeddings.{m[2]}.subjects.{m[1]}.{m[3]}"),
+    (r"^embeddings$", lambda m: "info.models.embeddings.path"),
+]
 OLD_TO_NEW: dict[str, list[tuple[str, Any]]] = {
     "demo": [
         (r"^encoding\.(.+) \| (\w+)\.(\w+)$", lambda m: f"results.encoding.{_DEMO_MODELS[m[1]]}.{m[2]}.{m[3]}"),
@@ -196,6 +204,8 @@ OLD_TO_NEW: dict[str, list[tuple[str, Any]]] = {
         (r"^(rois\.)?rsa\.(.+)\.([^.]+)\.mean$", lambda m: f"{m[1] or ''}results.rsa.{m[2]}.{m[3]}.mean"),
         (r"^(rois\.)?rsa\.(.+)\.([^.]+)\.se$", lambda m: f"{m[1] or ''}results.rsa.{m[2]}.{m[3]}.sem"),
     ],
+    "evaluate_decode": _DECODE,
+    "evaluate_decode_captions": _DECODE,
     "nsd_objects92": [
         (
             r"^rsa\.(\w+)\.(\w+)\.(mean|se)$",
@@ -382,7 +392,8 @@ def test_evaluate_decode(files: dict[str, Path], tmp_path: Path) -> None:
                literal={"evaluate.inputs.brain": [str(files["decode_brain"])],
                         "evaluate.inputs.embeddings": str(files["emb"]),
                         "evaluate.inputs.captions": str(files["captions"])})  # fmt: skip
-    check("evaluate_decode", run_metrics(run_evaluate_decode(cfg).path, _paths(files["emb"].parent)))
+    got = run_metrics(run_evaluate_decode(cfg).path, _paths(files["emb"].parent))
+    check("evaluate_decode", through_mapping("evaluate_decode", got))
 
 
 @pytest.fixture(scope="module")
@@ -424,7 +435,7 @@ def test_evaluate_decode_captions(files: dict[str, Path], decode_captions: dict[
                         "evaluate.inputs.references": str(decode_captions["references"]),
                         "evaluate.decode.caption_metrics": metrics})  # fmt: skip
     got = run_metrics(run_evaluate_decode(cfg).path, _paths(files["emb"].parent))
-    check("evaluate_decode_captions", got)
+    check("evaluate_decode_captions", through_mapping("evaluate_decode_captions", got))
 
 
 # ------------------------------------------------------------------------------------------- fine-tuning studies
