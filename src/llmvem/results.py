@@ -99,6 +99,27 @@ def seed_means(frame: pd.DataFrame) -> pd.DataFrame:
     return out.assign(seed="mean")[list(COLUMNS)]
 
 
+def subject_means(frame: pd.DataFrame, evaluation: str) -> pd.DataFrame:
+    """The aggregate rows (``subject == ""``) of one evaluation's per-subject rows: the mean over subjects of every
+    (model, seed, target, metric), NaN left out, and ``n_subjects`` per (model, seed, target).
+
+    >>> t = ResultTable()
+    >>> t.add("decode", "emb", "all", {"top1": 0.5}, subject="s1")
+    >>> t.add("decode", "emb", "all", {"top1": 0.75}, subject="s2")
+    >>> subject_means(t.frame(), "decode")[["subject", "metric", "value"]].values.tolist()
+    [['', 'top1', 0.625], ['', 'n_subjects', 2.0]]
+    """
+    import pandas as pd
+
+    rows = frame[(frame["evaluation"] == evaluation) & (frame["subject"] != "")]
+    keys = ["evaluation", "model", "seed", "target"]
+    means = rows.groupby([*keys, "metric"], sort=False, as_index=False)["value"].mean()
+    counts = rows.groupby(keys, sort=False, as_index=False)["subject"].nunique()
+    counts = counts.rename(columns={"subject": "value"}).assign(metric="n_subjects", value=lambda d: d["value"] * 1.0)
+    out = pd.concat([means, counts], ignore_index=True).assign(subject="")
+    return out[list(COLUMNS)]
+
+
 def _put(tree: dict[str, Any], path: list[str], metric: str, value: float) -> None:
     node = tree
     for part in path:

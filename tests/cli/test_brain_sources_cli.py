@@ -211,8 +211,9 @@ def test_rsa_and_decode_over_the_subjects_of_one_source(world: dict[str, Path], 
     (run,) = tmp_path.glob("evaluate-decode-*")
     dec = pd.read_csv(run / "decode.csv")
     assert list(dec["subject"]) == subjects
-    mean = json.loads((run / "metrics.json").read_text())["decode_mean"]
+    mean = json.loads((run / "metrics.json").read_text())["results"]["decode"]["embeddings"]["all"]
     np.testing.assert_allclose(mean["identification_accuracy"], dec["identification_accuracy"].mean())
+    assert mean["n_subjects"] == 2 and list(mean["subjects"]) == subjects
 
 
 def test_vertices_unknown_scores_stand_and_maps_are_skipped(world: dict[str, Path], tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,14 @@ _FOLDER_COMMON: list[tuple[str, Any]] = [
     (r"^retrieval\.chance$", lambda m: "results.retrieval.aligned.descriptions.chance"),
     (r"^(seeds\[\d+\])$", lambda m: f"study.{m[1]}"),
 ]
+#: evaluate decode: the decoded representation is the model ``embeddings``, its rows' target ``all`` (every voxel)
+_DECODE: list[tuple[str, Any]] = [
+    (r"^decode\.([^.]+)\.splits$", lambda m: f"info.targets.brain.subjects.{m[1]}.splits"),
+    (r"^decode\.([^.]+)\.(\w+)$", lambda m: f"results.decode.embeddings.all.subjects.{m[1]}.{m[2]}"),
+    (r"^decode_mean\.(\w+)$", lambda m: f"results.decode.embeddings.all.{m[1]}"),
+    (r"^caption_metrics\.([^.]+)\.(\w+)\.(\w+)$", lambda m: f"results.decode.embeddings.{m[2]}.subjects.{m[1]}.{m[3]}"),
+    (r"^embeddings$", lambda m: "info.models.embeddings.path"),
+]
 OLD_TO_NEW: dict[str, list[tuple[str, Any]]] = {
     "demo": [
         (r"^encoding\.(.+) \| (\w+)\.(\w+)$", lambda m: f"results.encoding.{_DEMO_MODELS[m[1]]}.{m[2]}.{m[3]}"),
@@ -210,6 +219,8 @@ OLD_TO_NEW: dict[str, list[tuple[str, Any]]] = {
         (r"^(rois\.)?rsa\.(.+)\.([^.]+)\.mean$", lambda m: f"{m[1] or ''}results.rsa.{m[2]}.{m[3]}.mean"),
         (r"^(rois\.)?rsa\.(.+)\.([^.]+)\.se$", lambda m: f"{m[1] or ''}results.rsa.{m[2]}.{m[3]}.sem"),
     ],
+    "evaluate_decode": _DECODE,
+    "evaluate_decode_captions": _DECODE,
     "nsd_objects92": [
         (
             r"^rsa\.(\w+)\.(\w+)\.(mean|se)$",
@@ -423,7 +434,50 @@ def test_evaluate_decode(files: dict[str, Path], tmp_path: Path) -> None:
                literal={"evaluate.inputs.brain": [str(files["decode_brain"])],
                         "evaluate.inputs.embeddings": str(files["emb"]),
                         "evaluate.inputs.captions": str(files["captions"])})  # fmt: skip
-    check("evaluate_decode", run_metrics(run_evaluate_decode(cfg).path, _paths(files["emb"].parent)))
+    got = run_metrics(run_evaluate_decode(cfg).path, _paths(files["emb"].parent))
+    check("evaluate_decode", through_mapping("evaluate_decode", got))
+
+
+@pytest.fixture(scope="module")
+def decode_captions(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """For decoding with caption metrics: a second, noisier brain source with its own splits (the first 45
+    stimuli train, the last 15 test), a corpus without the captions of s50–s59 and with a reworded second caption of
+    s00–s39, and references of two captions per stimulus (the caption and its rewording)."""
+    from llmvem.data.brain import BrainData
+    from llmvem.data.files import load_brain, save_brain
+
+    root = tmp_path_factory.mktemp("golden-decode")
+    rng = np.random.default_rng(2)
+    first = load_brain(files["decode_brain"])
+    ids = list(first.stimulus_ids)
+    y = first.responses + 1.5 * rng.standard_normal(first.responses.shape)
+    second = BrainData(y, ids, first.voxels, splits={"train": ids[:45], "test": ids[45:]}, name="subjE")
+    caps = {json.loads(s)["id"]: json.loads(s)["text"] for s in files["captions"].read_text().splitlines()}
+    reworded = {i: c.replace("a ", "one ", 1).replace(" on the ", " by the ") for i, c in caps.items()}
+    corpus = [(i, c) for i, c in caps.items() if int(i[1:]) < 50] + [(i, reworded[i]) for i in ids[:40]]
+    out = {"brain": save_brain(second, root / "subjE.npz"), "corpus": root / "corpus.jsonl",
+           "references": root / "references.jsonl"}  # fmt: skip
+    out["corpus"].write_text("".join(json.dumps({"id": i, "text": c}) + "\n" for i, c in corpus))
+    refs = [{"image": i, "text": t} for i in ids for t in (caps[i], reworded[i])]
+    out["references"].write_text("".join(json.dumps(r) + "\n" for r in refs))
+    return out
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="caption metrics need Java (coco-caption)")
+def test_evaluate_decode_captions(files: dict[str, Path], decode_captions: dict[str, Path], tmp_path: Path) -> None:
+    """Two brain sources (a random hold-out, own splits), retrieval where some test stimuli have no caption in the
+    corpus, decoded captions scored by every caption metric against two references each (the human ceiling)."""
+    from llmvem.pipeline.evaluate_files import run_evaluate_decode
+
+    metrics = ["bleu", "meteor", "rouge_l", "cider_d", "embedding"]
+    cfg = _cfg(tmp_path, name="evaluate-decode", **{"embed.encoder": "glove", "evaluate.decode.top_k": 2},
+               literal={"evaluate.inputs.brain": [str(files["decode_brain"]), str(decode_captions["brain"])],
+                        "evaluate.inputs.embeddings": str(files["emb"]),
+                        "evaluate.inputs.captions": str(decode_captions["corpus"]),
+                        "evaluate.inputs.references": str(decode_captions["references"]),
+                        "evaluate.decode.caption_metrics": metrics})  # fmt: skip
+    got = run_metrics(run_evaluate_decode(cfg).path, _paths(files["emb"].parent))
+    check("evaluate_decode_captions", through_mapping("evaluate_decode_captions", got))
 
 
 # ------------------------------------------------------------------------------------------- fine-tuning studies

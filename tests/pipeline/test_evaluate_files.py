@@ -175,9 +175,18 @@ def test_evaluate_decode_identifies_and_retrieves(tmp_path: Path) -> None:
                               "--output-dir", str(out), "--no-progress"])  # fmt: skip
     assert res.exit_code == 0, res.output
     run = _only_run(out)
-    row = pd.read_csv(run / "decode.csv").iloc[0]
+    table = pd.read_csv(run / "decode.csv")
+    assert list(table.columns) == ["subject", "model", "n_train", "n_test", "splits", "identification_accuracy", "top1",
+                                   "top1_chance", "mean_r", "retrieval_top3"]  # fmt: skip
+    row = table.iloc[0]
     assert row["n_test"] == 12 and row["identification_accuracy"] > 0.8 and row["top1"] > row["top1_chance"]
-    assert row["retrieval_top3"] >= 0.5
+    assert row["retrieval_top3"] >= 0.5 and row["splits"] == "random" and row["model"] == "embeddings"
+    # decode.csv derives from the one result table, as metrics.json (schema 2) does
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["schema"] == 2 and metrics["info"]["evaluations"]["decode"]["kind"] == "decode"
+    whole = metrics["results"]["decode"]["embeddings"]["all"]
+    assert whole["subjects"]["subjD"]["top1"] == pytest.approx(row["top1"]) and whole["n_subjects"] == 1
+    assert whole["identification_accuracy"] == pytest.approx(row["identification_accuracy"])
     lines = [json.loads(s) for s in (run / "retrieved_captions.jsonl").read_text().splitlines()]
     assert len(lines) == 12 and all(len(x["captions"]) == 3 for x in lines)
     assert (run / "decode.png").is_file() and "Decoding" in (run / "report.html").read_text()
@@ -232,8 +241,11 @@ def test_evaluate_decode_caption_metrics_with_human_ceiling(tmp_path: Path) -> N
     assert cap.loc["rouge_l", "score_over_ceiling"] == pytest.approx(
         cap.loc["rouge_l", "score"] / cap.loc["rouge_l", "human_ceiling"]
     )
-    m = json.loads((run / "metrics.json").read_text())["caption_metrics"]["subjD"]
-    assert m["rouge_l"]["score"] == pytest.approx(cap.loc["rouge_l", "score"])
+    metrics = json.loads((run / "metrics.json").read_text())
+    m = metrics["results"]["decode"]["embeddings"]["rouge_l"]["subjects"]["subjD"]
+    assert m["score"] == pytest.approx(cap.loc["rouge_l", "score"])
+    assert m["human_ceiling"] == pytest.approx(cap.loc["rouge_l", "human_ceiling"])
+    assert metrics["info"]["evaluations"]["decode"]["caption_references"] == {"subjD": "leave-one-out"}
 
 
 def test_evaluate_decode_caption_metric_errors(tmp_path: Path) -> None:

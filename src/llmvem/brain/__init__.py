@@ -2,6 +2,7 @@
 
 from llmvem.brain.banded import BandedFit, BandedRidgeEncoder, band_grid, banded_ridge_gcv
 from llmvem.brain.decode import (
+    CaptionCorpus,
     DecodingResult,
     Identification,
     Retrieval,
@@ -43,6 +44,7 @@ __all__ = [
     "BandedFit",
     "BandedRidgeEncoder",
     "BootstrapCI",
+    "CaptionCorpus",
     "DecodingResult",
     "EncodingResult",
     "Identification",

@@ -187,6 +187,52 @@ def decoded_captions(
     return out
 
 
+@dataclass(frozen=True)
+class CaptionCorpus:
+    """A caption corpus: c captions, the stimulus each describes (ids may repeat) and their (c, d) embeddings.
+
+    Example
+    -------
+    >>> corpus = CaptionCorpus(["a", "a", "b"], ["a dog", "one dog", "a car"], np.array([[1.0, 0], [1, 0.1], [0, 1]]))
+    >>> corpus.references()
+    {'a': ['a dog', 'one dog'], 'b': ['a car']}
+    >>> ret = corpus.retrieve(np.array([[1.0, 0.05], [0.9, 0.2]]), k=1)
+    >>> ret.texts, corpus.own_in_top_k(ret, ["a", "b"])
+    ([['one dog'], ['one dog']], 0.5)
+    """
+
+    ids: list[str]
+    texts: list[str]
+    embeddings: np.ndarray
+
+    def references(self) -> dict[str, list[str]]:
+        """Stimulus id → its captions in the corpus, in corpus order."""
+        refs: dict[str, list[str]] = {}
+        for cid, text in zip(self.ids, self.texts, strict=True):
+            refs.setdefault(cid, []).append(text)
+        return refs
+
+    def retrieve(self, queries: np.ndarray, *, k: int = 1, metric: Similarity | str = "cosine") -> Retrieval:
+        """The ``k`` nearest captions of each (m, d) query (:func:`retrieve_captions`)."""
+        return retrieve_captions(queries, self.embeddings, self.texts, k=k, metric=metric)
+
+    def own_in_top_k(self, retrieval: Retrieval, query_ids: Sequence[str]) -> float | None:
+        """Retrieval accuracy at k: the fraction of queries with a caption of their own in the corpus that have one
+        among their k retrieved captions (``None`` when no query has a caption of its own)."""
+        have = set(self.ids)
+        hits = [any(self.ids[j] == q for j in row) for q, row in zip(query_ids, retrieval.indices, strict=True)
+                if q in have]  # fmt: skip
+        return float(np.mean(hits)) if hits else None
+
+    def decoded(
+        self, queries: np.ndarray, query_ids: Sequence[str], *, exclude_own: bool = True,
+        metric: Similarity | str = "cosine",
+    ) -> list[str]:  # fmt: skip
+        """The caption decoded for each query (:func:`decoded_captions`)."""
+        return decoded_captions(queries, self.embeddings, self.texts, self.ids, query_ids, exclude_own=exclude_own,
+                                metric=metric)  # fmt: skip
+
+
 @dataclass
 class DecodingResult:
     """A brain → embedding decoder evaluated on held-out stimuli.
@@ -202,6 +248,13 @@ class DecodingResult:
     predicted: np.ndarray
     r: np.ndarray
     identification: Identification
+
+    def scores(self) -> dict[str, float]:
+        """The scores of one decoder: ``identification_accuracy`` (chance 0.5), ``top1`` beside ``top1_chance``
+        (1 / m), ``mean_r`` (the mean over test stimuli of the decoded-vs-true Pearson r, NaN rows left out)."""
+        ident = self.identification
+        return {"identification_accuracy": ident.accuracy, "top1": ident.top1,
+                "top1_chance": 1.0 / len(self.predicted), "mean_r": float(np.nanmean(self.r))}  # fmt: skip
 
 
 def fit_decoder(

@@ -23,11 +23,11 @@ import pandas as pd
 
 from llmvem.config import ExperimentConfig
 from llmvem.data.brain import BrainData
+from llmvem.data.brain_select import load_brain_sources, with_splits
 from llmvem.data.files import load_captions, load_matrix
 from llmvem.data.stimuli import align_ids
 from llmvem.errors import ConfigError, DataError
 from llmvem.pipeline.common import Log, console_log, embed_kwargs, make_store, ridge_from_config
-from llmvem.pipeline.evaluate_files import _brains, with_splits
 from llmvem.runs import RunDir, records_outcome, seed_everything
 from llmvem.store import atomic_write_text
 
@@ -110,7 +110,8 @@ def run_evaluate_captions(cfg: ExperimentConfig, run_dir: Path | None = None, lo
     if len(inp.features) != 1 or not inp.brain:
         raise ConfigError("evaluate captions: pass one -f (text-embedding features of the stimuli) and -b (brain)")
     feats = load_matrix(inp.features[0])
-    brains = [with_splits(b, cfg.evaluate.encoding.test_fraction, cfg.seed) for b in _brains(cfg)]
+    sources = load_brain_sources(inp.brain, subject=inp.subject, rois=inp.rois)
+    brains = [with_splits(b, cfg.evaluate.encoding.test_fraction, cfg.seed) for b in sources]
     for brain, _ in brains:
         align_ids(brain.stimulus_ids, feats.ids, f"brain {brain.name!r}", f"features {feats.name!r}")
     texts, corpus = _corpus(cfg, feats.values.shape[1])

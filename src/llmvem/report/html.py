@@ -487,7 +487,8 @@ def build_report(run_dir: str | Path, title: str | None = None) -> Path:
             Section(
                 "Decoding (brain → embedding)",
                 [
-                    f"{len(dec)} brain source(s). identification_accuracy: mean fraction of other test stimuli whose "
+                    f"{dec['subject'].nunique() if 'subject' in dec else len(dec)} brain source(s). "
+                    "identification_accuracy: mean fraction of other test stimuli whose "
                     "embedding is less similar to the decoded one than the true embedding (chance 0.5); top1: "
                     "fraction identified first (chance top1_chance); mean_r: Pearson r of decoded and true "
                     "embeddings.",
