@@ -115,9 +115,55 @@ def test_compare_and_report_read_runner_studies(tmp_path: Path) -> None:
     pair = rows[rows["section"] == "vs_descriptions"].iloc[0]
     assert pair["name"] == "nouns - descriptions" and pair["value"] == 0.027 and pair["p"] == 0.03
     hed = rows[rows["section"] == "hed"]
-    assert list(zip(hed["name"], hed["brain_set"], hed["value"], strict=True)) == [("aligned", "label_accuracy", 0.6)]
+    assert list(zip(hed["name"], hed["brain_set"], hed["metric"], hed["value"], strict=True)) == [
+        ("aligned", "hed", "label_accuracy", 0.6)
+    ]
     html = build_report(d).read_text()
     assert "Paired differences" in html and "nouns - descriptions" in html and (d / "paired.png").is_file()
     (d / "metrics.json").write_text(json.dumps({"schema": 2, "results": {}, "info": {}}))
-    with pytest.raises(DataError, match="has no RSA evaluation"):
+    with pytest.raises(DataError, match="has no results"):
         compare_runs([d])
+
+
+def _folder_run(root: Path, name: str, it_r: float) -> Path:
+    """A runner study without RSA (the folder study with a voxel task): encoding per ROI, retrieval, held-out."""
+    from llmvem.results import ResultTable, to_nested
+
+    t = ResultTable()
+    for model, shift in (("aligned", 0.0), ("twin", -0.02)):
+        for roi, r in (("IT", it_r), ("EVC", 0.1)):
+            t.add("voxels", model, roi, {"mean_r": r + shift, "n_voxels": 40})
+        t.add("retrieval", model, "descriptions", {"top1": 0.3 + shift})
+    t.add("aligned_vs_twin", "aligned - twin", "IT", {"diff_mean": 0.02, "ci95_low": None, "ci95_high": None})
+    d = root / name
+    d.mkdir()
+    info = {"evaluations": {"voxels": {"kind": "heldout_task"}, "retrieval": {"kind": "retrieval"},
+                            "aligned_vs_twin": {"kind": "paired"}}}  # fmt: skip
+    (d / "metrics.json").write_text(json.dumps({"schema": 2, "results": to_nested(t.frame()), "info": info}))
+    return d
+
+
+def test_compare_runs_without_rsa(tmp_path: Path) -> None:
+    """Folder runs (no RSA) compare too: every evaluation's scores as rows, the bars show the first score per
+    target of the representation asked for."""
+    a, b = _folder_run(tmp_path, "lam0", 0.3), _folder_run(tmp_path, "lam1", 0.35)
+    t = compare_runs([a, b])
+    it = t[(t["section"] == "voxels") & (t["name"] == "aligned") & (t["brain_set"] == "IT")]
+    assert list(zip(it["run"], it["metric"], it["value"], strict=True)) == [
+        ("lam0", "mean_r", 0.3),
+        ("lam0", "n_voxels", 40.0),
+        ("lam1", "mean_r", 0.35),
+        ("lam1", "n_voxels", 40.0),
+    ]
+    top1 = t[(t["section"] == "retrieval") & (t["name"] == "twin")].set_index("run")["value"]
+    assert top1.to_dict() == pytest.approx({"lam0": 0.28, "lam1": 0.28})
+    pair = t[t["section"] == "aligned_vs_twin"].iloc[0]
+    assert pair["metric"] == "diff_mean" and pair["value"] == 0.02
+    csv, png = write_comparison([a, b], tmp_path / "out", representation="aligned")
+    assert pd.read_csv(csv).shape == t.shape and png.stat().st_size > 5000
+    from llmvem.report.compare import _bars
+
+    bars, what = _bars(t, "aligned")  # the encoding r per ROI, not the voxel count nor the first row
+    assert what == "voxels mean_r per target" and list(bars["value"]) == [0.3, 0.1, 0.35, 0.1]
+    with pytest.raises(DataError, match=r"no run has representation 'aligned_head'; they have \['aligned', 'twin'\]"):
+        write_comparison([a, b], tmp_path / "out")

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from llmvem.errors import ConfigError, DataError
@@ -177,3 +178,15 @@ def test_human_ceiling_on_special100(data_dir: Path) -> None:
     assert gpt4.corpus["rouge_l"] < c.corpus["rouge_l"]
     table = cm.caption_table(gpt4, c)
     assert table.loc[0, "score_over_ceiling"] == pytest.approx(gpt4.corpus["rouge_l"] / c.corpus["rouge_l"])
+
+
+def test_caption_table_leaves_no_ratio_over_a_near_zero_ceiling() -> None:
+    """BLEU-4 of captions sharing no 4-gram is ~1e-9, not 0: dividing by it gave ratios of 1e5-1e8."""
+    per = pd.DataFrame({"bleu_4": [0.2], "rouge_l": [0.4]}, index=["a"])
+    model = cm.CaptionScores({"bleu_4": 2e-7, "rouge_l": 0.4}, per, "leave-one-out")
+    ceiling = cm.CaptionScores({"bleu_4": 3e-9, "rouge_l": 0.5}, per, "leave-one-out")
+    table = cm.caption_table(model, ceiling).set_index("metric")
+    assert np.isnan(table.loc["bleu_4", "score_over_ceiling"])
+    assert table.loc["bleu_4", "human_ceiling"] == 3e-9  # the ceiling itself is still reported
+    assert table.loc["rouge_l", "score_over_ceiling"] == pytest.approx(0.8)
+    assert np.isnan(cm.caption_table(model, None).loc[0, "score_over_ceiling"])

@@ -1,5 +1,6 @@
-"""Several runs side by side (a λ sweep, two targets, CPU vs GPU …): their RSA, paired differences and held-out
-accuracy in one long table, and one representation's RSA per brain set as grouped bars.
+"""Several runs side by side (a λ sweep, two targets, CPU vs GPU …): their RSA, paired differences, held-out
+accuracy and (runner studies) every other evaluation's scores in one long table, and one representation's RSA per
+brain set (or, for runs without RSA, its first other score per target) as grouped bars.
 
 Example
 -------
@@ -21,7 +22,12 @@ if TYPE_CHECKING:
 
 #: the paired blocks of a run's metrics.json and how the table names them
 _PAIRED = {"paired": "aligned − twin, pooled", "paired_heads": "aligned − twin, last layers"}
-COLUMNS = ("run", "section", "name", "brain_set", "value", "se", "ci95_low", "ci95_high", "p")
+COLUMNS = ("run", "section", "name", "brain_set", "value", "se", "ci95_low", "ci95_high", "p", "metric")
+#: evaluation kinds with their own rows (RSA: mean and SE; paired: difference, CI, p); other kinds' rows as they are
+_OWN_ROWS = ("rsa", "paired")
+#: which score a run without RSA shows in compare.png, first found first (else the representation's first row)
+_BAR_METRICS = ("mean_r", "mean", "score", "top1", "label_accuracy", "accuracy", "r2")
+_RSA_BARS = "RSA per brain set"
 
 
 def _metrics(run_dir: Path) -> dict[str, Any]:
@@ -35,10 +41,8 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
         raise DataError(f"{run_dir} has no metrics.json: not a finished run directory (llmvem evaluate writes it)")
     metrics = _read_json(path)
     if isinstance(metrics, dict) and metrics.get("schema") == 2:  # a runner study (llmvem.results)
-        from llmvem.report.tables import study_tables
-
-        if study_tables(metrics)[0].empty:
-            raise DataError(f"{path} has no RSA evaluation: compare reads runs of studies with RSA (objects92 ...)")
+        if not metrics.get("results"):
+            raise DataError(f"{path} has no results: the study ran no evaluation (llmvem demo NAME --until evaluate)")
         return metrics
     if not isinstance(metrics, dict) or not isinstance(metrics.get("rsa"), dict):
         raise DataError(
@@ -73,40 +77,49 @@ def _study_rows(run: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
     rsa, paired = study_tables(metrics)
     rows = [{"run": run, "section": "rsa", "name": r.model, "brain_set": r.target, "value": _num(r.mean),
-             "se": _num(r.sem)} for r in rsa.itertuples()]  # fmt: skip
+             "se": _num(r.sem), "metric": "mean"} for r in rsa.itertuples()]  # fmt: skip
     rows += [{"run": run, "section": r.layer, "name": r.name, "brain_set": r.brain_set, "value": _num(r.diff),
-              "ci95_low": _num(r.ci95_low), "ci95_high": _num(r.ci95_high), "p": _num(r.p)}
+              "ci95_low": _num(r.ci95_low), "ci95_high": _num(r.ci95_high), "p": _num(r.p), "metric": "diff_mean"}
              for r in paired.itertuples()]  # fmt: skip
-    rows += _heldout_rows(run, metrics)
+    rows += _other_rows(run, metrics)
     return rows
 
 
-def _heldout_rows(run: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """The held-out task scores of a runner study (evaluations of kind ``heldout_task``, the NSD study's ``hed``):
-    section = the evaluation, name = the model, brain_set = the metric, value = the mean over seeds."""
-    from llmvem.results import from_nested
+def _whole(metrics: dict[str, Any], kinds: Sequence[str], keep: bool) -> pd.DataFrame:
+    """The whole-model rows (seed ``""`` / mean, subject ``""``) of the evaluations whose kind is in ``kinds``
+    (``keep``) or is not (``not keep``)."""
+    from llmvem.results import WHOLE, from_nested
 
-    kinds = {k: v.get("kind") for k, v in (metrics.get("info", {}).get("evaluations") or {}).items()}
-    chosen = {k: v for k, v in (metrics.get("results") or {}).items() if kinds.get(k) == "heldout_task"}
+    kind = {k: v.get("kind") for k, v in (metrics.get("info", {}).get("evaluations") or {}).items()}
+    chosen = {k: v for k, v in (metrics.get("results") or {}).items() if (kind.get(k) in kinds) == keep}
     frame = from_nested(chosen)
-    whole = frame[(frame["seed"] == "") & (frame["subject"] == "")]
-    return [{"run": run, "section": r.evaluation, "name": r.model, "brain_set": r.metric, "value": r.value}
-            for r in whole.itertuples()]  # fmt: skip
+    return frame[frame["seed"].isin(WHOLE) & (frame["subject"] == "")]
+
+
+def _other_rows(run: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every other evaluation's scores (held-out task, encoding, retrieval, decoding, layer sweeps …): section = the
+    evaluation, name = the model, brain_set = the target (ROI, RDM set, label set …), metric = the metric's name,
+    value = the whole model's (the mean over seeds)."""
+    return [{"run": run, "section": r.evaluation, "name": r.model, "brain_set": r.target, "value": r.value,
+             "metric": r.metric} for r in _whole(metrics, _OWN_ROWS, keep=False).itertuples()]  # fmt: skip
 
 
 def compare_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> pd.DataFrame:
     """One long table of several runs' results.
 
     Args:
-        run_dirs: run directories holding a ``metrics.json`` with an ``rsa`` block.
+        run_dirs: run directories: runner studies (``metrics.json`` schema 2, any evaluations) or the hand-written
+            RSA experiments' (an ``rsa`` block).
         labels: a name per run (default: the directories' names; they must differ).
     Returns:
-        rows with columns ``run``, ``section`` (``rsa``, ``aligned − twin, pooled``, ``aligned − twin, last
-        layers``, ``aligned − untouched``, ``hed``), ``name`` (representation, comparison or condition),
-        ``brain_set`` (or the HED metric), ``value`` (mean over subjects, difference, or accuracy), ``se``,
-        ``ci95_low`` / ``ci95_high`` (over seeds), ``p`` (paired t over subjects).
+        rows with columns ``run``, ``section`` (``rsa``, a paired evaluation's name or ``aligned − twin, pooled``
+        …, ``hed``, or any other evaluation's name: ``encoding``, ``retrieval``, ``decode`` …), ``name``
+        (representation, comparison or condition), ``brain_set`` (RDM set, ROI or target), ``value`` (mean over
+        subjects, difference, accuracy, r …), ``se``, ``ci95_low`` / ``ci95_high`` (over seeds), ``p`` (paired t
+        over subjects), ``metric`` (``mean`` for RSA, ``diff_mean`` for pairs, else the evaluation's metric:
+        ``mean_r``, ``label_accuracy``, ``top1`` …).
     Raises:
-        DataError: no run, a directory without RSA results, or two runs with the same label.
+        DataError: no run, a directory without results, or two runs with the same label.
     """
     import pandas as pd
 
@@ -125,7 +138,7 @@ def compare_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = 
             rows += _study_rows(run, m)
             continue
         for rep, brain_set, v in _rsa_entries(m["rsa"], d):
-            rows.append({"run": run, "section": "rsa", "name": rep, "brain_set": brain_set,
+            rows.append({"run": run, "section": "rsa", "name": rep, "brain_set": brain_set, "metric": "mean",
                          "value": _num(v.get("mean")), "se": _num(v.get("se", v.get("sem")))})  # fmt: skip
         blocks = [(_PAIRED[k], "aligned − twin", m.get(k)) for k in _PAIRED]
         blocks += [("aligned − untouched", rep, b) for rep, b in (m.get("paired_pretrained") or {}).items()]
@@ -134,10 +147,11 @@ def compare_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = 
                 lo, hi = [*(p.get("ci95") or []), None, None][:2]
                 rows.append({"run": run, "section": section, "name": name, "brain_set": brain_set,
                              "value": _num(p.get("diff_mean")), "ci95_low": _num(lo), "ci95_high": _num(hi),
-                             "p": _num(p.get("p_paired_t_subjects"))})  # fmt: skip
+                             "p": _num(p.get("p_paired_t_subjects")), "metric": "diff_mean"})  # fmt: skip
         for condition, scores in (m.get("hed") or {}).items():
             for metric, v in (scores or {}).items():
-                rows.append({"run": run, "section": "hed", "name": condition, "brain_set": metric, "value": _num(v)})
+                rows.append({"run": run, "section": "hed", "name": condition, "brain_set": "hed", "value": _num(v),
+                             "metric": metric})  # fmt: skip
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -148,7 +162,8 @@ def write_comparison(
     representation: str = "aligned_head",
 ) -> tuple[Path, Path]:
     """Write ``compare.csv`` (:func:`compare_runs`) and ``compare.png`` (``representation``'s RSA per brain set,
-    one bar per run, ± SE over subjects) into ``out_dir``; returns their paths.
+    one bar per run, ± SE over subjects; for runs without RSA its first other score per target, e.g. the encoding
+    ``mean_r`` per ROI) into ``out_dir``; returns their paths.
 
     Raises:
         DataError: as :func:`compare_runs`, or no run has ``representation`` (the message lists those they have).
@@ -156,16 +171,31 @@ def write_comparison(
     from llmvem.report.plots import plot_rsa
 
     table = compare_runs(run_dirs, labels)
-    rsa = table[(table["section"] == "rsa") & (table["name"] == representation)]
-    if rsa.empty:
-        have = sorted(set(table.loc[table["section"] == "rsa", "name"]))
-        raise DataError(f"compare: no run has representation {representation!r}; they have {have}")
+    bars, what = _bars(table, representation)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "compare.csv"
     table.to_csv(csv, index=False)
-    bars = rsa.rename(columns={"run": "model", "brain_set": "target", "value": "mean", "se": "sem"}).assign(
+    bars = bars.rename(columns={"run": "model", "brain_set": "target", "value": "mean", "se": "sem"}).assign(
         noise_lower=float("nan"), noise_upper=float("nan")
     )
-    png = plot_rsa(bars, out / "compare.png", title=f"{representation}: RSA per brain set, one bar per run")
+    ylabel = None if what == _RSA_BARS else what.split(" per ")[0]
+    png = plot_rsa(bars, out / "compare.png", title=f"{representation}: {what}, one bar per run", ylabel=ylabel)
     return csv, png
+
+
+def _bars(table: pd.DataFrame, representation: str) -> tuple[pd.DataFrame, str]:
+    """The rows ``compare.png`` draws and what they are: ``representation``'s RSA where any run has RSA, else its
+    rows of one (section, metric) of the other evaluations: the first metric in :data:`_BAR_METRICS`, else the
+    first row's (differences left out)."""
+    rsa = table["section"] == "rsa"
+    drawn = rsa if rsa.any() else table["metric"] != "diff_mean"  # without RSA: scores per target, no differences
+    mine = table[drawn & (table["name"] == representation)]
+    if not mine.empty:
+        if (mine["section"] == "rsa").all():
+            return mine, _RSA_BARS
+        rank = mine["metric"].map(lambda m: _BAR_METRICS.index(m) if m in _BAR_METRICS else len(_BAR_METRICS))
+        section, metric = mine.loc[rank.idxmin(), ["section", "metric"]]
+        return mine[(mine["section"] == section) & (mine["metric"] == metric)], f"{section} {metric} per target"
+    have = sorted(set(table.loc[drawn, "name"]))
+    raise DataError(f"compare: no run has representation {representation!r}; they have {have}")

@@ -196,7 +196,11 @@ def plot_encoding(df: pd.DataFrame, path: str | Path, title: str | None = None) 
 
 
 def plot_rsa(
-    df: pd.DataFrame, path: str | Path, title: str | None = None, subjects: pd.DataFrame | None = None
+    df: pd.DataFrame,
+    path: str | Path,
+    title: str | None = None,
+    subjects: pd.DataFrame | None = None,
+    ylabel: str | None = None,
 ) -> Path:
     """Grouped bars of mean RDM correlation per target (± sem) over a grey noise-ceiling band per target.
 
@@ -207,6 +211,7 @@ def plot_rsa(
         title: figure title.
         subjects: optional per-subject scores (columns ``model``, ``target``, ``subject``, ``score``; several rows
             per subject, e.g. one per seed, are averaged), drawn as points on their bars.
+        ylabel: the y axis (default: "RDM correlation" and the method); other scores per target reuse the bars.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -246,7 +251,7 @@ def plot_rsa(
     ax.set_ylim(top=max(top, 0.0) * 1.12 + 1e-3)
     methods = _unique(df["method"].dropna()) if "method" in df.columns else []
     metric = f" ({_METHOD_LABELS.get(str(methods[0]).lower(), str(methods[0]))})" if len(methods) == 1 else ""
-    ax.set_ylabel(f"RDM correlation{metric}")
+    ax.set_ylabel(ylabel or f"RDM correlation{metric}")
     ax.set_title(title or "Model RDM vs. target RDMs", fontsize=11)
     handles, labels = ax.get_legend_handles_labels()
     if has_band:

@@ -14,6 +14,9 @@ encoder; MiniLM by default).
 The human ceiling (:func:`human_ceiling`) scores each human caption against the image's other captions
 (leave-one-out) and averages the rounds. With ``matched=True`` (:func:`score_captions`) a model's caption is scored
 against the same leave-one-out reference sets, so model and ceiling see equally many references (4 of 5 on COCO).
+A ceiling below :data:`MIN_CEILING` (BLEU-3/4 of captions that share no 3- or 4-grams come out as ~1e-6 to 1e-9:
+pycocoevalcap's BLEU never returns an exact zero) leaves ``score_over_ceiling`` undefined (NaN) rather than a ratio
+of two roundings in the thousands or millions.
 
 Example
 -------
@@ -335,8 +338,13 @@ def human_ceiling(
     return CaptionScores(corpus, per, "leave-one-out", metrics)
 
 
+#: a human ceiling below this gives no ``score_over_ceiling`` (NaN): the ratio of two near-zero scores means nothing
+MIN_CEILING = 1e-3
+
+
 def caption_table(model: CaptionScores, ceiling: CaptionScores | None) -> pd.DataFrame:
-    """One row per metric column: the model's corpus score, the human ceiling and their ratio.
+    """One row per metric column: the model's corpus score, the human ceiling and their ratio (NaN where the
+    ceiling is missing or below :data:`MIN_CEILING`).
 
     Returns:
         columns ``metric``, ``score``, ``human_ceiling``, ``score_over_ceiling``, ``n_images``, ``references``.
@@ -344,7 +352,7 @@ def caption_table(model: CaptionScores, ceiling: CaptionScores | None) -> pd.Dat
     rows = []
     for col, value in model.corpus.items():
         ceil = None if ceiling is None else ceiling.corpus.get(col)
-        ratio = value / ceil if ceil not in (None, 0.0) else float("nan")
+        ratio = value / ceil if ceil is not None and ceil >= MIN_CEILING else float("nan")
         rows.append(
             {"metric": col, "score": value, "human_ceiling": np.nan if ceil is None else ceil,
              "score_over_ceiling": ratio, "n_images": model.n_images, "references": model.references}
