@@ -648,3 +648,30 @@ def test_nsd_objects92_old_config(data_dir: Path, tmp_path: Path) -> None:
     with pytest.warns(LegacyConfigWarning, match="nsd-objects92"):
         run = run_nsd_objects92(cfg)
     check("nsd_objects92", _nsd_metrics(run.path, tmp_path, data_dir), loose=NSD_LOOSE)
+
+
+# ------------------------------------------------------------------------- nsd-objects92, visual-words variant
+#: the tiny visual-words subset (tests/visualwords/test_nsd_objects92_words.py): the first 40 described NSD images,
+#: 1 seed, 1 epoch, the top block only, tf bags of words, 50 shuffles of the precision@k null
+NSD_WORDS_TINY = {"finetune.n_images": 40, "finetune.seeds": "[0]", "finetune.epochs": 1,
+                  "finetune.trainable_blocks": 1, "finetune.batch_size": 16, "finetune.loss": "visual_words",
+                  "finetune.bow_weighting": "tf", "words.n_shuffles": 50}  # fmt: skip
+
+
+def _words_file(run_path: Path) -> dict[str, Any]:
+    """The numbers and words of ``visual_words.json`` (precision@k, prior, objects92, the words), as
+    ``visual_words_json.<key>``."""
+    vw = json.loads((run_path / "visual_words.json").read_text())
+    return {f"visual_words_json.{k}": v for k, v in flatten(vw).items()}
+
+
+@pytest.mark.slow  # ~60 s: 40 NSD + 92 objects92 images through EfficientNet, two fine-tunes, 30,522-token head
+def test_nsd_objects92_words_old_config(data_dir: Path, tmp_path: Path) -> None:
+    """The old config with finetune.loss: visual_words (the VW-LMM head, PIF features, held-out precision@k)."""
+    from llmvem.pipeline import run_nsd_objects92
+
+    cfg = _cfg(tmp_path, Path(__file__).resolve().parents[2] / "configs" / "nsd-objects92.yaml",
+               data_dir=str(data_dir), **NSD_WORDS_TINY)  # fmt: skip
+    run = run_nsd_objects92(cfg)
+    got = {**run_metrics(run.path, _paths(tmp_path, data_dir)), **_words_file(run.path)}
+    check("nsd_objects92_words", got, loose=NSD_LOOSE)
