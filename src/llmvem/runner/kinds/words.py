@@ -150,6 +150,9 @@ def _check_readout(p: ReadoutParams, state: RunState, name: str) -> None:
             raise ConfigError(f"{where}: {p.model!r} trained on {rep.trained_on!r} with vocabulary {vocab.name!r}; "
                               f"the words {p.words!r} are of {bags.stimuli!r}, vocabulary "
                               f"{bags.bags.vocab.name!r}")  # fmt: skip
+        if not state.source(rep.stimuli).texts:
+            raise ConfigError(f"{where}: the images {p.model!r} represents ({rep.stimuli!r}) have no descriptions "
+                              "to score its words against")  # fmt: skip
     state.source(bags.stimuli).split_indices(p.split)
 
 
