@@ -648,3 +648,70 @@ def test_nsd_objects92_old_config(data_dir: Path, tmp_path: Path) -> None:
     with pytest.warns(LegacyConfigWarning, match="nsd-objects92"):
         run = run_nsd_objects92(cfg)
     check("nsd_objects92", _nsd_metrics(run.path, tmp_path, data_dir), loose=NSD_LOOSE)
+
+
+# ------------------------------------------------------------------------- nsd-objects92, visual-words variant
+#: the tiny visual-words subset (tests/visualwords/test_nsd_objects92_words.py): the first 40 described NSD images,
+#: 1 seed, 1 epoch, the top block only, tf bags of words, 50 shuffles of the precision@k null
+NSD_WORDS_TINY = {"finetune.n_images": 40, "finetune.seeds": "[0]", "finetune.epochs": 1,
+                  "finetune.trainable_blocks": 1, "finetune.batch_size": 16, "finetune.loss": "visual_words",
+                  "finetune.bow_weighting": "tf", "words.n_shuffles": 50}  # fmt: skip
+#: the same as overrides of the study nsd-objects92-words (λ = 0.03: the pinned run used the old config's, which the
+#: study file sets to 1)
+NSD_WORDS_STUDY = {"stimuli.nsd.n_images": 40, "seeds": "[0]", "finetune.epochs": 1, "finetune.trainable_blocks": 1,
+                   "finetune.batch_size": 16, "finetune.bow_weighting": "tf", "words.n_shuffles": 50,
+                   "finetune.lambda_align": 0.03, "progress": False}  # fmt: skip
+#: the hand-written study's ``visual_words`` section → the ``words`` evaluation (word_readout): held-out precision
+#: on the ``nsd`` source, the 92 objects' on ``objects92``, the training prior as the model ``prior``;
+#: ``visual_words.json`` keeps its layout (``visual_words_json.*``: every number and word of the file)
+_WORDS_TARGETS = {"precision": "nsd", "objects92_precision": "objects92"}
+OLD_TO_NEW["nsd_objects92_words"] = [
+    *OLD_TO_NEW["nsd_objects92"],
+    (
+        r"^visual_words\.(precision|objects92_precision)\.mean\.(\w+)$",
+        lambda m: f"results.words.aligned.{_WORDS_TARGETS[m[1]]}.{m[2]}",
+    ),
+    (
+        r"^visual_words\.(precision|objects92_precision)\.seed(\d+)\.(\w+)$",
+        lambda m: f"results.words.aligned.{_WORDS_TARGETS[m[1]]}.seeds.{m[2]}.{m[3]}",
+    ),
+    (r"^visual_words\.prior_precision$", lambda m: "results.words.prior.nsd.precision"),
+    (r"^(visual_words_json\..+)$", lambda m: m[1]),
+]
+
+
+def _words_metrics(run_path: Path, tmp_path: Path, data_dir: Path) -> dict[str, Any]:
+    """The run's numbers at the hand-written study's paths, and every leaf of ``visual_words.json`` as
+    ``visual_words_json.<key>``."""
+    import yaml
+
+    vw = json.loads((run_path / "visual_words.json").read_text())
+    got = {**run_metrics(run_path, _paths(tmp_path, data_dir)),
+           **{f"visual_words_json.{k}": v for k, v in flatten(vw).items()}}  # fmt: skip
+    seeds = yaml.safe_load((run_path / "study.yaml").read_text())["seeds"]
+    got.update({f"study.seeds[{k}]": s for k, s in enumerate(seeds)})
+    return through_mapping("nsd_objects92_words", got)
+
+
+@pytest.mark.slow  # ~60 s: 40 NSD + 92 objects92 images through EfficientNet, two fine-tunes, 30,522-token head
+def test_nsd_objects92_words_old_config(data_dir: Path, tmp_path: Path) -> None:
+    """The old config with finetune.loss: visual_words runs the study nsd-objects92-words, with the numbers of the
+    hand-written study it replaced (pinned before the port)."""
+    from llmvem.pipeline import run_nsd_objects92
+    from llmvem.runner.legacy import LegacyConfigWarning
+
+    cfg = _cfg(tmp_path, Path(__file__).resolve().parents[2] / "configs" / "nsd-objects92.yaml",
+               data_dir=str(data_dir), **NSD_WORDS_TINY)  # fmt: skip
+    with pytest.warns(LegacyConfigWarning, match="nsd-objects92-words"):
+        run = run_nsd_objects92(cfg)
+    check("nsd_objects92_words", _words_metrics(run.path, tmp_path, data_dir), loose=NSD_LOOSE)
+
+
+@pytest.mark.slow
+def test_nsd_objects92_words_study(data_dir: Path, tmp_path: Path) -> None:
+    """The built-in study nsd-objects92-words on the tiny subset."""
+    from llmvem.runner import run_study
+
+    run = run_study("nsd-objects92-words", overrides=NSD_WORDS_STUDY, data_dir=data_dir,
+                    output_dir=tmp_path / "runs")  # fmt: skip
+    check("nsd_objects92_words", _words_metrics(run.path, tmp_path, data_dir), loose=NSD_LOOSE)

@@ -1,4 +1,5 @@
-"""Fine-tuning / image→text targets averaged over several NSD describers and prompts."""
+"""Fine-tuning / image→text targets averaged over several NSD describers and prompts (the text targets of the
+runner: :func:`llmvem.text.embed.embed_text_sources` of ``NSDShared1000.description_sets``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 
 from llmvem.data.nsd_shared1000 import load_nsd_shared1000
 from llmvem.errors import DataError
-from llmvem.pipeline.common import description_targets
 from llmvem.text import embed_texts
+from llmvem.text.embed import embed_text_sources
 
 pytestmark = pytest.mark.data
 
@@ -27,19 +28,18 @@ def test_description_sets_and_mean_targets(data_dir: Path, tmp_path: Path) -> No
 
     emb_kw = {"store": ArtifactStore(tmp_path / "c"), "progress": False}
     ids = ["shared0001_nsd02951", "shared0430_nsd31937", "shared0002_nsd02991", "shared0003_nsd03050"]
-    keep, target, texts, what = description_targets(nsd, ["gemma3_4b", "qwen2.5vl_7b"], "general_description",
-                                                    emb_kw, ids)  # fmt: skip
-    assert keep == ids  # both of these describers cover every image asked for, in the order asked
+    two, two_sets = nsd.description_sets(["gemma3_4b", "qwen2.5vl_7b"], "general_description")
+    assert all(i in two_sets for i in ids)  # both of these describers cover every image asked for
+    target = embed_text_sources([[two_sets[i][k] for i in ids] for k in range(len(two))], **emb_kw)
     a = embed_texts([nsd.descriptions_for("gemma3_4b", "general_description")[i] for i in ids], **emb_kw)
     b = embed_texts([nsd.descriptions_for("qwen2.5vl_7b", "general_description")[i] for i in ids], **emb_kw)
     mean = (a + b) / np.linalg.norm(a + b, axis=1, keepdims=True)
     np.testing.assert_allclose(target, mean, atol=1e-6)
-    assert what == "mean of 2 describer × prompt sources" and texts[0].count("\n\n") >= 1
 
     # one source: exactly that source's embeddings (the cache key and numbers of single-source runs are unchanged)
-    _, one, _, what1 = description_targets(nsd, "gemma3_4b", "general_description", emb_kw, ids)
+    _, one_sets = nsd.description_sets("gemma3_4b", "general_description")
+    one = embed_text_sources([[one_sets[i][0] for i in ids]], **emb_kw)
     np.testing.assert_array_equal(one, a)
-    assert what1 == "gemma3_4b/general_description"
 
     with pytest.raises(DataError, match="no descriptions by model 'gpt-9'"):
         nsd.description_sets(["gemma3_4b", "gpt-9"], "all")

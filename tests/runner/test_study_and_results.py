@@ -109,11 +109,27 @@ def test_old_demo_config_becomes_the_demo_study_with_its_keys_moved() -> None:
     assert set(obj["settings"]["evaluate"]["rsa"]) == {"metric", "method"}  # the moved keys left the settings
 
 
+def test_old_visual_words_config_becomes_the_words_study() -> None:
+    """dataset.name: nsd_objects92 with finetune.loss: visual_words: the study nsd-objects92-words, the old config's
+    finetune section whole (its λ, not the study file's), its keys moved as for nsd-objects92."""
+    cfg = load_config(overrides={"dataset.name": "nsd_objects92", "finetune.loss": "visual_words",
+                                 "finetune.n_images": 40, "finetune.seeds": "[0]", "finetune.bow_weighting": "tf",
+                                 "finetune.aligned_task": "none", "words.n_shuffles": 50})  # fmt: skip
+    tree, text = translate_config(cfg)
+    assert yaml.safe_load(text) == tree
+    assert tree["name"] == "nsd_objects92" and tree["seeds"] == [0] and tree["stimuli"]["nsd"]["n_images"] == 40
+    ft = tree["settings"]["finetune"]
+    assert ft["loss"] == "visual_words" and ft["bow_weighting"] == "tf" and ft["lambda_align"] == 1.0
+    assert "seeds" not in ft and "n_images" not in ft and tree["settings"]["words"] == {"n_shuffles": 50}
+    assert tree["models"]["aligned"]["task"] == "none" and tree["models"]["aligned"]["text"] == "nsd_words"
+    assert tree["evaluations"]["words"]["kind"] == "word_readout"
+    with pytest.warns(FutureWarning, match=r"into the study 'nsd-objects92-words' \(llmvem/studies/nsd-objects92"):
+        study_from_config(cfg)
+
+
 def test_old_configs_without_a_study_say_what_to_do() -> None:
     with pytest.raises(ConfigError, match=r"'nsd_shared1000' is a dataset, not a study; studies: .*doerig-controls"):
         translate_config(load_config(overrides={"dataset.name": "nsd_shared1000"}))
-    with pytest.raises(ConfigError, match="runs as before"):
-        translate_config(load_config(overrides={"dataset.name": "nsd_objects92", "finetune.loss": "visual_words"}))
     with pytest.raises(ConfigError, match=r"dataset\.name=folder needs dataset\.images"):
         translate_config(load_config(overrides={"dataset.name": "folder"}))
     assert study_overrides("demo", {"dataset.n_images": "96"}, {"seed": 1}) == (

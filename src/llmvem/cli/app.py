@@ -351,8 +351,8 @@ def words(
     (skateboard, not skate).
 
     Examples:
-      llmvem train configs/nsd-objects92.yaml --data-dir ../shared/data --set finetune.loss=visual_words
-      llmvem words ../shared/data/objects92/images --model runs/nsd-objects92-20261122-101500 --top 10 --out w.json
+      llmvem demo nsd-objects92-words --data-dir ../shared/data
+      llmvem words ../shared/data/objects92/images --model runs/nsd-objects92-words-20261122-1015 --top 10 --out w.json
     """
     from llmvem.visualwords.run import save_words, words_from_config
 

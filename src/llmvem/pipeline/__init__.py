@@ -1,7 +1,7 @@
-"""The experiments' old entry points. ``run_encoding_demo`` and ``run_objects92_rsa`` are thin wrappers over the
-studies of the runner (:mod:`llmvem.runner`; an old config is translated with a warning); NSD → objects92,
-fine-tuning on your own image folder and ``evaluate_files`` are still hand-written until they are ported
-(docs/decisions/0013-runner.md).
+"""The experiments' old entry points: ``run_encoding_demo``, ``run_objects92_rsa``, ``run_nsd_objects92`` (its
+visual-words variant included) and ``run_finetune_folder`` are thin wrappers over the studies of the runner
+(:mod:`llmvem.runner`; an old config is translated with a warning); ``evaluate_files`` builds the studies of
+``llmvem evaluate encoding|rsa|decode`` (docs/decisions/0013-runner.md).
 """
 
 from llmvem.pipeline.encoding_demo import run_encoding_demo

@@ -2,10 +2,10 @@
 
 ``dataset.name: demo``, ``objects92``, ``nsd_objects92`` and ``folder`` become the built-in studies ``demo``,
 ``objects92``, ``nsd-objects92`` and ``folder-classifier`` / ``folder-voxels`` (by the task, :func:`folder_task`)
-with the old keys moved to where a study keeps them (:data:`MOVED`); every other key stays a setting.
+with the old keys moved to where a study keeps them (:data:`MOVED`); every other key stays a setting. Its
+visual-words variant (``finetune.loss: visual_words``) becomes ``nsd-objects92-words``.
 :func:`translate_config` returns the study and the YAML to write instead, which :func:`study_from_config` shows in
-a :class:`LegacyConfigWarning`. The visual-words variant of ``nsd_objects92`` has no study yet (its hand-written run
-goes on); ``nsd_shared1000`` is a dataset, not a study: it fails with the list of studies.
+a :class:`LegacyConfigWarning`. ``nsd_shared1000`` is a dataset, not a study: it fails with the list of studies.
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ FOLDER_VOXEL_MOVED = {"dataset.brain": "stimuli.images.brain", "dataset.heldout"
 LABEL_TASKS, VOXEL_TASKS = ("classifier", "multilabel"), ("voxels", "voxels_pca")
 #: old dataset name → the file name of its study, where they differ
 STUDY_FILE = {"nsd_objects92": "nsd-objects92"}
+#: the study of ``nsd_objects92`` with ``finetune.loss: visual_words`` (a vocabulary head; its moved keys are
+#: ``MOVED["nsd_objects92"]``: the model and source names are the same)
+WORDS_STUDY = "nsd-objects92-words"
 #: settings sections an old config gives whole, its defaults included: the hand-written study read every key of
 #: them, so a key the old config left at its default must not take the study file's value
 WHOLE_SECTIONS = {"nsd_objects92": ("finetune", "embed", "evaluate.rsa"), "folder": ("finetune", "embed")}
@@ -159,10 +162,7 @@ def study_file(cfg: ExperimentConfig) -> str:
         raise ConfigError(f"dataset.name={old!r} is a dataset, not a study; studies: {', '.join(list_studies())} "
                           "(llmvem demo NAME runs one; a study YAML says which stimuli it uses)")  # fmt: skip
     if old == "nsd_objects92" and cfg.finetune.loss == "visual_words":
-        raise ConfigError(
-            "finetune.loss=visual_words: the visual-words variant of nsd_objects92 has no study "
-            "file yet; it runs as before, with `llmvem train CONFIG` and `llmvem evaluate CONFIG`"
-        )
+        return WORDS_STUDY
     if old == "folder":
         return "folder-voxels" if folder_task(cfg) in VOXEL_TASKS else "folder-classifier"
     return STUDY_FILE.get(old, old)

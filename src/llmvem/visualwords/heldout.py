@@ -11,21 +11,16 @@ import numpy as np
 
 @dataclass
 class VisualWordsSetup:
-    """The visual-words variant (``finetune.loss: visual_words``): vocabulary, bag-of-words targets fitted on the
-    training descriptions, and each seed's vocabulary logits on the held-out NSD images and on the 92 objects."""
+    """The visual-words readout of one model (``finetune.loss: visual_words``; the runner's ``word_readout``):
+    vocabulary, the bag-of-words targets fitted on the training descriptions
+    (:class:`~llmvem.visualwords.targets.BagOfWordsTargets`), and each seed's vocabulary logits (n, V) on the
+    held-out training images and on a second image set (the 92 objects)."""
 
     vocab: Any
     bow: Any
     seeds: list[int] = field(default_factory=list)
     val_logits: list[np.ndarray] = field(default_factory=list)
     obj_logits: list[np.ndarray] = field(default_factory=list)
-
-    @classmethod
-    def create(cls, vocabulary: str, weighting: str, train_texts: list[str]) -> VisualWordsSetup:
-        from llmvem.visualwords import BagOfWordsTargets, load_vocabulary
-
-        vocab = load_vocabulary(vocabulary)
-        return cls(vocab, BagOfWordsTargets(vocab, weighting).fit(train_texts))  # type: ignore[arg-type]
 
     def multi_piece_words(self) -> dict[str, list[int]]:
         """The training descriptions' content words of several tokens → their token ids."""

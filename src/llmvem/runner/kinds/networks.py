@@ -123,7 +123,8 @@ class HeadParams(Params):
     head: Literal["project", "task"] = Field(description="project: the projection into the text space; task")
 
 
-def _network(state: RunState, name: str, seed: int | None, where: str) -> Network:
+def network_of(state: RunState, name: str, seed: int | None, where: str) -> Network:
+    """The fine-tuned model ``name`` of ``seed`` (a :class:`Network`; anything else is an error naming ``where``)."""
     reps = state.representation(name)
     rep = reps.get(seed)
     if not isinstance(rep, Network):
@@ -134,7 +135,7 @@ def _network(state: RunState, name: str, seed: int | None, where: str) -> Networ
 @part(MODELS, "head", HeadParams, seeded=True)
 def head(p: HeadParams, state: RunState, name: str, seed: int) -> Representation:
     """A fine-tuned network's last layer: its head ``head`` (n, K) on the pooled features it represents."""
-    rep = _network(state, p.of, seed, f"models.{name}.of")
+    rep = network_of(state, p.of, seed, f"models.{name}.of")
     return Representation(rep.stimuli, rep.network.head(p.head, rep.values))
 
 
@@ -229,7 +230,7 @@ def heldout_task(p: HeldoutParams, state: RunState, name: str) -> None:
     target, voxel_rs = state.targets[p.targets], {}
     for model in p.models:
         for seed in state.representation(model):
-            rep = _network(state, model, seed, f"evaluations.{name}.models")
+            rep = network_of(state, model, seed, f"evaluations.{name}.models")
             if rep.task == "none":
                 continue
             idx, outs = _heldout_outputs(state, rep, p.split)
@@ -274,7 +275,7 @@ def retrieval(p: RetrievalParams, state: RunState, name: str) -> None:
     text = np.asarray(_values(state, p.text, f"evaluations.{name}.text"), dtype=np.float32)
     for model in p.models:
         for seed in state.representation(model):
-            rep = _network(state, model, seed, f"evaluations.{name}.models")
+            rep = network_of(state, model, seed, f"evaluations.{name}.models")
             if not rep.network.has_head("project"):
                 continue
             idx, outs = _heldout_outputs(state, rep, p.split)

@@ -66,6 +66,14 @@ def _text_sources(p: TextParams, state: RunState, name: str, src: Stimuli) -> li
     return sources
 
 
+def description_texts(state: RunState, name: str, stimuli: str) -> list[str]:
+    """One text per image of ``stimuli``: its descriptions of every source joined by blank lines (as the text
+    targets join them); every image must have one of each source (the error names ``targets.<name>``)."""
+    src = state.source(stimuli)
+    sources = _text_sources(TextParams(stimuli=stimuli), state, name, src)
+    return ["\n\n".join(t) for t in zip(*sources, strict=True)]
+
+
 @part(TARGETS, "text_embedding", TextParams)
 def text_embedding(p: TextParams, state: RunState, name: str) -> Representation:
     """Embeddings (n, d) of one text per image (``text``), by ``encoder``: a sentence encoder, GloVe word
