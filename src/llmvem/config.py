@@ -331,8 +331,8 @@ class EncodingConfig(_Section):
         0.2,
         gt=0,
         lt=1,
-        description="layer sweeps (encoding and RSA): share of the training images the layer is chosen on "
-        "(seeded by `seed`; never the test images)",
+        description="encoding layer sweeps: share of the training images the layer is chosen on (seeded by "
+        "`seed`; never the test images); a ridge is fitted on the other training images",
     )
 
 
@@ -350,8 +350,15 @@ class RSAConfig(_Section):
     layer_sweep: bool = Field(
         False,
         description="evaluate rsa: the feature sets are the layers of one model, in depth order; choose the best "
-        "layer per RDM target on the RDMs of a seeded validation share of the training images, score it on the "
-        "test images' RDMs: layer_sweep.csv, layer_sweep_subjects.csv, layer_sweep.png",
+        "layer per RDM target on the RDMs of the training images (RSA fits nothing; never the test images), score "
+        "it on the test images' RDMs: layer_sweep.csv, layer_sweep_subjects.csv, layer_sweep.png",
+    )
+    sweep_validation_fraction: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="RSA layer sweeps: choose on this seeded share of the training images only; None (default): "
+        "on all of them (RSA fits nothing, so none leak; never the test images)",
     )
     targets: list[str] = Field(default_factory=lambda: ["cichy_it", "cichy_evc", "kriegeskorte_hit"])
     align_images: int = Field(

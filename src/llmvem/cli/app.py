@@ -446,7 +446,7 @@ RSA = [
     "evaluate.rsa.searchlight",
     "evaluate.rsa.searchlight_radius",
     "evaluate.rsa.layer_sweep",
-    "evaluate.encoding.sweep_validation_fraction",
+    "evaluate.rsa.sweep_validation_fraction",
     "evaluate.encoding.test_fraction",
 ]
 
