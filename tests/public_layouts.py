@@ -199,3 +199,61 @@ def drop_test_release(root: Path) -> None:
         for p in (root / "test_split" / folder).iterdir():
             p.unlink()
         (root / "test_split" / folder).rmdir()
+
+
+# --------------------------------------------------------------------------- COCO captions of NSD images
+def write_nsd_stim_info(path: Path, coco_of: dict[int, tuple[int, str]], seed: int = 0) -> Path:
+    """``nsddata/experiments/nsd/nsd_stim_info_merged.csv`` as NSD ships it: all 73,000 rows, an unnamed first
+    column (the 0-based row) and ``cocoId, cocoSplit, cropBox, loss, nsdId`` (0-based), ``flagged, BOLD5000,
+    shared1000, subject1..8, subjectN_rep0..2``. ``coco_of``: 1-based 73k id → (COCO image id, ``train2017`` /
+    ``val2017``) for the images a test uses; the other rows get COCO ids no test uses (from 900,000 up)."""
+    rng = np.random.default_rng(seed)
+    n = 73_000
+    coco = 900_000 + np.arange(n)
+    split = np.where(rng.random(n) < 0.9, "train2017", "val2017").astype(object)
+    for k, (cid, sp) in coco_of.items():
+        coco[k - 1], split[k - 1] = cid, sp
+    df = pd.DataFrame({"cocoId": coco, "cocoSplit": split, "cropBox": "(0, 0, 0.1671875, 0.1671875)",
+                       "loss": 0.1, "nsdId": np.arange(n), "flagged": False, "BOLD5000": False,
+                       "shared1000": False})  # fmt: skip
+    for s in range(1, 9):
+        df[f"subject{s}"] = 0
+    for s in range(1, 9):
+        for r in range(3):
+            df[f"subject{s}_rep{r}"] = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path)  # the index is the unnamed first column
+    return path
+
+
+def write_coco_captions(path: Path, captions: dict[int, list[str]], extra: int = 3) -> Path:
+    """A COCO 2017 caption annotation file (``captions_train2017.json`` layout: ``info``, ``licenses``, ``images``
+    with ``id`` / ``file_name`` 12-digit …, ``annotations`` with ``image_id`` / ``id`` / ``caption``) holding
+    ``captions`` (COCO image id → its captions) and ``extra`` images of no NSD image."""
+    import json
+
+    images = {**captions, **{800_000 + k: [f"an unrelated photo {k}"] for k in range(extra)}}
+    data = {
+        "info": {"description": "COCO 2017 Dataset", "version": "1.0", "year": 2017},
+        "licenses": [{"url": "http://creativecommons.org/licenses/by-nc-sa/2.0/", "id": 1, "name": "BY-NC-SA"}],
+        "images": [
+            {
+                "license": 1,
+                "file_name": f"{cid:012d}.jpg",
+                "coco_url": f"http://images.cocodataset.org/x/{cid:012d}.jpg",
+                "height": 480,
+                "width": 640,
+                "date_captured": "2013-11-14 16:28:13",
+                "flickr_url": "",
+                "id": cid,
+            }
+            for cid in images
+        ],
+        "annotations": [
+            {"image_id": cid, "id": 10 * cid + j, "caption": c}
+            for cid, caps in images.items()
+            for j, c in enumerate(caps)
+        ],
+    }
+    path.write_text(json.dumps(data))
+    return path

@@ -442,10 +442,16 @@ class EvaluateInputs(_Section):
         None, description="decode: the stimuli's text embeddings (.npy + .ids.txt)", json_schema_extra=cli(short="-e")
     )
     captions: Path | None = Field(None, description="decode: caption corpus for retrieval (.jsonl/.csv/.txt)")
-    references: Path | None = Field(
+    references: Path | list[Path] | None = Field(
         None,
         description="decode: human captions per stimulus for caption metrics (.jsonl/.csv/.tsv rows of id and "
-        "text, or a special100-style .json); default: the corpus captions of each test stimulus",
+        "text, a special100-style .json, or COCO caption files captions_train2017.json / captions_val2017.json "
+        "with --nsd-stim-info); default: the corpus captions of each test stimulus",
+    )
+    nsd_stim_info: Path | None = Field(
+        None,
+        description="decode: NSD's nsd_stim_info_merged.csv (nsddata/experiments/nsd/), mapping NSD images to the "
+        "COCO image ids of COCO caption --references",
     )
 
 
