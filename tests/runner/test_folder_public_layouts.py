@@ -61,7 +61,7 @@ def _check_rows(state: RunState, expected: dict[str, np.ndarray], pixel_id: Any)
     target = state.targets["voxels"]
     train = src.split_indices("train")
     rows = np.stack([expected[i] for i in src.ids])
-    assert src.brain is not None
+    assert src.brain is not None and len(train) >= 4
     for k, path in enumerate(src.stimuli.paths):
         assert pixel_id(path) == src.ids[k]  # the file holds the image its id names
     np.testing.assert_allclose(src.brain.responses, rows, rtol=1e-5, atol=1e-5)
@@ -166,3 +166,20 @@ def test_nsd_images_named_by_brick_row_are_refused(nsd: dict[str, Any], tmp_path
     _shared_folder(folder, nsd["design"], lambda i, k: f"nsd-{k - 1:05d}", slice(0, 12))
     with pytest.raises(IdMismatchError, match="shift of \\+1"):
         _targets(tmp_path, folder, f"nsd:{nsd['root']}?rois=streams", _describe(folder, tmp_path / "d.jsonl"))
+
+
+def test_nsd_brick_exports_hold_out_the_brains_shared_test_split(nsd: dict[str, Any], tmp_path: Path) -> None:
+    """Images exported from nsd_stimuli.hdf5 under their canonical names (nsd-NNNNN.png, 1-based), 12 shared and
+    24 subject-only: the folder study holds out the NSD brain's own test split (the shared images)."""
+    design = nsd["design"]
+    shared = [int(k) for k in np.ravel(design.sharedix)[:12]]
+    own = [int(k) for k in design.subjectim[0, 100:124]]
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for k in shared + own:
+        Image.fromarray(_id_pixels(k)).save(folder / f"{stimulus_id(k)}.png")
+    state = _targets(tmp_path, folder, f"nsd:{nsd['root']}?rois=streams", _describe(folder, tmp_path / "d.jsonl"))
+    src = state.source("images")
+    assert state.info["stimuli"]["images"]["heldout_from"] == "brain split 'test'"
+    assert sorted(src.splits["test"]) == sorted(stimulus_id(k) for k in shared)
+    _check_rows(state, nsd["expected"], _nsd_pixel_id)
