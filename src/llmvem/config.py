@@ -331,8 +331,8 @@ class EncodingConfig(_Section):
         0.2,
         gt=0,
         lt=1,
-        description="layer sweeps (encoding and RSA): share of the training images the layer is chosen on "
-        "(seeded by `seed`; never the test images)",
+        description="encoding layer sweeps: share of the training images the layer is chosen on (seeded by "
+        "`seed`; never the test images); a ridge is fitted on the other training images",
     )
 
 
@@ -350,8 +350,15 @@ class RSAConfig(_Section):
     layer_sweep: bool = Field(
         False,
         description="evaluate rsa: the feature sets are the layers of one model, in depth order; choose the best "
-        "layer per RDM target on the RDMs of a seeded validation share of the training images, score it on the "
-        "test images' RDMs: layer_sweep.csv, layer_sweep_subjects.csv, layer_sweep.png",
+        "layer per RDM target on the RDMs of the training images (RSA fits nothing; never the test images), score "
+        "it on the test images' RDMs: layer_sweep.csv, layer_sweep_subjects.csv, layer_sweep.png",
+    )
+    sweep_validation_fraction: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="RSA layer sweeps: choose on this seeded share of the training images only; None (default): "
+        "on all of them (RSA fits nothing, so none leak; never the test images)",
     )
     targets: list[str] = Field(default_factory=lambda: ["cichy_it", "cichy_evc", "kriegeskorte_hit"])
     align_images: int = Field(
@@ -435,10 +442,16 @@ class EvaluateInputs(_Section):
         None, description="decode: the stimuli's text embeddings (.npy + .ids.txt)", json_schema_extra=cli(short="-e")
     )
     captions: Path | None = Field(None, description="decode: caption corpus for retrieval (.jsonl/.csv/.txt)")
-    references: Path | None = Field(
+    references: Path | list[Path] | None = Field(
         None,
         description="decode: human captions per stimulus for caption metrics (.jsonl/.csv/.tsv rows of id and "
-        "text, or a special100-style .json); default: the corpus captions of each test stimulus",
+        "text, a special100-style .json, or COCO caption files captions_train2017.json / captions_val2017.json "
+        "with --nsd-stim-info); default: the corpus captions of each test stimulus",
+    )
+    nsd_stim_info: Path | None = Field(
+        None,
+        description="decode: NSD's nsd_stim_info_merged.csv (nsddata/experiments/nsd/), mapping NSD images to the "
+        "COCO image ids of COCO caption --references",
     )
 
 

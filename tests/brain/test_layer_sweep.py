@@ -178,3 +178,26 @@ def test_bad_layers_and_splits_are_refused() -> None:
     with pytest.raises(DataError, match="ridge cv=10 needs ≥ 20"):
         check_sweep_split(30, 0.4, "sweep", cv=10)
     check_sweep_split(60, 0.2, "sweep", cv="loo")
+
+
+def test_rsa_sweep_chooses_on_all_training_images_by_default_and_never_reads_the_test_rows() -> None:
+    """Decision 0017 addendum: RSA fits nothing, so the default choice is on every training image's RDM rows."""
+    from llmvem.brain.rsa import compare_rdms
+
+    rng = np.random.default_rng(4)
+    feats, _ = _layers(rng)
+    n = 120
+    feats = {k: v[:n] for k, v in feats.items()}
+    rdms = np.stack([compute_rdm(feats["layer3"] + 0.7 * rng.standard_normal((n, D))) for _ in range(2)])
+    train, test = seeded_holdout(n, 0.25, seed=0)
+    res = sweep_rsa_layers(feats, rdms, ["s1", "s2"], train, test, seed=0, method="spearman")
+    assert (res.n_fit, res.n_val, res.n_test) == (0, len(train), len(test))
+    assert res.curve.loc[res.curve["chosen"], "layer"].tolist() == ["layer3"] * 2
+    sub = np.ix_(train, train)
+    own = compare_rdms(compute_rdm(feats["layer1"][train]), rdms[:, sub[0], sub[1]], "spearman")
+    np.testing.assert_allclose(res.curve.loc[res.curve["layer"] == "layer1", "val_score"], own)  # all of train
+    bad = {k: v.copy() for k, v in feats.items()}
+    bad["layer1"][test] = 100 * rng.standard_normal((len(test), D))
+    res2 = sweep_rsa_layers(bad, rdms, ["s1", "s2"], train, test, seed=0, method="spearman")
+    pd.testing.assert_series_equal(res2.curve["val_score"], res.curve["val_score"])
+    assert not np.allclose(res2.curve["test_score"], res.curve["test_score"])

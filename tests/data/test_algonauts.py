@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,106 +17,11 @@ from PIL import Image
 from llmvem.data.algonauts import load_algonauts2023
 from llmvem.data.nsd_ids import parse
 from llmvem.errors import DataError, DatasetNotFoundError
-
-N_FS = 163_842  # fsaverage vertices per hemisphere
-CTABS = {  # nsddata/freesurfer/subjNN/label/<class>.mgz.ctab
-    "prf-visualrois": ["Unknown", "V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4"],
-    "floc-bodies": ["Unknown", "EBA", "FBA-1", "FBA-2", "mTL-bodies"],
-    "floc-faces": ["Unknown", "OFA", "FFA-1", "FFA-2", "mTL-faces", "aTL-faces"],
-    "floc-places": ["Unknown", "OPA", "PPA", "RSC"],
-    "floc-words": ["Unknown", "OWFA", "VWFA-1", "VWFA-2", "mfs-words", "mTL-words"],
-    "streams": ["Unknown", "early", "midventral", "midlateral", "midparietal", "ventral", "lateral", "parietal"],
-}
-DIM = 6
-
-
-def signal(nsd73k: int) -> np.ndarray:
-    """(DIM,) the planted signal of the image NSD calls ``nsd73k`` (1-based)."""
-    return np.random.default_rng(nsd73k).uniform(-1.0, 1.0, DIM)
-
-
-@dataclass
-class Fake:
-    root: Path
-    train_cond: np.ndarray  # 0-based brick indices, as the script's train_unique_cond
-    test_cond: np.ndarray
-    weights: dict[str, np.ndarray]  # hemi → (DIM, v_hemi)
-    labels: dict[tuple[str, str], np.ndarray]  # (hemi, class) → (v_hemi,) challenge-space labels
-    masks: dict[str, np.ndarray]  # hemi → (163842,) int all-vertices mask
-    noise_ceiling: dict[str, np.ndarray]
-
-
-def write_subject(
-    root: Path,
-    n_train: int = 40,
-    n_test: int = 12,
-    n_hemi: tuple[int, int] = (60, 45),
-    noise: float = 0.3,
-    classes: tuple[str, ...] = tuple(CTABS),
-) -> Fake:
-    """Write ``root`` (``.../subj01``) the way challenge_data_preparation.py does; see the module docstring."""
-    rng = np.random.default_rng(0)
-    # 0-based conditions: train starts at 13 (file nsd-00013 = NSD's nsd-00014) next to 14; test holds index 0
-    rest = rng.choice(np.arange(100, 73_000), n_train + n_test - 3, replace=False)
-    train_cond = np.unique(np.concatenate([[13, 14], rest[: n_train - 2]]))
-    test_cond = np.unique(np.concatenate([[0], rest[n_train - 2 :]]))
-    label_dir = root.parent / "nsddata" / "freesurfer" / root.name / "label"
-    label_dir.mkdir(parents=True)
-    fake = Fake(root, train_cond, test_cond, {}, {}, {}, {})
-    save = root / "roi_masks"
-    save.mkdir(parents=True)
-    for cls in classes:
-        names = CTABS[cls]
-        ctab = label_dir / f"{cls}.mgz.ctab"
-        ctab.write_text("".join(f"{k} {n}\n" for k, n in enumerate(names)))
-        roi_map = pd.read_csv(ctab, delimiter=" ", header=None, index_col=0).to_dict()[1]
-        np.save(save / f"mapping_{cls}", roi_map)
-    for hemi, n in zip(("lh", "rh"), n_hemi, strict=True):
-        where = np.sort(rng.choice(N_FS, n + 4, replace=False))
-        nsdgeneral, rsc = np.zeros(N_FS), np.zeros(N_FS)
-        nsdgeneral[where[: n - 6]] = 1.0
-        rsc[where[n - 12 : n]] = 1.0  # 6 vertices in both (2), 6 only in RSC (1)
-        plus = (nsdgeneral + rsc).astype(int)
-        assert (plus == 2).sum() == 6 and np.count_nonzero(plus) == n
-        np.save(save / f"{hemi}.all-vertices_fsaverage_space", plus)
-        fake.masks[hemi] = plus
-        for cls in classes:
-            names = CTABS[cls]
-            fs_roi = rng.integers(0, len(names), N_FS).astype(float) * (rng.random(N_FS) < 0.5)
-            fs_roi[np.where(plus == 0)[0]] = 0
-            fs_roi = fs_roi.astype(int)
-            challenge = fs_roi[np.where(plus)[0]]
-            np.save(save / f"{hemi}.{cls}_fsaverage_space", fs_roi)
-            np.save(save / f"{hemi}.{cls}_challenge_space", challenge)
-            fake.labels[(hemi, cls)] = challenge
-        w = rng.standard_normal((DIM, n))
-        fake.weights[hemi] = w
-        for split, conds, folder in (("training", train_cond, "training_split"), ("test", test_cond, "test_split")):
-            y = np.stack([signal(int(c) + 1) for c in conds]) @ w + noise * rng.standard_normal((len(conds), n))
-            (root / folder / f"{split}_fmri").mkdir(parents=True, exist_ok=True)
-            np.save(root / folder / f"{split}_fmri" / f"{hemi}_{split}_fmri.npy", np.float32(y))
-        ncsnr = rng.uniform(0.0, 1.5, n)
-        norm_term = float(np.mean(1.0 / rng.integers(1, 4, len(test_cond))))  # rep_3/3 + rep_2/2 + rep_1, averaged
-        fake.noise_ceiling[hemi] = ncsnr**2 / (ncsnr**2 + norm_term)
-        (root / "test_split" / "noise_ceiling").mkdir(parents=True, exist_ok=True)
-        np.save(root / "test_split" / "noise_ceiling" / f"{hemi}_noise_ceiling.npy", fake.noise_ceiling[hemi])
-    for kind, conds, folder in (("train", train_cond, "training_split/training_images"),
-                                ("test", test_cond, "test_split/test_images")):  # fmt: skip
-        (root / folder).mkdir(parents=True)
-        for i, c in enumerate(conds):
-            px = np.zeros((4, 4, 3), dtype=np.uint8)
-            px.reshape(-1, 3)[:DIM, 0] = np.round(128 + 100 * signal(int(c) + 1)).astype(np.uint8)
-            name = f"{kind}-{format(i + 1, '04')}_nsd-{format(int(c), '05')}.png"
-            Image.fromarray(px).convert("RGB").save(root / folder / name, format="png")
-    return fake
-
-
-def drop_test_release(root: Path) -> None:
-    """The challenge-time release: no test fMRI and no noise ceiling."""
-    for folder in ("test_fmri", "noise_ceiling"):
-        for p in (root / "test_split" / folder).iterdir():
-            p.unlink()
-        (root / "test_split" / folder).rmdir()
+from public_layouts import ALG_DIM as DIM
+from public_layouts import CTABS, N_FS, drop_test_release
+from public_layouts import AlgonautsFake as Fake
+from public_layouts import algonauts_signal as signal
+from public_layouts import write_algonauts_subject as write_subject
 
 
 @pytest.fixture(scope="module")

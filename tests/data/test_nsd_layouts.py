@@ -10,80 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.io import savemat
 
 from llmvem.data.files import load_brain, save_brain
-from llmvem.data.nsd import TRIALS_PER_SESSION, NSDDesign, load_nsd, stimulus_id
+from llmvem.data.nsd import TRIALS_PER_SESSION, load_nsd, stimulus_id
 from llmvem.errors import DataError, DatasetNotFoundError
+from public_layouts import NSD_AFFINE as AFFINE
+from public_layouts import NSD_GRID as GRID
+from public_layouts import NSD_IMAGES as N_IMAGES
+from public_layouts import NSD_SESSIONS as N_SESSIONS
+from public_layouts import nsd_expected as _expected
+from public_layouts import nsd_streams_labels as _labels
+from public_layouts import write_nsd_design as _design
+from public_layouts import write_nsd_volume as _volume
 
 nib = pytest.importorskip("nibabel")
 h5py = pytest.importorskip("h5py")
-GRID = (5, 4, 3)  # X, Y, Z
-N_SESSIONS = 3
-N_IMAGES = 750  # 10k indices 1..750, each shown 3× over 3 sessions
-AFFINE = np.array([[-1.8, 0, 0, 4], [0, 1.8, 0, -3], [0, 0, 1.8, 2], [0, 0, 0, 1]])
-
-
-def _design(root: Path) -> NSDDesign:
-    rng = np.random.default_rng(0)
-    order = rng.permutation(np.repeat(np.arange(1, N_IMAGES + 1), 3))
-    subjectim = np.stack([rng.permutation(np.arange(1, 73_001))[:N_IMAGES] for _ in range(8)])
-    subjectim[:, :40] = subjectim[0, :40]  # 40 shared images
-    d = root / "nsddata" / "experiments" / "nsd"
-    d.mkdir(parents=True)
-    savemat(d / "nsd_expdesign.mat", {"masterordering": order[None], "subjectim": subjectim,
-                                      "sharedix": subjectim[0, :40][None]})  # fmt: skip
-    return NSDDesign(order, subjectim, subjectim[0, :40])
-
-
-def _labels() -> np.ndarray:
-    """streams-like volume: −1 outside cortex, 0 unlabelled cortex, 1 early (x = 0, lh), 5 ventral (x = 4, rh)."""
-    lab = np.full(GRID, -1, dtype=np.int16)
-    lab[1:4] = 0
-    lab[0] = 1
-    lab[4, :2] = 5
-    return lab
-
-
-def _volume(root: Path, design: NSDDesign, betas: str = "betas_fithrf_GLMdenoise_RR") -> np.ndarray:
-    """Three HDF5 sessions, int16, (750, Z, Y, X) with one (750, 1, 1, 1) chunk per voxel; betas = planted image
-    signal × voxel gain + noise. Returns the int16 trials (2250, X*Y*Z) in Fortran voxel order."""
-    rng = np.random.default_rng(1)
-    n_vox = int(np.prod(GRID))
-    signal = rng.standard_normal(73_001)  # per 73k id
-    gain = rng.uniform(0.5, 2.0, n_vox)
-    ims = design.trial_images(1)
-    trials = (300 * (signal[ims][:, None] * gain + 0.5 * rng.standard_normal((ims.size, n_vox)))).astype(np.int16)
-    bdir = root / "nsddata_betas" / "ppdata" / "subj01" / "func1pt8mm" / betas
-    bdir.mkdir(parents=True)
-    for s in range(N_SESSIONS):
-        vol = trials[s * TRIALS_PER_SESSION : (s + 1) * TRIALS_PER_SESSION].reshape((-1, *GRID), order="F")
-        with h5py.File(bdir / f"betas_session{s + 1:02d}.hdf5", "w") as f:
-            f.create_dataset("betas", data=vol.transpose(0, 3, 2, 1), chunks=(TRIALS_PER_SESSION, 1, 1, 1))
-    rdir = root / "nsddata" / "ppdata" / "subj01" / "func1pt8mm" / "roi"
-    rdir.mkdir(parents=True)
-    lab = _labels()
-    nib.save(nib.Nifti1Image(lab, AFFINE), rdir / "streams.nii.gz")
-    left = np.where(np.arange(GRID[0])[:, None, None] < 2, lab, np.minimum(lab, 0)).astype(np.int16)
-    right = np.where(np.arange(GRID[0])[:, None, None] >= 2, lab, np.minimum(lab, 0)).astype(np.int16)
-    nib.save(nib.Nifti1Image(left, AFFINE), rdir / "lh.streams.nii.gz")
-    nib.save(nib.Nifti1Image(right, AFFINE), rdir / "rh.streams.nii.gz")
-    ldir = root / "nsddata" / "freesurfer" / "subj01" / "label"
-    ldir.mkdir(parents=True)
-    (ldir / "streams.mgz.ctab").write_text("0 Unknown\n1 early\n2 midventral\n3 midlateral\n4 midparietal\n5 ventral\n")
-    return trials
-
-
-def _expected(trials: np.ndarray, design: NSDDesign, cols: np.ndarray, drop: dict[int, int] | None = None) -> dict:
-    """Reference: z-score per session, NaN for dropped voxel-sessions ({column: session index}), nanmean of repeats."""
-    b = trials[:, cols].astype(np.float64) / 300
-    z = np.concatenate([(s - s.mean(0)) / s.std(0) for s in np.split(b, N_SESSIONS)])
-    for col, s in (drop or {}).items():
-        z[s * TRIALS_PER_SESSION : (s + 1) * TRIALS_PER_SESSION, col] = np.nan
-    ims = design.trial_images(1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an image without data at a voxel: NaN
-        return {stimulus_id(k): np.nanmean(z[ims == k], axis=0) for k in np.unique(ims)}
 
 
 def _nsd_ncsnr(reps: np.ndarray, zscored: bool = True) -> np.ndarray:

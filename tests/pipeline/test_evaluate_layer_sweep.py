@@ -217,8 +217,8 @@ def test_sweep_test_scores_from_the_encoding_equal_a_refit(files: dict[str, Path
 @pytest.mark.slow
 def test_layer_sweep_on_objects92_lite0_blocks(data_dir: Path, tmp_path: Path) -> None:
     """End to end on real data: ``llmvem features --layers`` writes EfficientNet-Lite0 blocks as ``f.<layer>.npy``
-    + one ``f.ids.txt``, and ``evaluate rsa --layer-sweep`` chooses a block per Cichy RDM set on 15 validation
-    images of the 74 training ones (18 test). About 1–2 min on 2 CPU cores (the extraction dominates)."""
+    + one ``f.ids.txt``, and ``evaluate rsa --layer-sweep`` chooses a block per Cichy RDM set on all 74 training
+    images (18 test; decision 0017 addendum). About 1–2 min on 2 CPU cores (the extraction dominates)."""
     blocks = ["_blocks.1", "_blocks.5", "_blocks.9", "_blocks.13", "_blocks.15"]
     out = tmp_path / "lite0.npy"
     res = runner.invoke(app, ["features", str(data_dir / "objects92" / "images"), "--layers", ",".join(blocks),
@@ -232,7 +232,7 @@ def test_layer_sweep_on_objects92_lite0_blocks(data_dir: Path, tmp_path: Path) -
     assert set(curve["layer"]) == {f"lite0.{b}" for b in blocks} and (curve["n_subjects"] == 15).all()
     info = json.loads((run / "metrics.json").read_text())["info"]["evaluations"]["layer_sweep"]
     assert {k: (v["n_fit"], v["n_val"], v["n_test"]) for k, v in info["splits"].items()} == {
-        "cichy_it": (59, 15, 18), "cichy_evc": (59, 15, 18)}  # fmt: skip
+        "cichy_it": (0, 74, 18), "cichy_evc": (0, 74, 18)}  # fmt: skip
     assert np.isfinite(curve[["val_score", "test_score"]].to_numpy()).all()
     # the choice is the validation maximum (of the mean over subjects), whatever the test curve says
     for _, g in curve.groupby("target"):

@@ -7,10 +7,9 @@ The layers are feature matrices of one model over the same stimuli, in depth ord
   with the best validation score is each ROI's choice; every layer is then refitted on all training images and
   scored on the test images — the test score of the chosen layer is the number to report, the test curve of the
   other layers is shown, never used to choose;
-- **RSA** (:func:`sweep_rsa_layers`): there is nothing to fit, so "validation" is the RDM of the validation images
-  (a seeded share of the training images; the rest of the training images are not used): the layer's RDM over
-  those images compared with each subject's RDM over the same images; the test score is the same comparison over
-  the test images' RDMs.
+- **RSA** (:func:`sweep_rsa_layers`): there is nothing to fit, so the choice compares the layer's RDM over all the
+  training images with each subject's RDM over the same images (or over a seeded share of them, ``val_fraction``);
+  no test image is read before the choice; the test score is the same comparison over the test images' RDMs.
 
 Ties in the validation score go to the earlier (shallower) layer; a ROI whose validation score is NaN for every
 layer gets no choice. The test rows of the features and responses are read only after the choice is made.
@@ -94,13 +93,19 @@ def min_fit_rows(cv: str | int) -> int:
     return 2 * int(cv) if not isinstance(cv, str) else 3
 
 
-def check_sweep_split(n_train: int, fraction: float, what: str, cv: str | int | None = None) -> None:
-    """Refuse a validation split too small to choose on (< :data:`MIN_VALIDATION` images) or one that leaves too few
-    training images for the ridge's cross-validation (``cv``; None: no fit, RSA).
+def check_sweep_split(n_train: int, fraction: float | None, what: str, cv: str | int | None = None) -> None:
+    """Refuse a validation split too small to choose on (< :data:`MIN_VALIDATION` images; ``fraction`` None: the
+    choice is on all ``n_train`` images, RSA) or one that leaves too few training images for the ridge's
+    cross-validation (``cv``; None: no fit, RSA).
 
     Raises:
         DataError: naming the sizes and what to change.
     """
+    if fraction is None:
+        if n_train < MIN_VALIDATION:
+            raise DataError(f"{what}: {n_train} training image(s) to choose the layer on; the choice needs ≥ "
+                            f"{MIN_VALIDATION} (use more images or a smaller --test-fraction)")  # fmt: skip
+        return
     n_val = round(fraction * n_train)
     if n_val < MIN_VALIDATION:
         raise DataError(
@@ -224,19 +229,22 @@ def sweep_rsa_layers(
     train: np.ndarray,
     test: np.ndarray,
     *,
-    val_fraction: float = 0.2,
+    val_fraction: float | None = None,
     seed: int = 0,
     metric: str = "correlation",
     method: str = "spearman",
 ) -> LayerSweep:
-    """Choose the layer for one RDM target on the validation images' RDMs, and score every layer on the test images'.
+    """Choose the layer for one RDM target on the training images' RDMs (or a validation share of them), and score
+    every layer on the test images'. RSA fits nothing, so choosing on every training image leaks nothing: the test
+    images' rows and columns are never read before the choice (decision 0017).
 
     Args:
         layers: layer name → (n, d_l) features, rows in the order of the target's stimuli.
         target_rdms: (s, n, n) the subjects' RDMs.
         subjects: the s subject names.
         train, test: row (stimulus) indices of the training and test images.
-        val_fraction, seed: the validation share of the training images (:func:`validation_split`).
+        val_fraction, seed: choose on this seeded share of the training images only (:func:`validation_split`);
+            None: on all of them (``n_fit`` 0, ``n_val`` = the training images).
         metric: RDM dissimilarity of the layers (:func:`~llmvem.brain.rsa.compute_rdm`).
         method: RDM comparison (:func:`~llmvem.brain.rsa.compare_rdms`).
     Returns:
@@ -245,7 +253,7 @@ def sweep_rsa_layers(
     """
     from llmvem.brain.rsa import compare_rdms, compute_rdm
 
-    _, val = validation_split(train, val_fraction, seed)
+    val = np.asarray(train) if val_fraction is None else validation_split(train, val_fraction, seed)[1]
     rdms = np.asarray(target_rdms, dtype=np.float64)
 
     def scores(x: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -446,7 +446,7 @@ RSA = [
     "evaluate.rsa.searchlight",
     "evaluate.rsa.searchlight_radius",
     "evaluate.rsa.layer_sweep",
-    "evaluate.encoding.sweep_validation_fraction",
+    "evaluate.rsa.sweep_validation_fraction",
     "evaluate.encoding.test_fraction",
 ]
 
@@ -468,7 +468,8 @@ def evaluate_rsa(cfg: ExperimentConfig) -> None:
 
 
 DECODE = ["evaluate.inputs.brain", "evaluate.inputs.embeddings", "evaluate.inputs.captions", "embed.encoder",
-          "evaluate.decode.top_k", "evaluate.inputs.references", "evaluate.decode.caption_metrics",
+          "evaluate.decode.top_k", "evaluate.inputs.references", "evaluate.inputs.nsd_stim_info",
+          "evaluate.decode.caption_metrics",
           "evaluate.decode.exclude_own", "evaluate.inputs.rois", "evaluate.inputs.subject", "evaluate.encoding.cv",
           "evaluate.encoding.test_fraction", *RUN_NAMING, "cache_dir", "device"]  # fmt: skip
 
@@ -480,6 +481,9 @@ def evaluate_decode(cfg: ExperimentConfig) -> None:
     Examples:
       llmvem evaluate decode -b subj01.npz -e captions.npy --captions corpus.jsonl --encoder minilm --top-k 5
       llmvem evaluate decode -b subj01.npz -e emb.npy --captions coco.jsonl --references special100_captions.json
+      llmvem evaluate decode -b "nsd:/data/nsd?subject=1" -e emb.npy --captions coco.jsonl
+          --references captions_train2017.json --references captions_val2017.json
+          --nsd-stim-info /data/nsd/nsddata/experiments/nsd/nsd_stim_info_merged.csv
     """
     from llmvem.pipeline.studies import run_file_evaluation
 

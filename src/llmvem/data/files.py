@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -391,39 +391,158 @@ def load_captions(path: str | Path) -> tuple[list[str], list[str]]:
     return df[id_col].astype(str).tolist(), df["text"].astype(str).tolist()
 
 
-def load_references(path: str | Path) -> dict[str, list[str]]:
+class References(dict[str, list[str]]):
+    """Stimulus id → its human captions (a ``dict``), and whether every stimulus asked about must have some.
+
+    Attributes:
+        complete: the source covers a whole stimulus set (COCO captions mapped through ``nsd_stim_info_merged.csv``:
+            every NSD image has COCO captions), so a scored stimulus without one is an error, not a skip.
+        why_missing: stimulus id → why it has none (which COCO split file holds it), for that error.
+    """
+
+    complete: bool = False
+    why_missing: dict[str, str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.why_missing = {}
+
+    def check_covers(self, ids: Sequence[str], where: str) -> None:
+        """Raise unless some of ``ids`` have references, and (``complete``) every one of them has.
+
+        Raises:
+            DataError: naming the stimuli without references and, for COCO, the caption file each needs.
+        """
+        missing = [i for i in ids if not self.get(i)]
+        if len(missing) == len(ids) and ids:
+            raise DataError(f"{where}: the references name none of the {len(ids)} scored stimuli (e.g. "
+                            f"{list(ids)[:3]}); theirs look like {list(self)[:3]}")  # fmt: skip
+        if self.complete and missing:
+            why = "; ".join(f"{i}: {self.why_missing.get(i, 'no captions')}" for i in missing[:5])
+            raise DataError(f"{where}: {len(missing)} of {len(ids)} scored stimuli have no COCO captions ({why}"
+                            f"{' …' if len(missing) > 5 else ''})")  # fmt: skip
+
+
+def load_references(path: str | Path | Sequence[str | Path], stim_info: str | Path | None = None) -> References:
     """Human reference captions per stimulus, for caption metrics.
 
     Formats: rows of ``id`` (or ``image`` / ``stimulus_id``) and ``text`` as in :func:`load_captions`
-    (``.jsonl`` / ``.csv`` / ``.tsv``; several rows per stimulus), or a ``.json`` list of objects with ``image`` and
-    ``coco_captions`` (the special100 file of Doerig et al.'s code). NSD file names (``shared0004_nsd03078.jpg``)
-    become canonical ids (``nsd-03078``); other ids are used as written (a file extension dropped).
+    (``.jsonl`` / ``.csv`` / ``.tsv``; several rows per stimulus); a ``.json`` list of objects with ``image`` and
+    ``coco_captions`` (the special100 file of Doerig et al.'s code); or COCO caption annotation files
+    (``captions_train2017.json``, ``captions_val2017.json``: ``images[].id``, ``annotations[].image_id`` /
+    ``caption``), keyed by COCO image id and mapped to NSD ids through ``stim_info`` (NSD's
+    ``nsd_stim_info_merged.csv``, :func:`read_nsd_stim_info`). NSD file names (``shared0004_nsd03078.jpg``) become
+    canonical ids (``nsd-03078``); other ids are used as written (a file extension dropped). Several files: their
+    captions are merged.
 
     Returns:
-        stimulus id → its captions, in file order.
+        stimulus id → its captions, in file order (:class:`References`; ``complete`` for COCO files).
     Raises:
-        DataError: a missing or unreadable file, a ``.txt`` file (no ids), no captions.
+        DataError: a missing or unreadable file, a ``.txt`` file (no ids), no captions; COCO files without
+            ``stim_info``, or none of whose images is an NSD image.
     """
+    paths = [Path(path).expanduser()] if isinstance(path, str | Path) else [Path(x).expanduser() for x in path]
+    out = References()
+    coco: dict[int, list[str]] = {}
+    for one in paths:
+        rows = _reference_rows(one)
+        if isinstance(rows, dict):
+            for image_id, texts in rows.items():
+                coco.setdefault(image_id, []).extend(texts)
+            continue
+        for name, texts in rows:
+            stem = Path(name).stem if Path(name).suffix.lower() in {".jpg", ".jpeg", ".png"} else name
+            out.setdefault(_canonical(stem), []).extend(t for t in texts if t.strip())
+    if coco:
+        _add_coco(out, coco, paths, stim_info)
+    if not any(out.values()):
+        raise DataError(f"references {', '.join(map(str, paths))}: no captions")
+    return out
+
+
+def _canonical(stem: str) -> str:
     from llmvem.data.nsd_ids import canonical_id
 
-    path = Path(path).expanduser()
+    return canonical_id(stem) or stem
+
+
+def _reference_rows(path: Path) -> list[tuple[str, list[str]]] | dict[int, list[str]]:
+    """The (id, captions) rows of one references file, or for a COCO caption file COCO image id → captions."""
     if path.suffix == ".txt":
         raise DataError(f"references {path}: a .txt file has no stimulus ids; use .jsonl/.csv/.tsv with id and text")
-    if path.suffix == ".json":
-        if not path.is_file():
-            raise DataError(f"references {path}: not found")
-        try:
-            rows = json.loads(read_text_file(path, "references"))
-            pairs = [(str(r["image"]), [str(t) for t in r["coco_captions"]]) for r in rows]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"references {path}: expected a list of {{image, coco_captions}} objects ({exc})") from exc
-    else:
+    if path.suffix != ".json":
         ids, texts = load_captions(path)
-        pairs = [(i, [t]) for i, t in zip(ids, texts, strict=True)]
-    out: dict[str, list[str]] = {}
-    for name, texts in pairs:
-        stem = Path(name).stem if Path(name).suffix.lower() in {".jpg", ".jpeg", ".png"} else name
-        out.setdefault(canonical_id(stem) or stem, []).extend(t for t in texts if t.strip())
-    if not any(out.values()):
-        raise DataError(f"references {path}: no captions")
-    return out
+        return [(i, [t]) for i, t in zip(ids, texts, strict=True)]
+    if not path.is_file():
+        raise DataError(f"references {path}: not found")
+    try:
+        data = json.loads(read_text_file(path, "references"))
+    except ValueError as exc:
+        raise DataError(f"references {path}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and "annotations" in data and "images" in data:  # COCO caption annotations
+        try:
+            known = {int(im["id"]) for im in data["images"]}
+            coco: dict[int, list[str]] = {k: [] for k in known}
+            for a in data["annotations"]:
+                coco.setdefault(int(a["image_id"]), []).append(str(a["caption"]).strip())
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"references {path}: COCO captions need images[].id and annotations[].image_id / "
+                            f"caption ({exc!r})") from None  # fmt: skip
+        return coco
+    try:
+        return [(str(r["image"]), [str(t) for t in r["coco_captions"]]) for r in data]
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"references {path}: expected COCO caption annotations ({{images, annotations}}) or a list "
+                        f"of {{image, coco_captions}} objects ({exc!r})") from None  # fmt: skip
+
+
+def read_nsd_stim_info(path: str | Path) -> pd.DataFrame:
+    """NSD's ``nsddata/experiments/nsd/nsd_stim_info_merged.csv``: one row per 73k image with ``cocoId``,
+    ``cocoSplit`` (``train2017`` / ``val2017``: the COCO caption file that holds it) and ``nsdId``, the **0-based**
+    73k index (NSD data manual; its first, unnamed column repeats it). Returns the frame with a column ``id``, the
+    canonical ``nsd-NNNNN`` (``nsdId`` + 1).
+
+    Raises:
+        DataError: the file is missing or unreadable, lacks ``cocoId`` / ``nsdId``, or ``nsdId`` is outside
+            0 … 72,999 (a 1-based column would reach 73,000).
+    """
+    from llmvem.data.nsd_ids import N_IMAGES, from_index
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"NSD stimulus info {path}: not found (nsddata/experiments/nsd/nsd_stim_info_merged.csv)")
+    try:
+        df = pd.read_csv(path, index_col=0)
+    except (ValueError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"NSD stimulus info {path}: cannot read it ({exc})") from None
+    if not {"cocoId", "nsdId"} <= set(df.columns):
+        raise DataError(f"NSD stimulus info {path}: needs columns cocoId and nsdId, found {list(df.columns)[:12]}")
+    nsd = pd.to_numeric(df["nsdId"], errors="coerce")
+    if nsd.isna().any() or not nsd.between(0, N_IMAGES - 1).all():
+        raise DataError(f"NSD stimulus info {path}: nsdId must be the 0-based 73k index (0 … {N_IMAGES - 1}); found "
+                        f"{nsd.min()} … {nsd.max()}")  # fmt: skip
+    df = df.assign(id=[from_index(int(k)) for k in nsd], cocoId=pd.to_numeric(df["cocoId"], errors="coerce"))
+    return df
+
+
+def _add_coco(out: References, coco: dict[int, list[str]], paths: list[Path], stim_info: str | Path | None) -> None:
+    """Map COCO image id → captions to NSD ids through ``stim_info`` into ``out`` (marked complete)."""
+    names = ", ".join(p.name for p in paths)
+    if stim_info is None:
+        raise DataError(f"references {names}: COCO captions are keyed by COCO image id; give NSD's "
+                        "nsd_stim_info_merged.csv (--nsd-stim-info; nsddata/experiments/nsd/) to map them to NSD "
+                        "images")  # fmt: skip
+    info = read_nsd_stim_info(stim_info)
+    split = info["cocoSplit"].astype(str) if "cocoSplit" in info else pd.Series("", index=info.index)
+    found = 0
+    for nsd, cid, sp in zip(info["id"], info["cocoId"], split, strict=True):
+        texts = [t for t in coco.get(int(cid), []) if t] if pd.notna(cid) else []
+        if texts:
+            out.setdefault(nsd, []).extend(texts)
+            found += 1
+        else:
+            file = f"captions_{sp}.json" if sp and sp != "nan" else "its COCO caption file"
+            out.why_missing[nsd] = f"COCO {sp or ''} image {cid}: not in {names}; {file} holds it".replace("  ", " ")
+    if not found:
+        raise DataError(f"references {names}: none of their {len(coco)} COCO images is an NSD image of {stim_info}")
+    out.complete = True

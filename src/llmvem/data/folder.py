@@ -124,14 +124,23 @@ def brain_for_images(brain: BrainData, ids: list[str], source: str) -> tuple[Bra
     stimuli that are not among the images (ignored).
 
     Raises:
-        IdMismatchError: images without a response (the message shows ids of both sides).
+        IdMismatchError: images without a response (the message shows ids of both sides, or says that the NSD ids
+            match only after a shift of one). DataError: ``nsd-00000`` on either side (0-based NSD ids).
     """
+    from llmvem.data.nsd_ids import check_ids, explain_mismatch
+
+    check_ids(ids, f"images of brain data {source}")
+    check_ids(brain.stimulus_ids, f"brain data {source}")
     have = set(brain.stimulus_ids)
     missing = [i for i in ids if i not in have]
     if missing:
+        shifted = explain_mismatch(missing, brain.stimulus_ids)
+        hint = shifted or (
+            f"its stimulus ids look like {brain.stimulus_ids[:5]}: they must be the images' ids (file stems; NSD "
+            "and Algonauts file names count as their nsd-NNNNN)"
+        )
         raise IdMismatchError(
-            f"brain data {source}: {len(missing)} of {len(ids)} image(s) have no response, e.g. {missing[:5]}; its "
-            f"stimulus ids look like {brain.stimulus_ids[:5]}: they must be the images' file stems"
+            f"brain data {source}: {len(missing)} of {len(ids)} image(s) have no response, e.g. {missing[:5]}; {hint}"
         )
     return brain.reorder(ids), len(have - set(ids))
 

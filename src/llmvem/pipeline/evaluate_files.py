@@ -137,8 +137,11 @@ def decode_study(cfg: ExperimentConfig) -> Any:
         raise ConfigError("evaluate decode: no --embeddings (the stimuli's text embeddings, .npy + .ids.txt)")
     models = {"embeddings": {"kind": "feature_file", "stimuli": "files", "path": str(inp.embeddings)}}
     evaluation: dict[str, Any] = {"kind": "decode", "against": "brain", "representations": ["embeddings"]}
-    evaluation.update({k: str(v) for k, v in (("captions", inp.captions), ("references", inp.references))
+    evaluation.update({k: str(v) for k, v in (("captions", inp.captions), ("nsd_stim_info", inp.nsd_stim_info))
                        if v is not None})  # fmt: skip
+    if inp.references is not None:
+        refs = inp.references if isinstance(inp.references, list) else [inp.references]
+        evaluation["references"] = [str(r) for r in refs] if len(refs) != 1 else str(refs[0])
     if "caption_metrics" in dec.model_fields_set:
         evaluation["caption_metrics"] = list(dec.caption_metrics)
     return _file_study(cfg, {**_brain_params(cfg), "hold_out": True}, models, {"decode": evaluation})

@@ -278,6 +278,17 @@ def _partition_section(csv: Path, run_dir: Path) -> Section:
     )
 
 
+def _sweep_fraction(run_dir: Path) -> float | None:
+    """The validation share a run's layer sweep chose on (``info.evaluations.layer_sweep.validation_fraction``);
+    None when it chose on all training images or the run does not say."""
+    try:
+        info = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["info"]["evaluations"]
+        share = info["layer_sweep"]["validation_fraction"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(share) if isinstance(share, int | float) else None
+
+
 def _layer_sweep_section(csv: Path, run_dir: Path) -> Section:
     """The layer-sweep section: the choice per ROI / RDM target (``layer_sweep.csv``'s chosen rows, the whole curve
     in the CSV), ``layer_sweep.png`` (drawn anew when missing or older than the CSV) and how the layer was chosen."""
@@ -296,16 +307,20 @@ def _layer_sweep_section(csv: Path, run_dir: Path) -> Section:
             if c in df.columns]  # fmt: skip
     score = ("the RSA of the layer's RDM with each subject's RDM, mean over subjects" if rsa
              else "the mean Pearson r of the ROI's voxels")  # fmt: skip
+    share = _sweep_fraction(run_dir)
+    where = "the training images" if rsa and share is None else "a validation split of the training images"
     validation = (
-        "the RDMs over a seeded share of the training images (RSA fits nothing: the other training images are not "
-        "used)" if rsa else "a ridge fitted on the training images minus a seeded share of them, scored on that share"
+        ("the RDMs over all the training images (RSA fits nothing, so none leak)" if share is None else
+         f"the RDMs over a seeded {share:g} share of the training images (RSA fits nothing: the other training "
+         "images are not used)") if rsa
+        else "a ridge fitted on the training images minus a seeded share of them, scored on that share"
     )  # fmt: skip
     return Section(
         "Layer sweep",
         [
             f"{len(layers)} layers of one model ({', '.join(map(str, layers[:12]))}{' …' if len(layers) > 12 else ''}) "
-            f"× {df[group].nunique()} {'RDM target' if rsa else 'ROI'}(s). The layer of each {group} was chosen on a "
-            f"validation split of the training images — {validation} — never on the test images; test_score is then "
+            f"× {df[group].nunique()} {'RDM target' if rsa else 'ROI'}(s). The layer of each {group} was chosen on "
+            f"{where} — {validation} — never on the test images; test_score is then "
             "the held-out score of the chosen layer (refitted on all training images), the number to report. Score: "
             f"{score}.",
             "The table shows the chosen layer per row; layer_sweep.csv has the whole curve (every layer's validation "

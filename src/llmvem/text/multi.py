@@ -239,7 +239,8 @@ def descriptions_of_images(
     missing: str = "fail",
     log: Any = None,
 ) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
-    """The description rows (``read_text_table``, picked by ``model`` / ``prompt``) of the images ``ids``.
+    """The description rows (``read_text_table``, picked by ``model`` / ``prompt``) of the images ``ids``; a row
+    naming an NSD or Algonauts 2023 file (``train-0001_nsd-00013.png``) describes its canonical id (``nsd-00014``).
 
     Returns:
         the rows of the kept images (columns ``image``, ``text`` …; several per image possible), the kept ids (in
@@ -251,7 +252,10 @@ def descriptions_of_images(
     from llmvem.describe.imported import read_text_table
 
     log = log or (lambda msg: None)
+    from llmvem.data.nsd_ids import canonical_id
+
     df = select_texts(read_text_table(path), model=model, prompt=prompt)
+    df["image"] = [canonical_id(str(i)) or i for i in df["image"]]  # NSD / Algonauts names, as the image ids
     described = set(df["image"])
     counts = {"ignored_descriptions": int((~df["image"].isin(set(ids))).sum()), "dropped_no_description": 0}
     if counts["ignored_descriptions"]:

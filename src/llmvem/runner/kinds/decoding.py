@@ -34,9 +34,12 @@ class DecodeParams(ScoreParams):
                                  ".txt; llmvem.data.files.load_captions) embedded with settings.embed: retrieval of "
                                  "each test stimulus's own captions among the settings.evaluate.decode.top_k nearest "
                                  "(retrieved_captions.jsonl) and a decoded caption per stimulus")  # fmt: skip
-    references: str | None = Field(None, description="human captions per stimulus the decoded captions are scored "
-                                   "against (llmvem.data.files.load_references; default: the corpus's captions of "
-                                   "each stimulus); needs captions")  # fmt: skip
+    references: str | list[str] | None = Field(None, description="human captions per stimulus the decoded captions "
+                                               "are scored against (llmvem.data.files.load_references; several "
+                                               "files merged; default: the corpus's captions of each stimulus); "
+                                               "needs captions")  # fmt: skip
+    nsd_stim_info: str | None = Field(None, description="NSD's nsd_stim_info_merged.csv: maps the COCO image ids "
+                                      "of COCO caption references to NSD ids")  # fmt: skip
     caption_metrics: list[CaptionMetric] | None = Field(
         None, description="caption metrics of the decoded captions ([] none); default: those of "
         "settings.evaluate.decode that this machine can compute (a warning names the others)")  # fmt: skip
@@ -81,7 +84,9 @@ def _references(p: DecodeParams, state: RunState, corpus: CaptionCorpus | None) 
             warnings.warn(f"evaluate decode: caption metrics other than {metrics} skipped: {why}", stacklevel=3)
     if not metrics or corpus is None:
         return None
-    return (load_references(p.references) if p.references is not None else corpus.references()), metrics
+    if p.references is None:
+        return corpus.references(), metrics
+    return load_references(p.references, p.nsd_stim_info), metrics
 
 
 def _write_decode(frame: pd.DataFrame, state: RunState, name: str, p: DecodeParams) -> None:
@@ -189,10 +194,13 @@ def _caption_metrics(
     """Decode one caption per test stimulus and, where references exist, add its caption metrics to the table (one
     target per metric column: score, human ceiling, their ratio, n_images; how many references each was scored
     against and the implementation go to ``info.evaluations.<name>``). Returns stimulus → decoded caption."""
+    from llmvem.data.files import References
     from llmvem.runner.settings import embed_kwargs
     from llmvem.text import embed_texts
     from llmvem.text.caption_metrics import implementation, score_with_ceiling
 
+    if references is not None and isinstance(references[0], References):  # given: none, or a gap of COCO, stops
+        references[0].check_covers(ids_te, f"evaluations.{name}.references (test stimuli of {row[2] or row[0]})")
     if references is None or not any(references[0].get(i) for i in ids_te):
         return {}
     refs, metrics = references

@@ -22,7 +22,8 @@ from llmvem.runner.state import Representation, RunState, Stimuli
 
 class FolderParams(Params):
     images: str = Field(description="the folder of images: one subfolder per class (ImageNet layout) or flat; an "
-                        "image's id is its file stem")  # fmt: skip
+                        "image's id is its file stem (NSD and Algonauts names: nsd-NNNNN, the 1-based "
+                        "73k id)")  # fmt: skip
     descriptions: str | None = Field(None, description="JSONL/CSV/TSV/JSON of image + text (file name or stem); "
                                      "several texts of an image are embedded and averaged")  # fmt: skip
     describers: str | list[str] | None = Field(None, description="keep the texts of these describer models only")
@@ -31,8 +32,8 @@ class FolderParams(Params):
                                                           "(fail) or are left out (drop, counted)")  # fmt: skip
     labels: str | None = Field(None, description="CSV/TSV/JSONL of image, label (several joined by |): overrides "
                                "the subfolders")  # fmt: skip
-    brain: str | None = Field(None, description="brain data of the images (llmvem.data.files.load_brain; stimulus "
-                              "ids = the image stems)")  # fmt: skip
+    brain: str | None = Field(None, description="brain data of the images (llmvem.data.files.load_brain: a .npz, "
+                              "an NSD root, an Algonauts subject folder; stimulus ids = the image ids)")  # fmt: skip
     subject: int | None = Field(None, description="the subject of a multi-subject brain source (NSD: 1-8)")
     heldout: float = Field(0.2, gt=0, lt=0.9, description="share of the images held out as the test split")
     heldout_seed: int | None = Field(None, description="the seed of the held-out split (default settings.seed)")
@@ -72,16 +73,19 @@ def _brain(p: FolderParams, ids: list[str], name: str, counts: dict[str, int]) -
 
 @part(STIMULI, "image_folder", FolderParams)
 def image_folder(p: FolderParams, state: RunState, name: str) -> Stimuli:
-    """The images of a folder (ids = file stems) with their labels, description rows and brain data, checked
-    (module docstring), and one held-out split (``train`` / ``test``) shared by every model and seed."""
+    """The images of a folder (ids = file stems; NSD and Algonauts 2023 file names become the canonical
+    ``nsd-NNNNN`` of :mod:`llmvem.data.nsd_ids`, so they pair with NSD and Algonauts brain data) with their labels,
+    description rows and brain data, checked (module docstring), and one held-out split (``train`` / ``test``)
+    shared by every model and seed."""
     from llmvem.data.folder import check_classes, list_images
+    from llmvem.data.nsd_ids import canonical_ids
     from llmvem.data.splits import images_split
     from llmvem.data.stimuli import StimulusSet
 
     folder = Path(p.images).expanduser()
     paths, folder_classes = list_images(folder, f"stimuli.{name}.images")
     label_sets, ignored_labels = _labels(p, paths, folder_classes, folder)
-    ids = [q.stem for q in paths]
+    ids = canonical_ids([q.stem for q in paths], f"stimuli.{name}.images ({folder})")  # NSD names → nsd-NNNNN
     counts: dict[str, int] = {"ignored_labels": ignored_labels} if p.labels is not None else {}
     table = None
     if p.descriptions is not None:

@@ -37,7 +37,9 @@ class SweepParams(ScoreParams):
                            "fitted twice); None: fitted here")  # fmt: skip
     validation_fraction: float | None = Field(None, gt=0, lt=1, description="share of the training images the "
                                               "layer is chosen on (None: settings.evaluate.encoding."
-                                              "sweep_validation_fraction)")  # fmt: skip
+                                              "sweep_validation_fraction; rsa: settings.evaluate.rsa."
+                                              "sweep_validation_fraction, whose None is all training "
+                                              "images)")  # fmt: skip
 
 
 @dataclass
@@ -52,8 +54,12 @@ class _Input:
     split: str  #: where the train / test split came from
 
 
-def _fraction(p: SweepParams, state: RunState) -> float:
-    return p.validation_fraction or state.cfg.evaluate.encoding.sweep_validation_fraction
+def _fraction(p: SweepParams, state: RunState) -> float | None:
+    """The validation share of the training images; None (RSA only): the choice is on all training images."""
+    if p.validation_fraction is not None:
+        return p.validation_fraction
+    ev = state.cfg.evaluate
+    return ev.rsa.sweep_validation_fraction if p.score == "rsa" else ev.encoding.sweep_validation_fraction
 
 
 def _inputs(p: SweepParams, state: RunState, name: str) -> list[_Input]:
@@ -75,6 +81,7 @@ def _inputs(p: SweepParams, state: RunState, name: str) -> list[_Input]:
     check_layers({k: r.ids if r.ids is not None else src_ids for k, r in reps.items()}, what)
     out = []
     if p.score == "encoding":
+        assert fraction is not None  # an encoding sweep always holds a share out (settings default 0.2)
         for brain, tr, te, subject in _views(state, target, where):
             check_sweep_split(len(tr), fraction, f"{what} on brain {brain.name!r}", cv=state.cfg.evaluate.encoding.cv)
             layers = {rep: x for rep, _, x in _paired_rows(state, p, target, brain, where)}
@@ -150,6 +157,7 @@ def _sweep(p: SweepParams, state: RunState, name: str, one: _Input) -> Any:
         res.curve["group"] = one.group
         return res
     scores = _test_scores(state, p, one.group, name) if p.of else None
+    assert fraction is not None
     res = sweep_encoding_layers(one.layers, one.data.responses, roi_voxel_masks(one.data), one.train, one.test,
                                 val_fraction=fraction, seed=cfg.seed, make_model=lambda: ridge_from_config(cfg),
                                 test_scores=scores)  # fmt: skip
@@ -197,7 +205,8 @@ def _write_sweep(frame: pd.DataFrame, state: RunState, name: str, p: SweepParams
 def layer_sweep(p: SweepParams, state: RunState, name: str) -> None:
     """The best of the layers ``representations`` (≥ 2, one model's, in depth order, over the same stimuli) per
     ROI (``score: encoding``: a ridge fitted on the training images minus a seeded ``validation_fraction`` of them,
-    mean voxel r on those) or per RDM set (``score: rsa``: the RSA over the validation images' RDMs), chosen
+    mean voxel r on those) or per RDM set (``score: rsa``: the RSA over the training images' RDMs, or over a
+    seeded ``validation_fraction`` of them when one is set), chosen
     without the test images; every layer's test score (encoding: fitted on all training images, or ``of``'s
     mean_r; rsa: over the test images' RDMs) is the curve. Several subjects (brain sources, an RDM set's subjects):
     a curve each and their mean, the layer chosen by the mean validation score."""
