@@ -63,7 +63,8 @@ def run_demo_study(
         return run_legacy(cfg, None, None, "evaluate")
     name = study or "demo"
     over, lit = study_overrides(Path(name).stem, _sets(sets), literal)
-    return run_study(name, overrides=over, literal=lit, **{k: v for k, v in paths.items()})
+    return run_study(name, overrides=over, literal=lit, data_dir=paths["data_dir"], cache_dir=paths["cache_dir"],
+                     output_dir=paths["output_dir"])  # fmt: skip
 
 
 def _sets(sets: Sequence[str] | None) -> dict[str, str]:
