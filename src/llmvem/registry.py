@@ -12,12 +12,21 @@ Example
 2.0
 >>> losses.names()
 ['mse']
+
+Plug-ins import the registry, never the other way round: a registry names the modules that register its entries
+(``Registry(kind, plugins=[...])``, imported on the first lookup), and an entry can point at a function of a module
+that imports the registry (:func:`lazy`, imported when the entry is used, not when the registry is listed).
+
+>>> sqrt = lazy("math", "sqrt")
+>>> sqrt(9.0)
+3.0
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+import importlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, TypeVar
 
 from llmvem.errors import RegistryError, short_repr
 
@@ -29,11 +38,28 @@ class Registry(Generic[T]):
 
     Args:
         kind: what the registry holds, used in error messages ("text encoder").
+        plugins: modules that register entries of this registry (and import it), imported on the first lookup
+            (:meth:`load_plugins`).
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, plugins: Sequence[str] = ()) -> None:
         self.kind = kind
+        self.plugins = tuple(plugins)
         self._items: dict[str, T] = {}
+        self._plugins_loaded = not self.plugins
+
+    def load_plugins(self) -> None:
+        """Import the :attr:`plugins` modules (once), which register their entries: called by every lookup, so a
+        plug-in module may import the registry's module without that module importing it (no import circle)."""
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True  # first: a plug-in that looks something up while it loads does not recurse
+        try:
+            for module in self.plugins:
+                importlib.import_module(module)
+        except BaseException:
+            self._plugins_loaded = False
+            raise
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name``; a duplicate name is an error."""
@@ -48,6 +74,7 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         """Return the entry called ``name`` or raise :class:`RegistryError` listing the known names."""
+        self.load_plugins()
         try:
             return self._items[name]
         except KeyError:
@@ -55,13 +82,27 @@ class Registry(Generic[T]):
             raise RegistryError(f"unknown {self.kind} {short_repr(name)}; known: {known}") from None
 
     def names(self) -> list[str]:
+        self.load_plugins()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self.load_plugins()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        self.load_plugins()
         return len(self._items)
+
+
+def lazy(module: str, name: str) -> Callable[..., Any]:
+    """A function that imports ``module`` when called (once: Python caches the import) and calls its ``name``."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"``{module}.{name}``, imported on the first call."
+    return call

@@ -4,6 +4,7 @@ choices and default; absent flags leave the config file's values alone; bad choi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
 import pytest
 import typer
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from llmvem.cli.app import app
 from llmvem.cli.boundary import guarded
-from llmvem.cli.options import COMMAND_FLAGS, config_command, flag_for
+from llmvem.cli.options import COMMAND_FLAGS, config_command, flag_for, flags_command
 from llmvem.config import ExperimentConfig
 
 runner = CliRunner()
@@ -82,3 +83,28 @@ def test_a_bad_choice_is_the_configs_error_naming_the_key() -> None:
 def test_a_field_without_description_cannot_be_a_flag() -> None:
     with pytest.raises(TypeError, match=r"train\.batch_size has no description"):
         flag_for("train.batch_size")
+
+
+def test_flags_command_passes_the_typed_values_by_key_and_keeps_the_option_order() -> None:
+    """``flags_command`` (``llmvem demo``): the generated options stand where ``given`` stands, values by key."""
+    seen: list[tuple[str | None, dict[str, Any], str | None]] = []
+    flags_app = typer.Typer()
+
+    @flags_command(flags_app, "y", ["describe.n_samples", "progress"], guard=guarded)
+    def y(
+        name: Annotated[str | None, typer.Argument()] = None, *, given: dict[str, Any], last: str | None = None
+    ) -> None:
+        """A command for the test."""
+        seen.append((name, given, last))
+
+    @flags_app.command("other")
+    def other() -> None:
+        """Nothing."""
+
+    res = runner.invoke(flags_app, ["y", "a", "--samples", "3", "--last", "z"])
+    assert res.exit_code == 0, res.output
+    assert seen[-1] == ("a", {"describe.n_samples": 3, "progress": None}, "z")
+    assert COMMAND_FLAGS["y"] == {"--samples": "describe.n_samples", "--progress/--no-progress": "progress"}
+    opts = [p.opts[0] for p in typer.main.get_command(flags_app).commands["y"].params]  # type: ignore[attr-defined]
+    assert opts == ["name", "--samples", "--progress", "--last"]
+    assert runner.invoke(flags_app, ["y", "--samples", "x"]).exit_code == 2  # typed: not an integer

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from llmvem.data.stimuli import StimulusSet
 from llmvem.describe import DESCRIBERS, DescribeFailuresError, describe_stimuli, resolve_prompt
@@ -16,23 +15,14 @@ from llmvem.errors import DataError, IdMismatchError
 from llmvem.store import ArtifactStore
 
 
-def _images(tmp_path: Path, n: int = 4) -> StimulusSet:
-    d = tmp_path / "imgs"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(d / f"img_{i}.png")
-    return StimulusSet.from_folder(d)
-
-
 def _captions(tmp_path: Path, ids: list[str], name: str = "caps.jsonl") -> Path:
     p = tmp_path / name
     p.write_text("".join(json.dumps({"image": f"{i}.png", "text": f"caption of {i}"}) + "\n" for i in ids))
     return p
 
 
-def test_import_describes_in_stimulus_order_with_provenance(tmp_path: Path) -> None:
-    stim = _images(tmp_path)
+def test_import_describes_in_stimulus_order_with_provenance(tmp_path: Path, image_folder: Callable[..., Path]) -> None:
+    stim = StimulusSet.from_folder(image_folder())
     src = _captions(tmp_path, list(reversed(stim.ids)))
     store = ArtifactStore(tmp_path / "store")
     desc = describe_stimuli(stim, DESCRIBERS.get("import")(source=src, model="gt"), store=store, progress=False)
@@ -44,8 +34,10 @@ def test_import_describes_in_stimulus_order_with_provenance(tmp_path: Path) -> N
     assert list(df["image_hash"]) == stim.content_hashes
 
 
-def test_rerun_skips_finished_and_changed_source_is_not_reused(tmp_path: Path) -> None:
-    stim = _images(tmp_path)
+def test_rerun_skips_finished_and_changed_source_is_not_reused(
+    tmp_path: Path, image_folder: Callable[..., Path]
+) -> None:
+    stim = StimulusSet.from_folder(image_folder())
     src = _captions(tmp_path, stim.ids)
     store = ArtifactStore(tmp_path / "store")
     describe_stimuli(stim, ImportDescriber(src, model="gt"), store=store, progress=False)
@@ -58,8 +50,8 @@ def test_rerun_skips_finished_and_changed_source_is_not_reused(tmp_path: Path) -
     assert desc.texts_for(stim.ids)[0] == f"new {stim.ids[0]}"  # a changed source is a new job, never stale
 
 
-def test_missing_ids_are_named(tmp_path: Path) -> None:
-    stim = _images(tmp_path)
+def test_missing_ids_are_named(tmp_path: Path, image_folder: Callable[..., Path]) -> None:
+    stim = StimulusSet.from_folder(image_folder())
     src = _captions(tmp_path, stim.ids[:2])
     with pytest.raises(IdMismatchError, match=stim.ids[2]):
         describe_stimuli(stim, ImportDescriber(src), store=ArtifactStore(tmp_path / "s"), progress=False)
@@ -78,8 +70,8 @@ def test_bad_files(tmp_path: Path) -> None:
         read_text_table(tmp_path / "none.jsonl")
 
 
-def test_empty_text_is_a_recorded_failure(tmp_path: Path) -> None:
-    stim = _images(tmp_path, 2)
+def test_empty_text_is_a_recorded_failure(tmp_path: Path, image_folder: Callable[..., Path]) -> None:
+    stim = StimulusSet.from_folder(image_folder(2))
     with pytest.raises(DescribeFailuresError, match="empty text") as info:
         describe_stimuli(
             stim,

@@ -1,8 +1,13 @@
 """Image features from an experiment config (``llmvem features``): a pretrained backbone's, or those of a model
-fine-tuned in a run directory (``features.model``: pooled features, a head's output, or visual-words PIF)."""
+fine-tuned in a run directory (``features.model``: pooled features, a head's output, or visual-words PIF).
+
+>>> SavedFeatures({Path("f.a.npy"): (92, 64), Path("f.b.npy"): (92, 32)}, Path("f.ids.txt"), None, True).lines()
+['92 × 64 features → f.a.npy', '92 × 32 features → f.b.npy', 'ids → f.ids.txt']
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,3 +107,35 @@ def save_layer_features(out: Path, values: dict[str, np.ndarray], ids: list[str]
         atomic_write_bytes(layer_file(out, layer), buf.getvalue())
         paths.append(layer_file(out, layer))
     return paths
+
+
+@dataclass(frozen=True)
+class SavedFeatures:
+    """The files ``llmvem features`` wrote."""
+
+    shapes: dict[Path, tuple[int, int]]  #: each .npy written → the (n, D) of its matrix
+    ids: Path  #: the ids of their rows, one per line
+    weights: str | None  #: the fine-tuned weights they are features of (``features.model``), else ``None``
+    per_layer: bool  #: one file per layer of ``features.layers`` (and one ids file for all)
+
+    def lines(self) -> list[str]:
+        """One line per file written (and, per layer, one for the shared ids), as ``llmvem features`` says them."""
+        of = f" of {self.weights}" if self.weights is not None else ""
+        lines = [f"{n} × {dim} features{of} → {path}" for path, (n, dim) in self.shapes.items()]
+        return [*lines, f"ids → {self.ids}"] if self.per_layer else lines
+
+
+def save_features(cfg: ExperimentConfig, images: Path, out: Path) -> SavedFeatures:
+    """``llmvem features``: the features of ``images`` as ``cfg.features`` says, written to ``out`` (.npy) and
+    ``<out>.ids.txt``; with ``features.layers``, one :func:`layer_file` per layer (:func:`save_layer_features`)."""
+    from llmvem.data.files import save_matrix
+
+    if cfg.features.layers is not None:
+        layers, ids = layer_features_from_config(cfg, images)
+        paths = save_layer_features(out, layers, ids)
+        shapes = {path: (arr.shape[0], arr.shape[1]) for path, arr in zip(paths, layers.values(), strict=True)}
+        return SavedFeatures(shapes, out.with_suffix(".ids.txt"), None, per_layer=True)
+    values, ids = features_from_config(cfg, images)
+    _, ids_path = save_matrix(out, values, ids, f"features {out}")
+    weights = cfg.features.weights if cfg.features.model is not None else None
+    return SavedFeatures({out: (values.shape[0], values.shape[1])}, ids_path, weights, per_layer=False)

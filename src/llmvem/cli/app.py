@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from llmvem.cli.boundary import OneLineErrorsGroup, fail, guarded
-from llmvem.cli.options import COMMAND_FLAGS, config_command, flag_for, flag_key, option, resolve
+from llmvem.cli.options import COMMAND_FLAGS, config_command, flag_key, flags_command, option, resolve
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -71,35 +71,41 @@ RUN_NAMING = ["seed", "name", "output_dir", "progress"]
 NSD_IMAGES = ["features.subset", "features.design"]  # which images of nsd_stimuli.hdf5: one key for every stage
 ImagesArg = Annotated[Path, typer.Argument(help="folder of images, or NSD's nsd_stimuli.hdf5")]
 DataDirOpt = Annotated[Path | None, option("data_dir")]
+TextsArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="JSONL/CSV with an image (or id) column and a text column (optional model, prompt columns); "
+        "default: every description in the artifact store (from llmvem describe)",
+        show_default=False,
+    ),
+]
+EmbeddingsOut = Annotated[Path, typer.Option("--out", "-o", help="embeddings .npy (ids go to <out>.ids.txt)")]
+FeaturesOut = Annotated[Path, typer.Option("--out", "-o", help="features .npy (ids go to <out>.ids.txt)")]
+DescriptionsOut = Annotated[Path, typer.Option("--out", "-o", help="descriptions to write (.jsonl or .parquet)")]
 CacheDirOpt = Annotated[Path | None, option("cache_dir")]
 
 
-#: the demo's options: study parameters of the built-in studies (each one a config key, read from its field)
-DEMO_KEYS = ["dataset.n_images", "train.epochs", "train.lambda_align", "seed", "device", "progress"]
-COMMAND_FLAGS["demo"] = {flag_for(k).name: k for k in [*DEMO_KEYS, "dataset.name", "data_dir", "cache_dir",
-                                                      "output_dir"]}  # fmt: skip
-_DEMO = {k: flag_for(k) for k in DEMO_KEYS}
+#: the demo's options: study parameters of the built-in studies and paths (each one a config key, read from its field)
+DEMO_KEYS = ["dataset.n_images", "train.epochs", "train.lambda_align", "seed", "device", "progress", "data_dir",
+             "cache_dir", "output_dir"]  # fmt: skip
+StudyArg = Annotated[
+    str | None, typer.Argument(help="a built-in study (demo, objects92, doerig-controls ...) or a study YAML file")
+]
+OldDatasetOpt = Annotated[str | None, typer.Option("--dataset", help="the study (old name of the argument)")]
+OldConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="an old experiment YAML config")]
+StudySetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="override any study key: --set stimuli.demo.n_images=120")
+]
 
 
-@app.command()
+@flags_command(app, "demo", DEMO_KEYS, guard=guarded)
 def demo(
-    study: Annotated[
-        str | None, typer.Argument(help="a built-in study (demo, objects92, doerig-controls ...) or a study YAML file")
-    ] = None,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="the study (old name of the argument)")] = None,
-    n_images: Annotated[int | None, _DEMO["dataset.n_images"].option()] = None,
-    epochs: Annotated[int | None, _DEMO["train.epochs"].option()] = None,
-    lambda_align: Annotated[float | None, _DEMO["train.lambda_align"].option()] = None,
-    seed: Annotated[int | None, _DEMO["seed"].option()] = None,
-    device: Annotated[str | None, _DEMO["device"].option()] = None,
-    progress: Annotated[bool | None, _DEMO["progress"].option()] = None,
-    data_dir: DataDirOpt = None,
-    cache_dir: CacheDirOpt = None,
-    output_dir: Annotated[Path | None, option("output_dir")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="an old experiment YAML config")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override any study key: --set stimuli.demo.n_images=120")
-    ] = None,
+    study: StudyArg = None,
+    dataset: OldDatasetOpt = None,
+    *,
+    given: dict[str, Any],
+    config: OldConfigOpt = None,
+    set_: StudySetOpt = None,
 ) -> None:
     """Run a study (stimuli → targets → models → evaluations) and write its tables, plots and report.
 
@@ -113,16 +119,12 @@ def demo(
       llmvem demo objects92 --data-dir ../shared/data
       llmvem demo --n-images 120 --epochs 50 --set train.loss=cosine
     """
-    given = {"dataset.n_images": n_images, "train.epochs": epochs, "train.lambda_align": lambda_align, "seed": seed,
-             "device": device, "progress": progress}  # fmt: skip
-    paths = {"data_dir": data_dir, "cache_dir": cache_dir, "output_dir": output_dir}
+    from llmvem.pipeline.studies import run_demo_study
 
-    def go() -> None:
-        from llmvem.pipeline.studies import run_demo_study
+    run_demo_study(study or dataset, given, config, set_)
 
-        run_demo_study(study or dataset, given, paths, config, set_)
 
-    guarded(go)
+COMMAND_FLAGS["demo"]["--dataset"] = "dataset.name"  # the old name of STUDY
 
 
 @describe_app.callback()
@@ -150,9 +152,7 @@ DESCRIBE = ["describe.backend", "describe.model", "describe.prompt", "describe.s
 def describe(
     cfg: ExperimentConfig,
     images: ImagesArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="descriptions to write (.jsonl or .parquet)")] = Path(
-        "descriptions.jsonl"
-    ),
+    out: DescriptionsOut = Path("descriptions.jsonl"),
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only say how many requests remain")] = False,
 ) -> None:
     """Describe every image with a describer backend; results are cached and the job resumes if interrupted.
@@ -170,21 +170,12 @@ def describe(
 
     Images of NSD (and Algonauts 2023) folders get NSD's canonical ids (nsd-NNNNN, the 1-based 73k id).
     """
-    from llmvem.describe.from_config import describe_images, plan_images, same_samples_warning
+    from llmvem.describe.from_config import describe_to_file
 
-    if warning := same_samples_warning(cfg.describe):
-        typer.echo(f"warning: {warning}", err=True)
-    if dry_run:
-        plan = plan_images(cfg, images)
-        retried = f", {plan.n_failed_before} failed before and will be retried" if plan.n_failed_before else ""
-        typer.echo(f"{len(plan.todo)} of {plan.n_requests} requests remain ({plan.n_done} finished{retried}); "
-                   f"log {plan.log_path}")  # fmt: skip
-        return
-    desc, n_images = describe_images(cfg, images)
-    desc.write(out)
-    typer.echo(f"{len(desc)} descriptions of {n_images} images → {out}")
-    if desc.failures:
-        _print_failures([str(f) for f in desc.failures])
+    done = describe_to_file(cfg, images, out, dry_run=dry_run, warn=lambda w: typer.echo(f"warning: {w}", err=True))
+    typer.echo(done.summary)
+    if done.failures:
+        _print_failures(done.failures)
         raise typer.Exit(1)
 
 
@@ -200,19 +191,23 @@ def _print_failures(failures: list[str], shown: int = 50) -> None:
         con.print(f"  ... and {len(failures) - shown} more (llmvem describe export --failures)")
 
 
+ExportImagesOpt = Annotated[
+    Path | None, typer.Option("--images", help="only these images (matched by content), named by their ids")
+]
+CleanOpt = Annotated[
+    list[str] | None, typer.Option("--clean", help="clean the texts: preamble, closing (raw_text kept); repeatable")
+]
+
+
 @describe_app.command("export")
 def describe_export(
     out: Annotated[Path, typer.Argument(help="file to write: .jsonl or .parquet")],
     format: Annotated[str | None, typer.Option("--format", help="jsonl or parquet (default: from suffix)")] = None,
-    images: Annotated[
-        Path | None, typer.Option("--images", help="only these images (matched by content), named by their ids")
-    ] = None,
+    images: ExportImagesOpt = None,
     backend: Annotated[str | None, typer.Option("--backend", help="only this backend")] = None,
     model: Annotated[str | None, typer.Option("--model", help="only this model")] = None,
     prompt: Annotated[list[str] | None, typer.Option("--prompt", help="only these prompts (name or text)")] = None,
-    clean: Annotated[
-        list[str] | None, typer.Option("--clean", help="clean the texts: preamble, closing (raw_text kept); repeatable")
-    ] = None,
+    clean: CleanOpt = None,
     cache_dir: CacheDirOpt = None,
 ) -> None:
     """Export the descriptions stored in the artifact store (every run) to JSONL or Parquet.
@@ -242,20 +237,7 @@ EMBED = ["embed.encoder", "embed.policy", "embed.aggregate", "embed.select_model
 
 
 @command(app, "embed", EMBED)
-def embed(
-    cfg: ExperimentConfig,
-    texts: Annotated[
-        Path | None,
-        typer.Argument(
-            help="JSONL/CSV with an image (or id) column and a text column (optional model, prompt columns); "
-            "default: every description in the artifact store (from llmvem describe)",
-            show_default=False,
-        ),
-    ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="embeddings .npy (ids go to <out>.ids.txt)")] = Path(
-        "embeddings.npy"
-    ),
-) -> None:
+def embed(cfg: ExperimentConfig, texts: TextsArg = None, out: EmbeddingsOut = Path("embeddings.npy")) -> None:
     """Embed texts with a text encoder; cached by text content, encoder identity and long-text policy.
 
     Several texts of one image (captions, samples) are averaged (--aggregate mean) or kept (--aggregate all).
@@ -268,18 +250,11 @@ def embed(
       llmvem embed captions.csv --encoder glove-nouns -o nouns.npy                     # a Doerig control
       llmvem embed gemma.jsonl --clean preamble -o gemma.npy      # without "Here's a description of the image:"
     """
-    from llmvem.text.from_config import embed_from_config
+    from llmvem.text.from_config import save_embeddings
 
-    emb = embed_from_config(cfg, texts)
-    npy, ids = emb.save(out)
-    st, e = emb.stats, cfg.embed
-    if st.get("n_truncated") and e.policy == "truncate":
-        typer.echo(f"{st['n_truncated']} of {st['n_texts']} texts were truncated to the encoder's window "
-                   f"({st['n_tokens_dropped']} tokens dropped, at most {st['max_dropped']} of one text)")  # fmt: skip
-    if st.get("n_fallback"):
-        typer.echo(f"{st['n_fallback']} texts had no word of the kind and were embedded as the fallback word")
-    shape = f"{emb.values.shape[0]} × {emb.values.shape[1]}"
-    typer.echo(f"{shape} embeddings ({e.encoder}, {e.aggregate}) → {npy}, {ids}")
+    saved = save_embeddings(cfg, texts, out)
+    for line in [*saved.notes, saved.summary]:
+        typer.echo(line)
 
 
 FEATURES = ["features.backbone", "features.layer", "features.layers", "features.pooling", "features.reduce",
@@ -289,13 +264,7 @@ FEATURES = ["features.backbone", "features.layer", "features.layers", "features.
 
 
 @command(app, "features", FEATURES)
-def features(
-    cfg: ExperimentConfig,
-    images: ImagesArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="features .npy (ids go to <out>.ids.txt)")] = Path(
-        "features.npy"
-    ),
-) -> None:
+def features(cfg: ExperimentConfig, images: ImagesArg, out: FeaturesOut = Path("features.npy")) -> None:
     """Extract pooled image features with a pretrained backbone or a fine-tuned model of a run directory.
 
     --layer taps any named module (an unknown name lists the close and valid ones); features are cached per
@@ -320,20 +289,10 @@ def features(
       llmvem features my_images/ --model runs/nsd-objects92-20261122-101500 --weights aligned-seed0 -o aligned.npy
       llmvem features my_images/ --model runs/nsd-objects92-20261122-101500 --head project -o text_space.npy
     """
-    from llmvem.align import from_config
-    from llmvem.data.files import save_matrix
+    from llmvem.align.from_config import save_features
 
-    if cfg.features.layers is not None:
-        layers, ids = from_config.layer_features_from_config(cfg, images)
-        paths = from_config.save_layer_features(out, layers, ids)
-        for path, arr in zip(paths, layers.values(), strict=True):
-            typer.echo(f"{arr.shape[0]} × {arr.shape[1]} features → {path}")
-        typer.echo(f"ids → {out.with_suffix('.ids.txt')}")
-        return
-    values, ids = from_config.features_from_config(cfg, images)
-    save_matrix(out, values, ids, f"features {out}")
-    what = f" of {cfg.features.weights}" if cfg.features.model is not None else ""
-    typer.echo(f"{values.shape[0]} × {values.shape[1]} features{what} → {out}")
+    for line in save_features(cfg, images, out).lines():
+        typer.echo(line)
 
 
 @command(app, "words", ["features.model", "features.weights", "words.top_k", "device", "progress"])
@@ -549,9 +508,7 @@ def plot_map(
     def go() -> None:
         from llmvem.report.brain_plots import plot_map_file
 
-        target = out or result.with_name(result.name.split(".nii")[0].removesuffix(".mgh").removesuffix(".npy")
-                                         .removeprefix("lh.").removeprefix("rh.") + ".png")  # fmt: skip
-        fig = plot_map_file(result, target, space=space, threshold=threshold, title=title or result.name)
+        fig = plot_map_file(result, out, space=space, threshold=threshold, title=title or result.name)
         typer.echo(f"{fig.path} ({'; '.join(fig.notes)})")
 
     guarded(go)

@@ -192,32 +192,88 @@ def config_command(
     resolves the config (:func:`resolve`) and calls ``body`` inside ``guard`` (the CLI's one-line error boundary).
     ``path`` names the command in :data:`COMMAND_FLAGS` (default ``name``).
     """
-    flags = [flag_for(k) for k in keys]
-    COMMAND_FLAGS[path or name] = {f.name: f.key for f in flags}
+    flags = _flags(path or name, keys)
 
     def register(body: Callable[..., Any]) -> Callable[..., Any]:
-        own = [_evaluated(p, body) for p in list(inspect.signature(body).parameters.values())[1:]]
+        own = _own(body, 1)
         config = (
             inspect.Parameter("config", _KW, annotation=_CONFIG_ARGUMENT)
             if config_argument
             else inspect.Parameter("config", _KW, default=None, annotation=_CONFIG_OPTION)
         )
-        generated = [inspect.Parameter(f.param, _KW, default=None, annotation=f.annotation()) for f in flags]
+        generated = _generated(flags)
         params = [config, *own, *generated] if config_argument else [*own, *generated, config]
         params.append(inspect.Parameter("set_", _KW, default=None, annotation=_SET))
 
-        def command(**given: Any) -> Any:
+        def call(given: Mapping[str, Any]) -> Any:
             mine = {p.name: given[p.name] for p in own}
             values = {f.key: given[f.param] for f in flags}
             return guard(lambda: body(resolve(given["config"], given["set_"], values), **mine))
 
-        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in params}
-        command.__name__, command.__doc__ = body.__name__, body.__doc__
-        group.command(name)(command)
+        _declare(group, name, body, params, call)
         return body
 
     return register
+
+
+def flags_command(
+    group: typer.Typer,
+    name: str,
+    keys: Sequence[str],
+    *,
+    guard: Callable[[Callable[[], Any]], Any],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``body(*before, given, *after)`` as command ``name`` of ``group``, with an option per config key of
+    ``keys`` standing where ``given`` stands; ``body`` gets ``given`` = {config key: the typed value, ``None`` when
+    not given} and resolves no config itself (``llmvem demo``: its study does). Called inside ``guard``."""
+    flags = _flags(name, keys)
+
+    def register(body: Callable[..., Any]) -> Callable[..., Any]:
+        names = list(inspect.signature(body).parameters)
+        at = names.index("given")
+        own = [p for p in _own(body, 0) if p.name != "given"]
+
+        def call(values: Mapping[str, Any]) -> Any:
+            mine = {p.name: values[p.name] for p in own}
+            given = {f.key: values[f.param] for f in flags}
+            return guard(lambda: body(given=given, **mine))
+
+        _declare(group, name, body, [*own[:at], *_generated(flags), *own[at:]], call)
+        return body
+
+    return register
+
+
+def _flags(command: str, keys: Sequence[str]) -> list[Flag]:
+    """The flags of ``keys``, recorded in :data:`COMMAND_FLAGS` under ``command``."""
+    flags = [flag_for(k) for k in keys]
+    COMMAND_FLAGS[command] = {f.name: f.key for f in flags}
+    return flags
+
+
+def _own(body: Callable[..., Any], skip: int) -> list[inspect.Parameter]:
+    """The body's own parameters after the first ``skip`` ones, keyword-only, annotations evaluated."""
+    return [_evaluated(p, body) for p in list(inspect.signature(body).parameters.values())[skip:]]
+
+
+def _generated(flags: Sequence[Flag]) -> list[inspect.Parameter]:
+    """One keyword-only parameter per flag (default ``None``: not given)."""
+    return [inspect.Parameter(f.param, _KW, default=None, annotation=f.annotation()) for f in flags]
+
+
+def _declare(
+    group: typer.Typer, name: str, body: Callable[..., Any], params: list[inspect.Parameter], call: Callable[..., Any]
+) -> None:
+    """Register command ``name`` of ``group``: the signature ``params`` (typer reads the options from it), ``body``'s
+    name and docstring (the help), and ``call({parameter: value})`` as what it does."""
+
+    def command(**given: Any) -> Any:
+        return call(given)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__name__, command.__doc__ = body.__name__, body.__doc__
+    group.command(name)(command)
 
 
 def _evaluated(param: inspect.Parameter, fn: Callable[..., Any]) -> inspect.Parameter:

@@ -21,7 +21,7 @@ from typing import Any
 
 from llmvem.data.datadir import resolve_data_dir
 from llmvem.errors import DatasetNotFoundError
-from llmvem.registry import Registry
+from llmvem.registry import Registry, lazy
 
 
 @dataclass(frozen=True)
@@ -97,18 +97,6 @@ def _is_glob(pattern: str) -> bool:
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 
-def _load_objects92(data_dir: Path) -> Any:
-    from llmvem.data.objects92 import load_objects92
-
-    return load_objects92(data_dir)
-
-
-def _load_nsd_shared1000(data_dir: Path) -> Any:
-    from llmvem.data.nsd_shared1000 import load_nsd_shared1000
-
-    return load_nsd_shared1000(data_dir)
-
-
 OBJECTS92 = DatasetSpec(
     name="objects92",
     description="92 object images (Kriegeskorte 2008; Cichy 2014) with human/monkey IT, EVC, behaviour and model RDMs",
@@ -130,7 +118,7 @@ OBJECTS92 = DatasetSpec(
         "of Cichy et al. 2014 (https://github.com/cvai-roig-lab/Net2Brain)",
         "descriptions.jsonl: one multimodal-LLM description per image (fields image, prompt, text), made for llmvem",
     ),
-    load=_load_objects92,
+    load=lazy("llmvem.data.objects92", "load_objects92"),  # that module imports this one
 )
 
 NSD_SHARED1000 = DatasetSpec(
@@ -152,7 +140,7 @@ NSD_SHARED1000 = DatasetSpec(
         "shared1000_HED.tsv: MultimodalNeuroimagingLab/nsd_hed_labels (MIT)",
         "special100_captions.json: adriendoerig/visuo_llm (MIT), COCO and GPT-4 captions of the special100 images",
     ),
-    load=_load_nsd_shared1000,
+    load=lazy("llmvem.data.nsd_shared1000", "load_nsd_shared1000"),
 )
 
 for _spec in (OBJECTS92, NSD_SHARED1000):

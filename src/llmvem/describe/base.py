@@ -8,7 +8,6 @@ what was done to the image before it was sent (conversion, downscaling).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -214,7 +213,7 @@ class Descriptions:
 
     def write(self, path: str | Path, format: str | None = None) -> Path:
         """Write the descriptions to JSONL or Parquet (``format`` or the file suffix); returns the path."""
-        from llmvem.describe.export import write_records
+        from llmvem.describe.records import write_records
 
         return write_records([_row(r) for r in self.records], path, format)
 
@@ -225,19 +224,6 @@ def _row(d: Description) -> dict[str, Any]:
     if not d.clean:
         del row["raw_text"], row["clean"]
     return row
-
-
-def json_default(obj: Any) -> Any:
-    """JSON fallback for records: paths as strings, numpy scalars as numbers."""
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"cannot write {type(obj).__name__} to a description record")
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=json_default, separators=(",", ":"))
 
 
 def check_text(text: object) -> str | None:

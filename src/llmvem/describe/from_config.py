@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,3 +112,31 @@ def same_samples_warning(d: DescribeConfig) -> str | None:
     if d.n_samples > 1 and d.backend != "import" and d.temperature == 0:
         return "--samples > 1 with temperature 0 gives identical samples"
     return None
+
+
+@dataclass(frozen=True)
+class DescribeOutcome:
+    """What ``llmvem describe IMAGES`` did: one line to show, and the failed requests (a re-run retries them)."""
+
+    summary: str  #: ``N descriptions of M images → OUT``, or (dry run) how many requests remain
+    failures: list[str] = field(default_factory=list)  #: one line per failed request
+
+
+def describe_to_file(
+    cfg: ExperimentConfig, images: Path, out: Path, *, dry_run: bool = False, warn: Callable[[str], Any] | None = None
+) -> DescribeOutcome:
+    """``llmvem describe``: describe the images of ``images`` (:func:`describe_images`) and write the descriptions
+    to ``out`` (.jsonl or .parquet); with ``dry_run`` only plan the job (:func:`plan_images`), make no request and
+    write nothing. ``warn`` is called first with each warning about the settings (:func:`same_samples_warning`;
+    default: :func:`warnings.warn`).
+    """
+    if warning := same_samples_warning(cfg.describe):
+        (warn or warnings.warn)(warning)
+    if dry_run:
+        plan = plan_images(cfg, images)
+        retried = f", {plan.n_failed_before} failed before and will be retried" if plan.n_failed_before else ""
+        return DescribeOutcome(f"{len(plan.todo)} of {plan.n_requests} requests remain ({plan.n_done} finished"
+                               f"{retried}); log {plan.log_path}")  # fmt: skip
+    desc, n_images = describe_images(cfg, images)
+    desc.write(out)
+    return DescribeOutcome(f"{len(desc)} descriptions of {n_images} images → {out}", [str(f) for f in desc.failures])

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from llmvem.describe.base import dumps
+from llmvem.describe.records import dumps
 from llmvem.errors import StoreError
 
 _PREFIX = b'{"key":"'

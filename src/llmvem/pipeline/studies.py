@@ -35,7 +35,6 @@ def run_experiment(cfg: ExperimentConfig, until: Literal["train", "evaluate"]) -
 def run_demo_study(
     study: str | None,
     given: Mapping[str, Any],
-    paths: Mapping[str, Any],
     config: Path | None = None,
     sets: Sequence[str] | None = None,
 ) -> RunDir:
@@ -43,8 +42,8 @@ def run_demo_study(
 
     Args:
         study: a built-in study name or a study YAML file (default ``demo``).
-        given: config key → value of the flags typed (``None``: not given); old keys are moved to study keys.
-        paths: ``data_dir``, ``cache_dir``, ``output_dir`` (``None``: default).
+        given: config key → value of the flags typed (``None``: not given); old keys are moved to study keys;
+            ``data_dir``, ``cache_dir``, ``output_dir`` say where the run reads and writes (``None``: default).
         config: an old experiment config (run as its study; a warning shows the study YAML).
         sets: ``--set key=value`` items: study keys, or old keys translated like the flags.
     """
@@ -52,7 +51,8 @@ def run_demo_study(
     from llmvem.runner import run_study
     from llmvem.runner.legacy import study_overrides
 
-    literal = literal_overrides(given)
+    paths = {k: given.get(k) for k in ("data_dir", "cache_dir", "output_dir")}
+    literal = literal_overrides({k: v for k, v in given.items() if k not in paths})
     if config is not None:  # an old experiment config: run as its study
         from llmvem.config import load_config
         from llmvem.pipeline.encoding_demo import run_legacy
@@ -63,7 +63,8 @@ def run_demo_study(
         return run_legacy(cfg, None, None, "evaluate")
     name = study or "demo"
     over, lit = study_overrides(Path(name).stem, _sets(sets), literal)
-    return run_study(name, overrides=over, literal=lit, **{k: v for k, v in paths.items()})
+    return run_study(name, overrides=over, literal=lit, data_dir=paths["data_dir"], cache_dir=paths["cache_dir"],
+                     output_dir=paths["output_dir"])  # fmt: skip
 
 
 def _sets(sets: Sequence[str] | None) -> dict[str, str]:

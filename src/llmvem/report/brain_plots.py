@@ -346,14 +346,17 @@ def read_map(path: str | Path) -> tuple[str, Any]:
     raise DataError(f"brain map {p}: expected lh./rh.NAME.mgh, .nii(.gz) or a 2×n .npy")
 
 
-def plot_map_file(path: str | Path, out: str | Path, *, space: str = "auto", threshold: float | None = None,
-                  title: str | None = None, subjects_dir: str | Path | None = None) -> MapFigure:  # fmt: skip
+def plot_map_file(path: str | Path, out: str | Path | None = None, *, space: str = "auto",
+                  threshold: float | None = None, title: str | None = None,
+                  subjects_dir: str | Path | None = None) -> MapFigure:  # fmt: skip
     """Draw any per-voxel result file (:func:`read_map`) as a PNG: surfaces or volume, as the file is.
 
     Args:
+        out: the PNG (default: :func:`png_beside` the file).
         space: ``auto`` (from the file), ``fsaverage`` (full resolution where FreeSurfer's fsaverage is found),
             ``fsaverage5`` (always subsampled) or ``volume``; a space the file is not in is an error.
     """
+    out = png_beside(Path(path)) if out is None else out
     kind, data = read_map(path)
     want = {"fsaverage": "surface", "fsaverage5": "surface", "volume": "volume", "auto": kind}.get(space)
     if want is None:
@@ -365,6 +368,16 @@ def plot_map_file(path: str | Path, out: str | Path, *, space: str = "auto", thr
     if space == "fsaverage5":  # never the full-resolution meshes, even with $SUBJECTS_DIR set
         data = {h: to_fsaverage5(v) for h, v in data.items()}
     return plot_surface(data, out, threshold=threshold, title=title, subjects_dir=subjects_dir)
+
+
+def png_beside(path: Path) -> Path:
+    """Where a map file's picture goes by default: beside it, named by the map (``lh.r.mgh`` → ``r.png``).
+
+    >>> png_beside(Path("maps/subj01/desc/rh.r.mgh")).as_posix(), png_beside(Path("r.nii.gz")).as_posix()
+    ('maps/subj01/desc/r.png', 'r.png')
+    """
+    stem = path.name.split(".nii")[0].removesuffix(".mgh").removesuffix(".npy")
+    return path.with_name(stem.removeprefix("lh.").removeprefix("rh.") + ".png")
 
 
 #: per-voxel results drawn as pictures beside their map files (the others — α, p — are only written)

@@ -7,11 +7,11 @@ import datetime as dt
 import html
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmvem.errors import DataError
+from llmvem.report.section import Section
 from llmvem.report.tables import ENCODING_COLUMNS, RSA_COLUMNS, best_rows, check_columns, format_cell
 from llmvem.runs import check_run_finished
 
@@ -52,33 +52,6 @@ figure img { max-width: 100%; height: auto; border: 1px solid #eceff2; }
 figcaption { color: #5f6b76; font-size: 0.82rem; }
 pre { background: #f6f8fa; border: 1px solid #e3e7eb; padding: 0.75rem; overflow-x: auto; font-size: 0.82rem; }
 """
-
-
-@dataclass
-class Section:
-    """One report section: a title, paragraphs, and optionally a table, images and a preformatted block.
-
-    Attributes:
-        title: section heading.
-        text: paragraphs of plain text (a single string is one paragraph); escaped on output.
-        table: a DataFrame shown as an HTML table (index not shown; floats with 3 decimals).
-        images: image files embedded as data URIs; a relative path is looked up in the run directory first, then
-            relative to the working directory.
-        code: text shown verbatim in a ``<pre>`` block (e.g. a YAML config).
-        highlight: positional rows of ``table`` shown in bold (e.g. the best model per ROI).
-    """
-
-    title: str
-    text: list[str] = field(default_factory=list)
-    table: pd.DataFrame | None = None
-    images: list[Path] = field(default_factory=list)
-    code: str | None = None
-    highlight: Collection[int] = ()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.text, str):
-            self.text = [self.text]
-        self.images = [Path(p) for p in self.images]
 
 
 def _esc(text: Any) -> str:

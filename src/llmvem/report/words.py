@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmvem.report.html import Section
+from llmvem.report.section import Section
 
 
 def visual_words_sections(vw: dict[str, Any]) -> list[Section]:

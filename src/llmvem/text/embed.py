@@ -23,17 +23,15 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from llmvem.errors import BackendError, ConfigError, DataError, IdMismatchError
 from llmvem.hashing import artifact_key, hash_many, hash_text
 from llmvem.store import ArtifactStore
+from llmvem.text.embeddings import TextEmbeddings
 from llmvem.text.encoders import POLICIES, EmbedStats, Policy, TextEncoder, load_text_encoder
-
-if TYPE_CHECKING:
-    from llmvem.text.multi import TextEmbeddings
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +147,6 @@ def embed_to_file(
         DataError: bad texts (named by id or position); ``ids`` of the wrong length.
     """
     from llmvem.data.files import check_writable_ids, write_ids
-    from llmvem.text.multi import TextEmbeddings
 
     if block_size < 1:
         raise ConfigError(f"block_size must be >= 1, got {block_size}")

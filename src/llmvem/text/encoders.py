@@ -56,7 +56,10 @@ POLICIES: tuple[str, ...] = ("chunk", "truncate")
 ST_PREFIX = "sentence-transformers:"
 
 TextEncoderFactory = Callable[..., "TextEncoder"]
-TEXT_ENCODERS: Registry[TextEncoderFactory] = Registry("text encoder")
+#: the built-in encoders; the CLIP and word-vector modules register theirs (and import this one) on the first lookup
+TEXT_ENCODERS: Registry[TextEncoderFactory] = Registry(
+    "text encoder", plugins=("llmvem.text.clip", "llmvem.text.words")
+)
 
 # Files of a model directory that determine its output (weights, configs, tokenizer); READMEs etc. are left out.
 _MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".txt", ".model")
@@ -421,7 +424,7 @@ def load_text_encoder(name: str = "minilm", device: str = "cpu") -> TextEncoder:
     ``"@<revision>"``), from the local Hugging Face cache; nothing is downloaded. Other names are looked up in
     :data:`TEXT_ENCODERS`.
     """
-    _register_builtin()
+    TEXT_ENCODERS.load_plugins()  # the CLIP modules add their prefixes to _PREFIXES
     for prefix, factory in _PREFIXES.items():
         if name.startswith(prefix):
             ref = name[len(prefix) :].strip()
@@ -498,12 +501,6 @@ def _encoder_from_dir(name: str, model_dir: Path, source: dict[str, Any], device
 
 
 _PREFIXES: dict[str, Callable[..., TextEncoder]] = {ST_PREFIX: sentence_transformer_encoder}
-
-
-def _register_builtin() -> None:
-    """Import the modules that register the CLIP and word-vector encoders (they import this one)."""
-    import llmvem.text.clip
-    import llmvem.text.words  # noqa: F401
 
 
 def _max_seq_length(model_dir: Path) -> int:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from llmvem.errors import BackendError
-from llmvem.vision.backbones import POOLINGS, Backbone
+from llmvem.vision.backbone import POOLINGS, Backbone
 
 if TYPE_CHECKING:
     import torch

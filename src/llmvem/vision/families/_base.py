@@ -28,7 +28,7 @@ from llmvem.registry import Registry
 if TYPE_CHECKING:
     from torch import nn
 
-    from llmvem.vision.backbones import Backbone
+    from llmvem.vision.backbone import Backbone
 
 
 @dataclass(frozen=True)

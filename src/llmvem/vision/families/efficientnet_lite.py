@@ -24,13 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from llmvem.errors import BackendError
 from llmvem.store import weights_sha256
+from llmvem.vision.backbone import Backbone
 from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-
-    from llmvem.vision.backbones import Backbone
 
 #: variant → input side (efficientnet-lite-pytorch's ``efficientnet_params``)
 SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
@@ -140,8 +139,6 @@ class EfficientNetLiteFamily(BackboneFamily):
         seed: int = 0,
     ) -> Backbone:
         """EfficientNet-Lite ``ref``: pooled last feature map, D = 1280 (see the module docstring)."""
-        from llmvem.vision.backbones import Backbone
-
         pooling = pooling or "avg"
         if pooling not in self.poolings:
             raise BackendError(f"{ref} has no class token: pooling must be 'avg' or 'max', not {pooling!r}")

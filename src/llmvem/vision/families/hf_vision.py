@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmvem.errors import BackendError, ConfigError
+from llmvem.vision.backbone import Backbone
 from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, module_names, sequential_blocks
 from llmvem.vision.families.references import local_model_dir, model_files_sha256, parse_reference
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-
-    from llmvem.vision.backbones import Backbone
 
 DEFAULT_HF_CLIP = "openai/clip-vit-base-patch32"
 _OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -205,8 +204,6 @@ class HFVisionFamily(BackboneFamily):
 
     def load(self, ref: str, *, device: str, pooling: str | None, **kwargs: Any) -> Backbone:
         """The vision model in ``ref``: pooled features (B, hidden_size) (see the module docstring)."""
-        from llmvem.vision.backbones import Backbone
-
         name = f"{self.prefixes[0]}{ref}"
         if not ref:
             raise BackendError(f"backbone {name!r}: give a hub id or a folder after {self.prefixes[0]!r}")

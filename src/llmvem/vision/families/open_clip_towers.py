@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmvem.errors import BackendError, ConfigError
+from llmvem.vision.backbone import Backbone
 from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, module_names, sequential_blocks
 from llmvem.vision.families.references import local_model_dir, parse_reference
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-
-    from llmvem.vision.backbones import Backbone
 
 PREFIX = "open_clip:"
 
@@ -71,8 +70,6 @@ class OpenClipFamily(BackboneFamily):
     ) -> Backbone:
         import open_clip
         import torch
-
-        from llmvem.vision.backbones import Backbone
 
         name = f"{PREFIX}{ref}"
         if not ref:

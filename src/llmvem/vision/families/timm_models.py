@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from llmvem.errors import BackendError, ConfigError
 from llmvem.store import weights_sha256
+from llmvem.vision.backbone import Backbone
 from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, module_names, sequential_blocks
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-
-    from llmvem.vision.backbones import Backbone
 
 PREFIX = "timm:"
 _TIMM_POOL = {"avg": "avg", "max": "max", "cls": "token"}
@@ -89,8 +88,6 @@ def timm_backbone(
     See the module docstring for the arguments.
     """
     import timm.data
-
-    from llmvem.vision.backbones import Backbone
 
     if checkpoint_path is not None and pretrained:
         raise BackendError(f"timm:{architecture}: give checkpoint_path or pretrained=True, not both")

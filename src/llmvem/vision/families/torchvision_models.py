@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmvem.errors import BackendError, ConfigError
+from llmvem.vision.backbone import Backbone
 from llmvem.vision.families._base import FAMILIES, BackboneFamily, Blocks, module_names, sequential_blocks
 from llmvem.vision.families.references import checkpoint_weights
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-
-    from llmvem.vision.backbones import Backbone
 
 PREFIX = "torchvision:"
 _HEADS = ("fc", "classifier", "heads", "head")
@@ -122,8 +121,6 @@ class TorchvisionFamily(BackboneFamily):
         import torch
         import torchvision
         from torchvision import models
-
-        from llmvem.vision.backbones import Backbone
 
         name = f"{PREFIX}{ref}"
         if pooling is not None:
