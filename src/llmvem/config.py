@@ -17,7 +17,7 @@ llmvem.errors.ConfigError: invalid config:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -579,6 +579,37 @@ def _parse_value(text: Any) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+def literal_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Config key → typed flag value, for :func:`load_config`'s ``literal``: flags not given (``None``, an empty
+    repeatable) left out; paths as strings, tuples as lists; strings kept as typed.
+
+    >>> literal_overrides({"features.model": Path("runs/a"), "describe.prompt": ("a", "b"), "seed": None})
+    {'features.model': 'runs/a', 'describe.prompt': ['a', 'b']}
+    """
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, Path):
+            return str(v)
+        return [plain(x) for x in v] if isinstance(v, list | tuple) else v
+
+    return {k: plain(v) for k, v in values.items() if v is not None and v != () and v != []}
+
+
+def parse_sets(items: Sequence[str] | None) -> dict[str, str]:
+    """``--set key.path=value`` items → {key: YAML text} (the value parsed later, by :func:`load_config`).
+
+    >>> parse_sets(["train.epochs=3", " seed =1=2"])
+    {'train.epochs': '3', 'seed': '1=2'}
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    bad = [item for item in items or [] if "=" not in item]
+    if bad:
+        raise ConfigError(f"--set expects key.path=value, got {bad[0]!r}")
+    return {k.strip(): v for k, v in (item.split("=", 1) for item in items or [])}
 
 
 def load_config(

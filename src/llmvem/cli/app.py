@@ -516,7 +516,9 @@ def plot_map(
 
 @app.command()
 def compare(
-    run_dirs: Annotated[list[Path], typer.Argument(help="run directories of any study (demo, folder, nsd-objects92, ...)")],
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="run directories of any study (demo, folder, nsd-objects92, ...)")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for compare.csv and compare.png")] = Path("compare"),
     label: Annotated[
         list[str] | None, typer.Option("--label", help="a name per run, in order (default: the folder names)")

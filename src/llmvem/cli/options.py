@@ -13,8 +13,6 @@ message (the key path and the allowed values) however it was given.
 ('--samples', 'describe.n_samples', 'descriptions per image and prompt')
 >>> flag_for("progress").name, flag_for("embed.policy").metavar
 ('--progress/--no-progress', '[chunk|truncate]')
->>> literal_overrides({"features.model": Path("runs/a"), "describe.prompt": ("a", "b"), "seed": None})
-{'features.model': 'runs/a', 'describe.prompt': ['a', 'b']}
 """
 
 from __future__ import annotations
@@ -131,34 +129,15 @@ def option(key: str) -> Any:
     return flag_for(key).option()
 
 
-def literal_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Config key → typed flag value, for :func:`llmvem.config.load_config`'s ``literal``: flags not given
-    (``None``, an empty repeatable) left out; paths as strings, tuples as lists; strings kept as typed."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, Path):
-            return str(v)
-        return [plain(x) for x in v] if isinstance(v, list | tuple) else v
-
-    return {k: plain(v) for k, v in values.items() if v is not None and v != () and v != []}
-
-
 def resolve(config: Path | None, sets: Sequence[str] | None, values: Mapping[str, Any]) -> ExperimentConfig:
     """Config file + ``--set`` overrides (YAML values) + flag values by config key (literal; flags win), validated.
 
     Raises:
         ConfigError: a ``--set`` without ``=``, or an invalid config (the message names each bad key).
     """
-    from llmvem.config import load_config
-    from llmvem.errors import ConfigError
+    from llmvem.config import literal_overrides, load_config, parse_sets
 
-    overrides: dict[str, Any] = {}
-    for item in sets or []:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key.path=value, got {item!r}")
-        k, v = item.split("=", 1)
-        overrides[k.strip()] = v
-    return load_config(config, overrides, literal=literal_overrides(values))
+    return load_config(config, parse_sets(sets), literal=literal_overrides(values))
 
 
 def flag_key(flag: str, command: str) -> str:

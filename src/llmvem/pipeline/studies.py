@@ -47,7 +47,7 @@ def run_demo_study(
         config: an old experiment config (run as its study; a warning shows the study YAML).
         sets: ``--set key=value`` items: study keys, or old keys translated like the flags.
     """
-    from llmvem.cli.options import literal_overrides
+    from llmvem.config import literal_overrides, parse_sets
     from llmvem.runner import run_study
     from llmvem.runner.legacy import study_overrides
 
@@ -57,21 +57,14 @@ def run_demo_study(
         from llmvem.config import load_config
         from llmvem.pipeline.encoding_demo import run_legacy
 
-        over = _sets(sets)
+        over = parse_sets(sets)
         cfg = load_config(config, over, literal={**literal, **literal_overrides(paths),
                                                   **({"dataset.name": study} if study else {})})  # fmt: skip
         return run_legacy(cfg, None, None, "evaluate")
     name = study or "demo"
-    over, lit = study_overrides(Path(name).stem, _sets(sets), literal)
+    over, lit = study_overrides(Path(name).stem, parse_sets(sets), literal)
     return run_study(name, overrides=over, literal=lit, data_dir=paths["data_dir"], cache_dir=paths["cache_dir"],
                      output_dir=paths["output_dir"])  # fmt: skip
-
-
-def _sets(sets: Sequence[str] | None) -> dict[str, str]:
-    bad = [item for item in sets or [] if "=" not in item]
-    if bad:
-        raise ConfigError(f"--set expects key.path=value, got {bad[0]!r}")
-    return {k.strip(): v for k, v in (item.split("=", 1) for item in sets or [])}
 
 
 def run_demo(cfg: ExperimentConfig) -> None:
