@@ -88,9 +88,8 @@ CacheDirOpt = Annotated[Path | None, option("cache_dir")]
 #: the demo's options: study parameters of the built-in studies and paths (each one a config key, read from its field)
 DEMO_KEYS = ["dataset.n_images", "train.epochs", "train.lambda_align", "seed", "device", "progress", "data_dir",
              "cache_dir", "output_dir"]  # fmt: skip
-StudyArg = Annotated[
-    str | None, typer.Argument(help="a built-in study (demo, objects92, doerig-controls ...) or a study YAML file")
-]
+_STUDIES = ", ".join(sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "studies").glob("*.yaml")))
+StudyArg = Annotated[str | None, typer.Argument(help=f"a built-in study ({_STUDIES}) or a study YAML file")]
 OldDatasetOpt = Annotated[str | None, typer.Option("--dataset", help="the study (old name of the argument)")]
 OldConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="an old experiment YAML config")]
 StudySetOpt = Annotated[
@@ -527,8 +526,9 @@ def compare(
         str, typer.Option("--representation", help="the representation plotted: aligned, aligned_head, twin …")
     ] = "aligned_head",
 ) -> None:
-    """Put several runs side by side: one table of their RSA, paired differences and held-out accuracy
-    (compare.csv), and one representation's RSA per brain set as bars, one per run (compare.png).
+    """Put runs of any studies side by side: one table of every evaluation's whole-model scores (RSA, paired
+    differences, encoding r, held-out accuracy ...: compare.csv), and one representation's scores as bars, one per
+    run (compare.png: RSA per brain set, else mean r / top-1 / accuracy per target).
 
     Examples:
       llmvem compare runs/nsd-objects92-A runs/nsd-objects92-B --label "λ=0.03" --label "λ=0.1" -o compare/
