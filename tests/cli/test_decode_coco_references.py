@@ -74,6 +74,9 @@ def test_coco_files_map_to_nsd_ids_through_the_stim_info(coco: dict) -> None:
     shifted.to_csv(coco["root"] / "one_based.csv")
     with pytest.raises(DataError, match="0-based 73k index"):
         load_references(_files(coco, "train2017"), coco["root"] / "one_based.csv")
+    shifted.iloc[:500].to_csv(coco["root"] / "one_based_subset.csv")  # no 73,000 in it: caught by the row column
+    with pytest.raises(DataError, match=r"row 0 has nsdId 1 \(nsdId = row \+ 1 in every row"):
+        load_references(_files(coco, "train2017"), coco["root"] / "one_based_subset.csv")
 
 
 def _decode(coco: dict, out: Path, *extra: str) -> tuple[int, str]:

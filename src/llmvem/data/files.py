@@ -503,8 +503,9 @@ def read_nsd_stim_info(path: str | Path) -> pd.DataFrame:
     canonical ``nsd-NNNNN`` (``nsdId`` + 1).
 
     Raises:
-        DataError: the file is missing or unreadable, lacks ``cocoId`` / ``nsdId``, or ``nsdId`` is outside
-            0 … 72,999 (a 1-based column would reach 73,000).
+        DataError: the file is missing or unreadable, lacks ``cocoId`` / ``nsdId``, ``nsdId`` is outside
+            0 … 72,999 (a 1-based column would reach 73,000), or differs from the first column's row number
+            (a subset of rows shifted by one is caught here).
     """
     from llmvem.data.nsd_ids import N_IMAGES, from_index
 
@@ -521,6 +522,12 @@ def read_nsd_stim_info(path: str | Path) -> pd.DataFrame:
     if nsd.isna().any() or not nsd.between(0, N_IMAGES - 1).all():
         raise DataError(f"NSD stimulus info {path}: nsdId must be the 0-based 73k index (0 … {N_IMAGES - 1}); found "
                         f"{nsd.min()} … {nsd.max()}")  # fmt: skip
+    row = pd.to_numeric(pd.Series(df.index, index=df.index), errors="coerce")
+    if row.notna().all() and (row != nsd).any():  # the unnamed first column is the 0-based row: nsdId repeats it
+        k = int((row != nsd).to_numpy().argmax())
+        shift = " (nsdId = row + 1 in every row: a 1-based column)" if ((nsd - row) == 1).all() else ""
+        raise DataError(f"NSD stimulus info {path}: nsdId must repeat the first (0-based row) column, as in NSD's "
+                        f"file; row {int(row.iloc[k])} has nsdId {int(nsd.iloc[k])}{shift}")  # fmt: skip
     df = df.assign(id=[from_index(int(k)) for k in nsd], cocoId=pd.to_numeric(df["cocoId"], errors="coerce"))
     return df
 
