@@ -119,6 +119,12 @@ def test_map_files_and_errors(tmp_path: Path) -> None:
         bp.read_map(tmp_path / "bad.nii.gz")
     with pytest.raises(DataError, match="no finite value"):
         bp.plot_surface({"lh": np.full(N5, np.nan), "rh": np.full(N5, np.nan)}, tmp_path / "n.png")
+    off = np.full(163_842, np.nan)
+    off[[20_000, 90_000]] = 0.5  # a tiny full-resolution map whose vertices are all off fsaverage5's
+    with pytest.raises(
+        DataError, match=r"its 2 vertices with values all lie off fsaverage5's first 10242 .*SUBJECTS_DIR"
+    ):
+        bp.plot_surface({"lh": off, "rh": np.full(163_842, np.nan)}, tmp_path / "off.png", subjects_dir=tmp_path)
 
 
 def test_plot_map_command(tmp_path: Path) -> None:

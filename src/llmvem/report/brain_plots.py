@@ -157,6 +157,12 @@ def plot_surface(
     data = {h: np.asarray(v, np.float64).reshape(-1) if full else to_fs5[h] for h, v in hemis.items()}
     roi_data = {name: {h: np.asarray(m[h]).reshape(-1) if full else to_fsaverage5(m[h]) > 0.5 for h in HEMIS}
                 for name, m in (rois or {}).items()}  # fmt: skip
+    if not full and not any(np.isfinite(v).any() for v in data.values()):
+        n_fin = sum(int(np.isfinite(np.asarray(v, np.float64)).sum()) for v in hemis.values())
+        if n_fin:
+            raise DataError(f"brain map: its {n_fin} vertices with values all lie off fsaverage5's first {N_FS5} "
+                            "vertices, where the map is drawn (subsampled); set subjects_dir / $SUBJECTS_DIR to "
+                            "FreeSurfer's fsaverage to draw it at full resolution")  # fmt: skip
     top, symmetric = _limits(data, vmax, threshold)
     cmap = cmap or ("RdBu_r" if symmetric else "autumn")
     cols = len(VIEWS) + (flat is not None)
