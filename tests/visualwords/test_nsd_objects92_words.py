@@ -49,8 +49,8 @@ def test_visual_words_study_small(data_dir: Path, tmp_path: Path) -> None:
     # the training words of several tokens, for `llmvem words` to read them as words; the readout uses them too
     pieces = json.loads((run.path / "visual_words_pieces.json").read_text())
     assert pieces and all(len(ids) > 1 for ids in pieces.values())
+    from llmvem.align.words import words_from_run
     from llmvem.data.stimuli import StimulusSet
-    from llmvem.visualwords.run import words_from_run
 
     stim = StimulusSet.from_folder(data_dir / "objects92" / "images").subset(["image_01", "image_02"])
     words = words_from_run(stim, run.path, "aligned-seed0", k=10, batch_size=8)

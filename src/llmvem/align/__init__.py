@@ -1,7 +1,8 @@
 """Align stage: projection heads, alignment losses and the trainer (task loss + λ · alignment loss).
 
 :class:`TrainSpec` identifies a run, :func:`~llmvem.align.trainer.fit` trains a plan (the fine-tune's or the twin's),
-:class:`TrainedNetwork` answers features and heads of a trained network.
+:class:`TrainedNetwork` answers features and heads of a trained network; :mod:`llmvem.align.words` reads the
+vocabulary head of a visual-words run (words, logits, PIF features of any images).
 """
 
 from llmvem.align.losses import ALIGN_LOSSES

@@ -38,7 +38,7 @@ def features_from_config(cfg: ExperimentConfig, images: Path) -> tuple[np.ndarra
     stim = stimuli_from_path(images, f.subset, design=f.design)
     check_writable_ids(stim.ids, f"images of {images}")  # before the work: the .ids.txt must round-trip
     if f.model is not None and f.pif:
-        from llmvem.visualwords.run import pif_from_run
+        from llmvem.align.words import pif_from_run
 
         pif = pif_from_run(stim, f.model, f.weights, batch_size=f.batch_size, device=cfg.device, progress=cfg.progress)
         return pif, list(stim.ids)

@@ -312,7 +312,7 @@ def words(
       llmvem demo nsd-objects92-words --data-dir ../shared/data
       llmvem words ../shared/data/objects92/images --model runs/nsd-objects92-words-20261122-1015 --top 10 --out w.json
     """
-    from llmvem.visualwords.run import save_words, words_from_config
+    from llmvem.align.words import save_words, words_from_config
 
     result = words_from_config(cfg, images)
     save_words(out, result)

@@ -8,11 +8,11 @@
 - :mod:`~llmvem.visualwords.head`: :func:`vocab_head` — Linear(feature → V), optionally from the token embeddings.
 - :mod:`~llmvem.visualwords.pif`: :func:`pif_features` — softmax(logits) @ E, features made of text embeddings.
 - :mod:`~llmvem.visualwords.readout`: top-k words per image / voxel / ROI, precision@k against shuffled descriptions.
-- :mod:`~llmvem.visualwords.run`: the vocabulary head of a fine-tuned run directory (``llmvem words``).
 
 The alignment loss ``"visual_words"`` (KL(target ‖ softmax(logits))) is in :data:`llmvem.align.ALIGN_LOSSES`; with
 ``finetune.loss: visual_words`` the fine-tuning experiment trains a vocabulary head on the descriptions' bag of
-words. torch and transformers are imported only inside the functions that use them.
+words; :mod:`llmvem.align.words` reads that head of a run directory (``llmvem words``, ``llmvem features
+--pif``). torch and transformers are imported only inside the functions that use them.
 """
 
 from llmvem.visualwords.head import vocab_head

@@ -8,7 +8,7 @@ vocabulary head (held-out precision@k). The analysis is :mod:`llmvem.visualwords
 - model ``pif`` (seeded): a fine-tuned vocabulary head's softmax @ token embeddings on the images it represents;
 - evaluation ``word_readout``: a vocabulary head's top-k words against the images' own descriptions
   (:meth:`~llmvem.visualwords.heldout.VisualWordsSetup.readout`) → rows, ``visual_words.json`` and the training words
-  of several tokens (:data:`llmvem.visualwords.run.PIECES_FILE`, read by ``llmvem words``).
+  of several tokens (:data:`llmvem.align.words.PIECES_FILE`, read by ``llmvem words``).
 
 The vocabulary a fine-tune's head predicts is ``settings.finetune.vocabulary`` (the trainer builds the head, and
 ``llmvem words`` reads the run, from that key), so a bag-of-words target that trains a head must use it.
@@ -165,10 +165,10 @@ def word_readout(p: ReadoutParams, state: RunState, name: str) -> None:
     ``visual_words.json`` (with example words, report section "Visual words") and the pieces file."""
     from pathlib import Path
 
+    from llmvem.align.words import PIECES_FILE
     from llmvem.runner.kinds.networks import activations
     from llmvem.store import atomic_write_text
     from llmvem.visualwords.heldout import VisualWordsSetup
-    from llmvem.visualwords.run import PIECES_FILE
 
     bags, cfg = word_bags(state, p.words, f"evaluations.{name}.words"), state.cfg
     src = state.source(bags.stimuli)
