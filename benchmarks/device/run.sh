@@ -80,8 +80,8 @@ main() {
     # pyproject's addopts replaced by what of them applies here (its --timeout needs pytest-timeout: used when there)
     local opts=(-o "addopts=" -ra --strict-markers -m "not slow" -p no:cacheprovider --junitxml="$OUT/pytest.xml")
     python3 -c "import pytest_timeout" 2>/dev/null && opts+=(--timeout=200)
-    step pytest 240 python3 -m pytest "${opts[@]}" tests/vision/test_extract_cuda.py tests/align/test_sync_batchnorm.py
-    step features_cuda 360 env LLMVEM_BENCH_RESULTS="$OUT" LLMVEM_BENCH_FEATURES_IMAGES=/tmp/llmvem-images \
+    step pytest 180 python3 -m pytest "${opts[@]}" tests/vision/test_extract_cuda.py tests/align/test_sync_batchnorm.py
+    step features_cuda 300 env LLMVEM_BENCH_RESULTS="$OUT" LLMVEM_BENCH_FEATURES_IMAGES=/tmp/llmvem-images \
         python3 benchmarks/run.py features_cuda
     echo "=== done: status $status"
     return "$status"
