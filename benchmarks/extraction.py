@@ -125,7 +125,7 @@ def _decode_rates(stim: Any, bb: Any, workers: int, more: tuple[int, ...] = (4,)
     from llmvem.vision.extract_pipeline import _prepare, image_batches
 
     n, cuda = len(stim), _is_cuda(bb)
-    n_procs = max(workers, *more) if cuda else workers
+    n_procs = max((workers, *more)) if cuda else workers
 
     def threads(w: int) -> Callable[[], None]:
         def go() -> None:
