@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: where each result goes as <name>.json (LLMVEM_BENCH_RESULTS: another folder, e.g. a device run's output folder)
+RESULTS = Path(os.environ.get("LLMVEM_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {}
 
 
@@ -271,16 +272,33 @@ def _data_dir() -> Path:
     return d
 
 
+def _extraction() -> Any:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import extraction
+
+    return extraction
+
+
 @benchmark
 def features() -> dict[str, Any]:
     """extract_features (pipelined: decode threads + forward, cold store) vs (a) the bare EfficientNet-Lite0 forward on
     preloaded tensors and (b) parallel decode + preprocess alone, on NSD shared-1000 images (LLMVEM_BENCH_FEATURES_N,
     default 256); decode threads vs DataLoader processes; all 16 blocks in one pass vs one pass per block;
-    THINGSvision on the same model and images if it imports (LLMVEM_BENCH_THINGSVISION: its --target folders)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import extraction
+    THINGSvision on the same model and images if it imports (LLMVEM_BENCH_THINGSVISION: its --target folders).
+    LLMVEM_BENCH_FEATURES_MODEL / _MODEL_KWARGS / _DEVICE / _IMAGES set the model, its keywords, the device and the
+    image folder."""
+    ext = _extraction()
+    return dict(ext.run(ext.images_folder(_data_dir)))
 
-    return extraction.run(_data_dir())
+
+@benchmark
+def features_cuda() -> dict[str, Any]:
+    """The same on one CUDA GPU with timm ResNet-50 (random weights: throughput does not depend on their values),
+    float32 and bfloat16 autocast, at 4 / 8 / 16 decode threads (LLMVEM_BENCH_FEATURES_CUDA_WORKERS), 2,048 images
+    by default (LLMVEM_BENCH_FEATURES_IMAGES: a folder; the NSD shared-1000 images otherwise); every timing ends
+    with torch.cuda.synchronize. Prints `skipped` without a GPU."""
+    ext = _extraction()
+    return dict(ext.run_cuda(ext.images_folder(_data_dir)))
 
 
 @benchmark
@@ -508,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         p.error(f"unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     for name in names:
         print(f"== {name}", flush=True)
         result = BENCHMARKS[name]()
